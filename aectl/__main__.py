@@ -1,0 +1,5 @@
+import sys
+
+from aectl.cli import main
+
+sys.exit(main())

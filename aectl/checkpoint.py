@@ -1,0 +1,79 @@
+"""Self-describing checkpoints (design §4): saved atomically, loaded as data only.
+
+A checkpoint is a dict of plain Python values and tensors, loadable with
+`torch.load(weights_only=True)`: loading one never imports or calls anything named in the file.
+"""
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from aectl import __version__
+from aectl.errors import CheckpointError
+from aectl.models import build_model
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "aectl_version", "model", "state_dict", "step", "epoch", "config")
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write `payload` to `path` atomically: a temporary file in the same folder, flushed and
+    fsynced, then renamed over the target. A crash at any moment leaves the old file or the
+    new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, "aectl_version": __version__, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
+    """A .pt file as is; a run folder → its checkpoints/<name>."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        candidate = path / "checkpoints" / name
+        if not candidate.is_file():
+            raise CheckpointError(f"{path}: no checkpoints/{name} in this folder (is it a run folder?)")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint as data (weights_only=True) on the CPU and check its format."""
+    path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused, the file holds more than plain data ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or another format: "
+                              f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not an aectl checkpoint (missing keys)")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {ckpt['format_version']} "
+                              f"(written by aectl {ckpt['aectl_version']}); this aectl reads version {FORMAT_VERSION}")
+    return ckpt
+
+
+def rebuild_model(ckpt: dict) -> nn.Module:
+    """The model of a checkpoint, from its (kind, kwargs) and state_dict alone, in eval mode."""
+    model = build_model(ckpt["model"]["kind"], **ckpt["model"]["kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

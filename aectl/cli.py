@@ -1,0 +1,218 @@
+"""`aectl train | eval | report`: the dispatcher and the Hydra entry points.
+
+The only module that imports hydra/omegaconf and the only one that sees the whole config.
+Nothing here imports torch at module level, so `aectl --help` and tab completion start fast.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aectl.errors import AectlError
+
+log = logging.getLogger("aectl")
+
+USAGE = """usage: aectl <command> [options and overrides]
+
+commands:
+  train    train an autoencoder from composed configs
+           e.g. aectl train model=vae beta=0.5 | aectl train -m model.latent_dim=2,8,32
+  eval     evaluate a checkpoint, run folder or sweep folder: aectl eval ckpt=outputs/<date>/<time>
+  report   compare the runs of a sweep: aectl report multirun/<date>/<time>
+
+Run `aectl <command> --help` for the options of a command.
+Tab completion (bash): eval "$(aectl train -sc install=bash)"
+"""
+COMMANDS = ("train", "eval", "report")
+
+
+def config_dir() -> str:
+    """The YAML configs: shipped inside the package in a wheel, top-level configs/ in a checkout."""
+    packaged = Path(__file__).parent / "configs"
+    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "configs")
+
+
+def _register_schemas() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from aectl.config import TrainConfig
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def _train_task(cfg) -> dict:
+    """Hydra task function of `aectl train`: validated config → a trained run folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from aectl.config import validate
+
+    hydra_cfg = HydraConfig.get()
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.trainer.resume:
+        cfg = _resumed_config(cfg, hydra_cfg.overrides.task)
+        config_dict = OmegaConf.to_container(cfg, resolve=True)
+    config = OmegaConf.to_object(cfg)
+    validate(config)
+    return train(config, config_dict, Path(hydra_cfg.runtime.output_dir))
+
+
+def _resumed_config(cfg, overrides: list[str]):
+    """A resumed run keeps the checkpoint's config; dotted overrides given now apply on top
+    (e.g. trainer.epochs=50 to train longer). Group choices cannot change a resumed run."""
+    from omegaconf import OmegaConf
+
+    from aectl.checkpoint import load_checkpoint
+    from aectl.config import TrainConfig
+
+    groups = ("model", "dataset", "noise", "penalty", "beta_schedule", "trainer")
+    changed_groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
+    if changed_groups:
+        raise AectlError(f"trainer.resume: {changed_groups[0]} would change the resumed run's config group; "
+                         "allowed with resume: dotted overrides such as trainer.epochs=50")
+    saved = load_checkpoint(cfg.trainer.resume)["config"]
+    dotted = [o.lstrip("+") for o in overrides if "=" in o and not o.startswith("~")]
+    return OmegaConf.merge(OmegaConf.structured(TrainConfig), saved, OmegaConf.from_dotlist(dotted))
+
+
+def train(config, config_dict: dict, run_dir: Path) -> dict:
+    """Build every component from the config and run the trainer."""
+    import functools
+
+    import torch
+
+    from aectl import data as data_mod
+    from aectl import noise, schedules
+    from aectl.checkpoint import load_checkpoint
+    from aectl.models import build_model
+    from aectl.objective import Objective
+    from aectl.tracking import TensorBoardTracker
+    from aectl.trainer import fit, resolve_device
+
+    m, t, s, p, n = config.model, config.trainer, config.beta_schedule, config.penalty, config.noise
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    data = data_mod.load_dataset(**vars(config.dataset)).to(device)
+    kwargs = dict(input_shape=data.input_shape, latent_dim=m.latent_dim, arch=m.arch,
+                  hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
+                  activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation)
+    if m.kind != "vae":
+        kwargs["code_activation"] = m.code_activation
+    torch.manual_seed(t.seed)
+    model = build_model(m.kind, **kwargs)
+    resume = load_checkpoint(t.resume) if t.resume else None
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+    model.to(device)
+    objective = Objective(likelihood=m.likelihood, variational=m.kind == "vae", penalty=p.kind,
+                          rho=p.rho, penalty_beta=p.beta, l1_weight=p.weight)
+    corrupt = functools.partial(noise.corrupt, kind=n.kind, sigma=n.sigma, clip=n.clip, p=n.p,
+                                v_min=n.v_min, v_max=n.v_max)
+    steps_per_epoch = -(-len(data.train) // t.batch_size)
+    beta_at = functools.partial(schedules.beta_at, beta=config.beta if m.kind == "vae" else 0.0,
+                                kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
+                                ratio=s.ratio, total_steps=t.epochs * steps_per_epoch)
+    meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
+            "data": {"scale": data.scale, "input_shape": data.input_shape}}
+    log.info("run folder: %s", run_dir)
+    log.info("model %s (%s), %d parameters, on %s; %d training examples", m.kind, m.arch,
+             sum(q.numel() for q in model.parameters()), device, len(data.train))
+    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume else None)
+    try:
+        metrics = fit(model, data, objective, corrupt, beta_at, config.beta, t, run_dir, tracker, meta, resume)
+        if metrics:
+            tracker.hparams(_hparams(config_dict), {f"hparam/{k}": v for k, v in metrics["val"].items()})
+            log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
+                     metrics["test"]["loss"] if "test" in metrics else float("nan"), run_dir / "metrics.json")
+    finally:
+        tracker.close()
+    return metrics
+
+
+def _hparams(config_dict: dict) -> dict:
+    """Flat {'model.latent_dim': 8, ...} of the config's scalar and list values."""
+    flat = {}
+    for group, values in config_dict.items():
+        if isinstance(values, dict):
+            flat.update({f"{group}.{k}": v for k, v in values.items() if v is not None})
+        elif values is not None:
+            flat[group] = values
+    return flat
+
+
+def _hydra_app(task, config_name: str):
+    import hydra
+
+    _register_schemas()
+    return hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(task)
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra/OmegaConf errors → one line naming the key, the value and what is allowed."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.options:
+        group = (err.missing_cfg_file or "").split("/")[0]
+        return f"{err.missing_cfg_file.replace('/', '=', 1)}: no such option; allowed {group}=" + \
+            ", ".join(sorted(err.options))
+    parts = [str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__]
+    if err.__cause__ is not None and str(err.__cause__).strip():
+        parts.append(str(err.__cause__).strip().splitlines()[0])
+    return " ".join(parts)
+
+
+def _run_hydra(command: str, args: list[str]) -> int:
+    """Run a Hydra app with `args` as its command line; bad input ends in one line, exit 2."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    task = {"train": (_train_task, "train")}[command]
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
+    sys.argv = [sys.argv[0], *args]
+    try:
+        _hydra_app(*task)()
+    except (AectlError, HydraException, OmegaConfBaseException) as err:
+        if full_error:
+            raise
+        print(f"aectl {command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _completion(args: list[str]) -> int:
+    """Hydra's shell completion calls `aectl -sc query=bash` with COMP_LINE='aectl train ...':
+    drop the subcommand word so Hydra completes the overrides of that command."""
+    words = os.environ.get("COMP_LINE", "").split(maxsplit=2)
+    if len(words) >= 2 and words[1] in ("train", "eval"):
+        line = os.environ["COMP_LINE"]
+        cut = line.index(words[1]) + len(words[1])
+        os.environ["COMP_LINE"] = line[:line.index(words[1])] + line[cut:].lstrip()
+        removed = len(line) - len(os.environ["COMP_LINE"])
+        os.environ["COMP_POINT"] = str(max(0, int(os.environ.get("COMP_POINT", len(line))) - removed))
+        return _run_hydra(words[1], args)
+    print("\n".join(f"{c} " for c in COMMANDS))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if argv[0] == "-sc":
+        return _completion(argv)
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        return _run_hydra(command, rest)
+    if command in ("eval", "report"):
+        print(f"aectl {command}: not available yet", file=sys.stderr)
+        return 2
+    print(f"aectl: unknown command {command!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The config schema: one dataclass per config group, a comment per field, and range checks.
+
+Hydra composes the YAML of `configs/` on top of these dataclasses, so an unknown key or a
+wrong type is refused during composition; `validate` then checks ranges and choices and
+raises `ConfigError` naming the key. This module never imports torch (it is on the CLI's
+start-up path).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from aectl.errors import ConfigError
+
+MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
+ARCHS = ("mlp", "conv")
+ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "tanh", "sigmoid", "identity")
+LIKELIHOODS = ("bernoulli", "gaussian")
+NOISES = ("none", "gaussian", "salt_pepper", "masking")
+PENALTIES = ("none", "kl_sparsity", "l1")
+SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
+DATASETS = ("digits", "synthetic")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae (design §2)
+    arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
+    latent_dim: int = 8  # K, size of the code z
+    activation: str = "relu"  # hidden-layer activation
+    code_activation: str = "identity"  # activation on the AE code (sigmoid for the sparse AE)
+    likelihood: str = "gaussian"  # bernoulli (BCE on logits) | gaussian (squared error)
+    output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "digits"  # digits (scikit-learn's 8×8 set, offline) | synthetic
+    root: Optional[str] = None  # where files are read from (datasets that need files)
+    val_fraction: float = 0.1  # share of the data held out for validation
+    test_fraction: float = 0.1  # share held out for testing
+    split_seed: int = 0  # the seeded split is the same for every run with this seed
+    limit: int = 0  # use at most this many training examples (0 = all)
+    num_samples: int = 512  # synthetic: number of examples
+    shape: list[int] = field(default_factory=lambda: [1, 8, 8])  # synthetic: C, H, W
+
+
+@dataclass
+class NoiseConfig:
+    kind: str = "none"  # none | gaussian | salt_pepper | masking (design §2)
+    sigma: float = 0.3  # gaussian: standard deviation
+    clip: bool = True  # gaussian: clip x̃ to [v_min, v_max]
+    p: float = 0.25  # salt_pepper / masking: corruption probability per entry
+    v_min: float = 0.0  # smallest data value (pepper, clip range)
+    v_max: float = 1.0  # largest data value (salt, clip range)
+
+
+@dataclass
+class PenaltyConfig:
+    kind: str = "none"  # none | kl_sparsity | l1
+    rho: float = 0.05  # kl_sparsity: target mean activation ρ
+    beta: float = 3.0  # kl_sparsity: weight β of Σ_j KL(ρ‖ρ̂_j)
+    weight: float = 1e-3  # l1: weight of Σ_j |h_j|
+
+
+@dataclass
+class BetaScheduleConfig:
+    kind: str = "constant"  # constant | linear | sigmoid | cyclical
+    warmup_steps: int = 1000  # linear: steps to reach the full β
+    k: float = 0.0025  # sigmoid: steepness of the logistic
+    x0: int = 2500  # sigmoid: step of the midpoint
+    cycles: int = 4  # cyclical: number of cycles M over the run
+    ratio: float = 0.5  # cyclical: share R of each cycle spent rising
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30  # passes over the training split
+    batch_size: int = 128  # examples per optimizer step
+    lr: float = 1e-3  # learning rate
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0  # L2 / decoupled weight decay
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    threads: int = 1  # CPU threads for torch (0 = torch's default)
+    seed: int = 0  # seeds weights, batches and noise
+    log_every: int = 50  # steps between scalar logs (never a per-step host sync)
+    images_every: int = 5  # epochs between image logs (the last epoch always logs)
+    progress: bool = True  # tqdm progress bar
+    compile: bool = False  # torch.compile the model (CUDA)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA)
+    resume: Optional[str] = None  # run folder or .pt to continue from
+    save_every: int = 1  # epochs between writes of checkpoints/last.pt
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    beta_schedule: BetaScheduleConfig = field(default_factory=BetaScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    beta: float = 1.0  # target KL weight of the VAE: β(t) = beta · f(t); <1 anneals, >1 is a β-VAE
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, "one of " + ", ".join(allowed))
+
+
+def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check ranges and choices; raise ConfigError naming the first bad key."""
+    m, d, n, p, s, t = cfg.model, cfg.dataset, cfg.noise, cfg.penalty, cfg.beta_schedule, cfg.trainer
+    _choice("model.kind", m.kind, MODEL_KINDS)
+    _choice("model.arch", m.arch, ARCHS)
+    _choice("model.activation", m.activation, ACTIVATIONS)
+    _choice("model.code_activation", m.code_activation, ACTIVATIONS)
+    _choice("model.output_activation", m.output_activation, ACTIVATIONS)
+    _choice("model.likelihood", m.likelihood, LIKELIHOODS)
+    _check("model.latent_dim", m.latent_dim, m.latent_dim > 0, "an integer > 0")
+    _check("model.hidden_dims", m.hidden_dims, all(h > 0 for h in m.hidden_dims), "widths > 0")
+    _check("model.conv_channels", m.conv_channels,
+           len(m.conv_channels) > 0 and all(c > 0 for c in m.conv_channels), "a non-empty list of channels > 0")
+
+    _choice("dataset.name", d.name, DATASETS)
+    _check("dataset.val_fraction", d.val_fraction, 0 < d.val_fraction < 1, "a fraction in (0, 1)")
+    _check("dataset.test_fraction", d.test_fraction, 0 <= d.test_fraction < 1, "a fraction in [0, 1)")
+    _check("dataset.test_fraction", d.test_fraction, d.val_fraction + d.test_fraction < 1,
+           "val_fraction + test_fraction < 1")
+    _check("dataset.limit", d.limit, d.limit >= 0, "an integer ≥ 0 (0 = all)")
+    _check("dataset.num_samples", d.num_samples, d.num_samples > 0, "an integer > 0")
+    _check("dataset.shape", d.shape, len(d.shape) == 3 and all(v > 0 for v in d.shape), "[C, H, W], each > 0")
+
+    _choice("noise.kind", n.kind, NOISES)
+    _check("noise.sigma", n.sigma, n.sigma >= 0, "a standard deviation ≥ 0")
+    _check("noise.p", n.p, 0 <= n.p <= 1, "a probability in [0, 1]")
+    _check("noise.v_max", n.v_max, n.v_min < n.v_max, f"greater than noise.v_min={n.v_min}")
+
+    _choice("penalty.kind", p.kind, PENALTIES)
+    _check("penalty.rho", p.rho, 0 < p.rho < 1, "a target activation in (0, 1)")
+    _check("penalty.beta", p.beta, p.beta >= 0, "a weight ≥ 0")
+    _check("penalty.weight", p.weight, p.weight >= 0, "a weight ≥ 0")
+    if p.kind == "kl_sparsity":
+        _check("model.code_activation", m.code_activation, m.code_activation == "sigmoid",
+               "sigmoid when penalty=kl_sparsity (ρ̂ must lie in (0, 1))")
+    if m.kind == "vae" and p.kind != "none":
+        _check("penalty.kind", p.kind, False, "none for model=vae (the KL term is its regulariser)")
+
+    _check("beta", cfg.beta, cfg.beta >= 0, "a KL weight ≥ 0")
+    _choice("beta_schedule.kind", s.kind, SCHEDULES)
+    _check("beta_schedule.warmup_steps", s.warmup_steps, s.warmup_steps >= 0, "an integer ≥ 0")
+    _check("beta_schedule.k", s.k, s.k > 0, "a steepness > 0")
+    _check("beta_schedule.cycles", s.cycles, s.cycles > 0, "an integer > 0")
+    _check("beta_schedule.ratio", s.ratio, 0 < s.ratio <= 1, "a share in (0, 1]")
+
+    _check("trainer.epochs", t.epochs, t.epochs > 0, "an integer > 0")
+    _check("trainer.batch_size", t.batch_size, t.batch_size > 0, "an integer > 0")
+    _check("trainer.lr", t.lr, t.lr > 0, "a learning rate > 0")
+    _choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    _check("trainer.weight_decay", t.weight_decay, t.weight_decay >= 0, "a value ≥ 0")
+    _check("trainer.grad_clip", t.grad_clip, t.grad_clip >= 0, "a norm ≥ 0 (0 = off)")
+    _choice("trainer.device", t.device, DEVICES)
+    _check("trainer.threads", t.threads, t.threads >= 0, "an integer ≥ 0 (0 = torch's default)")
+    _check("trainer.log_every", t.log_every, t.log_every > 0, "an integer > 0")
+    _check("trainer.images_every", t.images_every, t.images_every > 0, "an integer > 0")
+    _check("trainer.save_every", t.save_every, t.save_every > 0, "an integer > 0")
+    _choice("trainer.precision", t.precision, PRECISIONS)

@@ -1,0 +1,190 @@
+"""Encoder/decoder builders (mlp, conv) and the two model classes, built from plain kwargs.
+
+Every variant of design §2 is one of two modules: `Autoencoder` (ae, stacked_ae, sparse_ae, dae:
+they differ in depth, code activation, noise and penalty, not in code) and
+`VariationalAutoencoder`. `build_model(kind, **kwargs)` is the only way to construct one, so a
+checkpoint's (kind, kwargs) rebuilds it exactly.
+"""
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+}
+ARCHS = ("mlp", "conv")
+
+
+class ModelOutput(NamedTuple):
+    """recon: decoder output (logits for a Bernoulli likelihood, the mean for a Gaussian one);
+    z: the code fed to the decoder; mu/logvar: the posterior q(z|x) (VAE only, else None)."""
+
+    recon: torch.Tensor
+    z: torch.Tensor
+    mu: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+
+
+def _mlp(dims: Sequence[int], activation: str) -> list[nn.Module]:
+    """Linear layers through `dims` with an activation after each (the caller adds the head)."""
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
+    return layers
+
+
+def _conv_sizes(height: int, width: int, n_layers: int) -> list[tuple[int, int]]:
+    """Spatial size after each stride-2, kernel-3, padding-1 conv: ⌈h/2⌉ (any H×W works)."""
+    sizes = [(height, width)]
+    for _ in range(n_layers):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+class Encoder(nn.Module):
+    """x (N, C, H, W) → features (N, out_features): an MLP on the flattened input or a conv stack."""
+
+    def __init__(self, input_shape: Sequence[int], arch: str, hidden_dims: Sequence[int],
+                 conv_channels: Sequence[int], activation: str):
+        super().__init__()
+        c, h, w = input_shape
+        if arch == "conv":
+            layers: list[nn.Module] = []
+            for c_in, c_out in zip([c, *conv_channels[:-1]], conv_channels):
+                layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), ACTIVATIONS[activation]()]
+            h_last, w_last = _conv_sizes(h, w, len(conv_channels))[-1]
+            flat = conv_channels[-1] * h_last * w_last
+            layers += [nn.Flatten(), *_mlp([flat, *hidden_dims], activation)]
+            self.out_features = hidden_dims[-1] if hidden_dims else flat
+        else:
+            layers = [nn.Flatten(), *_mlp([c * h * w, *hidden_dims], activation)]
+            self.out_features = hidden_dims[-1] if hidden_dims else c * h * w
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Decoder(nn.Module):
+    """z (N, K) → output (N, C, H, W): the mirror of `Encoder`, with a linear output layer."""
+
+    def __init__(self, input_shape: Sequence[int], arch: str, hidden_dims: Sequence[int],
+                 conv_channels: Sequence[int], activation: str, latent_dim: int):
+        super().__init__()
+        c, h, w = input_shape
+        self.input_shape = tuple(input_shape)
+        dims = [latent_dim, *reversed(hidden_dims)]
+        if arch == "conv":
+            sizes = _conv_sizes(h, w, len(conv_channels))
+            h_last, w_last = sizes[-1]
+            flat = conv_channels[-1] * h_last * w_last
+            layers: list[nn.Module] = [*_mlp(dims, activation), nn.Linear(dims[-1], flat),
+                                       ACTIVATIONS[activation](),
+                                       nn.Unflatten(1, (conv_channels[-1], h_last, w_last))]
+            channels = [*reversed(conv_channels), c]
+            targets = list(reversed(sizes[:-1]))
+            for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+                # A stride-2 transposed conv maps s to 2s−1+output_padding; pick it to hit the
+                # encoder's size exactly, so odd sizes (7×7, 28×28 → 14 → 7 → 4) round-trip.
+                (h_in, w_in), (h_out, w_out) = sizes[len(sizes) - 1 - i], targets[i]
+                pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)
+                layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
+                if i < len(channels) - 2:
+                    layers.append(ACTIVATIONS[activation]())
+            self.body = nn.Sequential(*layers)
+        else:
+            self.body = nn.Sequential(*_mlp(dims, activation), nn.Linear(dims[-1], c * h * w),
+                                      nn.Unflatten(1, (c, h, w)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+class Autoencoder(nn.Module):
+    """Deterministic AE: z = a(W h(x)), x̂ = G(z). With no hidden dims it is the basic AE
+    (input → latent → output); a sigmoid code activation gives the sparse AE's code in (0, 1)."""
+
+    def __init__(self, *, input_shape: Sequence[int], latent_dim: int, arch: str = "mlp",
+                 hidden_dims: Sequence[int] = (), conv_channels: Sequence[int] = (32, 64),
+                 activation: str = "relu", code_activation: str = "identity",
+                 likelihood: str = "gaussian", output_activation: str = "sigmoid"):
+        super().__init__()
+        self.likelihood = likelihood
+        self.encoder = Encoder(input_shape, arch, hidden_dims, conv_channels, activation)
+        self.code = nn.Sequential(nn.Linear(self.encoder.out_features, latent_dim),
+                                  ACTIVATIONS[code_activation]())
+        self.decoder = Decoder(input_shape, arch, hidden_dims, conv_channels, activation, latent_dim)
+        # Bernoulli: the decoder emits logits; Gaussian: its mean, squashed to the data range.
+        self.output_activation = (ACTIVATIONS[output_activation]() if likelihood == "gaussian"
+                                  else nn.Identity())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.code(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        z = self.encode(x)
+        return ModelOutput(self.decode(z), z)
+
+
+class VariationalAutoencoder(nn.Module):
+    """q(z|x) = N(μ(x), diag σ²(x)), z = μ + σ ⊙ ε (reparameterisation), prior N(0, I_K)."""
+
+    def __init__(self, *, input_shape: Sequence[int], latent_dim: int, arch: str = "mlp",
+                 hidden_dims: Sequence[int] = (), conv_channels: Sequence[int] = (32, 64),
+                 activation: str = "relu", likelihood: str = "bernoulli",
+                 output_activation: str = "sigmoid"):
+        super().__init__()
+        self.likelihood = likelihood
+        self.latent_dim = latent_dim
+        self.encoder = Encoder(input_shape, arch, hidden_dims, conv_channels, activation)
+        self.posterior = nn.Linear(self.encoder.out_features, 2 * latent_dim)
+        self.decoder = Decoder(input_shape, arch, hidden_dims, conv_channels, activation, latent_dim)
+        self.output_activation = (ACTIVATIONS[output_activation]() if likelihood == "gaussian"
+                                  else nn.Identity())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of q(z|x)."""
+        mu, logvar = self.posterior(self.encoder(x)).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return ModelOutput(self.decode(z), z, mu, logvar)
+
+
+# Model kinds of the config → module class. The AE kinds share one class; their presets differ.
+MODEL_CLASSES: dict[str, type[nn.Module]] = {
+    "ae": Autoencoder,
+    "stacked_ae": Autoencoder,
+    "sparse_ae": Autoencoder,
+    "dae": Autoencoder,
+    "vae": VariationalAutoencoder,
+}
+
+
+def build_model(kind: str, **kwargs) -> nn.Module:
+    """Construct the model of `kind` from plain keyword arguments (as stored in checkpoints)."""
+    if kind not in MODEL_CLASSES:
+        raise ValueError(f"unknown model kind {kind!r}; allowed: {', '.join(MODEL_CLASSES)}")
+    return MODEL_CLASSES[kind](**kwargs)
+
+
+def mean_reconstruction(model: nn.Module, recon: torch.Tensor) -> torch.Tensor:
+    """E[x|z] in data space: sigmoid of the logits for a Bernoulli likelihood, else recon."""
+    return recon.sigmoid() if model.likelihood == "bernoulli" else recon
