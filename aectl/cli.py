@@ -4,6 +4,7 @@ The only module that imports hydra/omegaconf and the only one that sees the whol
 Nothing here imports torch at module level, so `aectl --help` and tab completion start fast.
 """
 
+import dataclasses
 import logging
 import os
 import sys
@@ -41,6 +42,30 @@ def _register_schemas() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
+class _InputError(BaseException):
+    """Carries an AectlError of a single run past Hydra's job runner (which catches Exception
+    and prints its own line) to `_run_hydra`, which prints it as one line."""
+
+
+def _single_run_errors(task):
+    """In a single run, bad input ends the run with one line; in a sweep it fails only its job."""
+    import functools
+
+    @functools.wraps(task)
+    def wrapper(cfg):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        try:
+            return task(cfg)
+        except AectlError as err:
+            if HydraConfig.get().mode == RunMode.RUN:
+                raise _InputError(err) from None
+            raise
+
+    return wrapper
+
+
 def _train_task(cfg) -> dict:
     """Hydra task function of `aectl train`: validated config → a trained run folder."""
     from hydra.core.hydra_config import HydraConfig
@@ -49,21 +74,31 @@ def _train_task(cfg) -> dict:
     from aectl.config import validate
 
     hydra_cfg = HydraConfig.get()
-    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    resume = None
     if cfg.trainer.resume:
-        cfg = _resumed_config(cfg, hydra_cfg.overrides.task)
-        config_dict = OmegaConf.to_container(cfg, resolve=True)
+        resume = _load_resume_checkpoint(cfg.trainer.resume)
+        cfg = _resumed_config(resume["config"], hydra_cfg.overrides.task)
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
     config = OmegaConf.to_object(cfg)
     validate(config)
-    return train(config, config_dict, Path(hydra_cfg.runtime.output_dir))
+    return train(config, config_dict, Path(hydra_cfg.runtime.output_dir), resume)
 
 
-def _resumed_config(cfg, overrides: list[str]):
+def _load_resume_checkpoint(path: str) -> dict:
+    from aectl.checkpoint import load_checkpoint
+    from aectl.errors import CheckpointError
+
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as err:
+        raise AectlError(f"trainer.resume={path}: {err}") from None
+
+
+def _resumed_config(saved: dict, overrides: list[str]):
     """A resumed run keeps the checkpoint's config; dotted overrides given now apply on top
     (e.g. trainer.epochs=50 to train longer). Group choices cannot change a resumed run."""
     from omegaconf import OmegaConf
 
-    from aectl.checkpoint import load_checkpoint
     from aectl.config import TrainConfig
 
     groups = ("model", "dataset", "noise", "penalty", "beta_schedule", "trainer")
@@ -71,12 +106,11 @@ def _resumed_config(cfg, overrides: list[str]):
     if changed_groups:
         raise AectlError(f"trainer.resume: {changed_groups[0]} would change the resumed run's config group; "
                          "allowed with resume: dotted overrides such as trainer.epochs=50")
-    saved = load_checkpoint(cfg.trainer.resume)["config"]
     dotted = [o.lstrip("+") for o in overrides if "=" in o and not o.startswith("~")]
     return OmegaConf.merge(OmegaConf.structured(TrainConfig), saved, OmegaConf.from_dotlist(dotted))
 
 
-def train(config, config_dict: dict, run_dir: Path) -> dict:
+def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) -> dict:
     """Build every component from the config and run the trainer."""
     import functools
 
@@ -84,7 +118,6 @@ def train(config, config_dict: dict, run_dir: Path) -> dict:
 
     from aectl import data as data_mod
     from aectl import noise, schedules
-    from aectl.checkpoint import load_checkpoint
     from aectl.models import build_model
     from aectl.objective import Objective
     from aectl.tracking import TensorBoardTracker
@@ -102,7 +135,6 @@ def train(config, config_dict: dict, run_dir: Path) -> dict:
         kwargs["code_activation"] = m.code_activation
     torch.manual_seed(t.seed)
     model = build_model(m.kind, **kwargs)
-    resume = load_checkpoint(t.resume) if t.resume else None
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
     model.to(device)
@@ -158,8 +190,12 @@ def _one_line(err: BaseException) -> str:
         return f"{err.missing_cfg_file.replace('/', '=', 1)}: no such option; allowed {group}=" + \
             ", ".join(sorted(err.options))
     parts = [str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__]
-    if err.__cause__ is not None and str(err.__cause__).strip():
-        parts.append(str(err.__cause__).strip().splitlines()[0])
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        parts.append(str(cause).strip().splitlines()[0])
+        schema = getattr(cause, "object_type", None)
+        if dataclasses.is_dataclass(schema) and "not in" in parts[-1]:
+            parts.append("; allowed keys: " + ", ".join(f.name for f in dataclasses.fields(schema)))
     return " ".join(parts)
 
 
@@ -168,17 +204,23 @@ def _run_hydra(command: str, args: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    task = {"train": (_train_task, "train")}[command]
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    task, config_name = {"train": (_train_task, "train")}[command]
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     sys.argv = [sys.argv[0], *args]
     try:
-        _hydra_app(*task)()
-    except (AectlError, HydraException, OmegaConfBaseException) as err:
-        if full_error:
-            raise
+        _hydra_app(_single_run_errors(task), config_name)()
+    except (_InputError, AectlError, HydraException, OmegaConfBaseException) as err:
+        err = err.args[0] if isinstance(err, _InputError) else err
+        if full_error == "1":
+            raise err
         print(f"aectl {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        if full_error is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
     return 0
 
 

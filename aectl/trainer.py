@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aectl import tracking
 from aectl.checkpoint import save_checkpoint
@@ -135,6 +136,30 @@ def log_images(model: nn.Module, x: torch.Tensor, corrupt: Corrupt, tracker, ste
     model.train()
 
 
+class IntervalLog:
+    """Sums the per-step loss terms on the device and writes their means every `every` steps:
+    the only host sync of the loop."""
+
+    def __init__(self, tracker, every: int, batch_size: int, device: torch.device):
+        self.tracker, self.every, self.batch_size = tracker, every, batch_size
+        self.sums = torch.zeros(len(TERMS), device=device)
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, terms: torch.Tensor, step: int, lr: float, bar) -> None:
+        self.sums += terms
+        self.steps += 1
+        if step % self.every:
+            return
+        means = dict(zip(TERMS, (self.sums / self.steps).tolist()))
+        speed = self.steps * self.batch_size / (time.perf_counter() - self.start)
+        self.tracker.scalars(tracking.TRAIN, means, step)
+        self.tracker.scalar(tracking.CHARTS_LR, lr, step)
+        self.tracker.scalar(tracking.CHARTS_SPEED, speed, step)
+        bar.set_postfix(loss=f"{means['loss']:.4g}", samples_s=f"{speed:.0f}")
+        self.sums.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+
+
 def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corrupt,
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
         tracker, checkpoint_meta: dict, resume: dict | None = None) -> dict:
@@ -157,58 +182,50 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     step_model = torch.compile(model) if settings.compile else model
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16"
                 else contextlib.nullcontext())
-    ckpt_dir = run_dir / "checkpoints"
+    eval_batch = max(settings.batch_size, 512)
 
     def checkpoint(name: str) -> None:
-        save_checkpoint(ckpt_dir / name, {
+        save_checkpoint(run_dir / "checkpoints" / name, {
             **checkpoint_meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "step": progress.step, "epoch": progress.epoch, "best_val_loss": progress.best_val_loss,
             "rng": {"cpu": torch.get_rng_state()}})
 
     n, bs = len(data.train), settings.batch_size
-    steps_per_epoch = math.ceil(n / bs)
-    bar = tqdm(total=settings.epochs * steps_per_epoch, initial=progress.step, unit="step",
+    bar = tqdm(total=settings.epochs * math.ceil(n / bs), initial=progress.step, unit="step",
                disable=not settings.progress, dynamic_ncols=True, mininterval=0.5)
-    interval_sum, interval_steps, interval_start = torch.zeros(len(TERMS), device=device), 0, time.perf_counter()
-    train_start = time.perf_counter()
+    interval = IntervalLog(tracker, settings.log_every, bs, device)
+    val_history, train_start = [], time.perf_counter()
     model.train()
-    for epoch in range(progress.epoch, settings.epochs):
-        bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-        torch.manual_seed(epoch_seed(settings.seed, epoch))
-        order = torch.randperm(n, device=device)
-        for start in range(0, n, bs):
-            x = data.as_float(data.train[order[start:start + bs]])
-            interval_sum += train_step(step_model, optimizer, corrupt(x), x, objective,
-                                       beta_at(progress.step), settings.grad_clip, autocast)
-            progress.step += 1
-            interval_steps += 1
-            bar.update()
-            if progress.step % settings.log_every == 0:
-                means = dict(zip(TERMS, (interval_sum / interval_steps).tolist()))  # the one host sync
-                speed = interval_steps * bs / (time.perf_counter() - interval_start)
-                tracker.scalars(tracking.TRAIN, means, progress.step)
-                tracker.scalar(tracking.CHARTS_LR, optimizer.param_groups[0]["lr"], progress.step)
-                tracker.scalar(tracking.CHARTS_SPEED, speed, progress.step)
-                bar.set_postfix(loss=f"{means['loss']:.4g}", samples_s=f"{speed:.0f}")
-                interval_sum.zero_()
-                interval_steps, interval_start = 0, time.perf_counter()
-        progress.epoch = epoch + 1
-        val = evaluate(model, data.val, data, objective, corrupt, target_beta, max(bs, 512))
-        tracker.scalars(tracking.VAL, val, progress.step)
-        log.info("epoch %d/%d step %d: val loss %.5g", progress.epoch, settings.epochs, progress.step, val["loss"])
-        if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
-            log_images(model, data.as_float(data.val[:32]), corrupt, tracker, progress.step)
-        if val["loss"] < progress.best_val_loss:
-            progress.best_val_loss = val["loss"]
-            checkpoint("best.pt")
-        if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs:
-            checkpoint("last.pt")
-        tracker.flush()
+    with logging_redirect_tqdm():
+        for epoch in range(progress.epoch, settings.epochs):
+            bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
+            torch.manual_seed(epoch_seed(settings.seed, epoch))
+            order = torch.randperm(n, device=device)
+            for start in range(0, n, bs):
+                x = data.as_float(data.train[order[start:start + bs]])
+                terms = train_step(step_model, optimizer, corrupt(x), x, objective, beta_at(progress.step),
+                                   settings.grad_clip, autocast)
+                progress.step += 1
+                bar.update()
+                interval.add(terms, progress.step, optimizer.param_groups[0]["lr"], bar)
+            progress.epoch = epoch + 1
+            val = evaluate(model, data.val, data, objective, corrupt, target_beta, eval_batch)
+            val_history.append(val["loss"])
+            tracker.scalars(tracking.VAL, val, progress.step)
+            log.info("epoch %d/%d step %d: val loss %.5g", progress.epoch, settings.epochs, progress.step,
+                     val["loss"])
+            if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
+                log_images(model, data.as_float(data.val[:32]), corrupt, tracker, progress.step)
+            if val["loss"] < progress.best_val_loss:
+                progress.best_val_loss = val["loss"]
+                checkpoint("best.pt")
+            if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs:
+                checkpoint("last.pt")
+            tracker.flush()
     bar.close()
-    train_time = time.perf_counter() - train_start
-    metrics = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, max(bs, 512))
+    metrics = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, eval_batch)
                for split in ("train", "val", "test") if len(getattr(data, split))}
-    metrics.update(best_val_loss=progress.best_val_loss, epochs=progress.epoch, steps=progress.step,
-                   train_time_s=round(train_time, 3))
+    metrics.update(best_val_loss=progress.best_val_loss, val_loss_history=val_history, epochs=progress.epoch,
+                   steps=progress.step, train_time_s=round(time.perf_counter() - train_start, 3))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,0 +1,32 @@
+"""Shared fixtures: every test runs in its own temporary folder, offline, on the CPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aectl.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def train_run(tmp_path):
+    """Run `aectl train <overrides>` in-process into a fresh run folder; return the folder."""
+    counter = iter(range(1000))
+
+    def run(*overrides: str, expect_rc: int = 0) -> Path:
+        run_dir = tmp_path / f"run{next(counter)}"
+        rc = main(["train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false",
+                   "trainer.device=cpu"])
+        assert rc == expect_rc
+        return run_dir
+
+    return run
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
