@@ -207,6 +207,8 @@ def _run_hydra(command: str, args: list[str]) -> int:
     task, config_name = {"train": (_train_task, "train")}[command]
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
+    if "-m" in args or "--multirun" in args:
+        args = [*args, *_name_jobs_by_swept_keys(args)]
     sys.argv = [sys.argv[0], *args]
     try:
         _hydra_app(_single_run_errors(task), config_name)()
@@ -222,6 +224,17 @@ def _run_hydra(command: str, args: list[str]) -> int:
         else:
             os.environ["HYDRA_FULL_ERROR"] = full_error
     return 0
+
+
+def _name_jobs_by_swept_keys(args: list[str]) -> list[str]:
+    """Sweep job folders are named by the overrides that vary (model.latent_dim=8), not by
+    every override of the command line: exclude the fixed ones from Hydra's override_dirname."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-") and not a.startswith("hydra.")]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]"] if fixed else []
 
 
 def _completion(args: list[str]) -> int:

@@ -1,0 +1,134 @@
+"""The command line: bad input ends in one clear line, help and completion work, sweeps name
+their job folders, and the start-up path stays free of torch."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from aectl.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+BAD_INPUT = [
+    (["model=foo"], ["model=foo", "allowed model=ae, dae, sparse_ae, stacked_ae, vae"]),
+    (["noise=foo"], ["noise=foo", "gaussian", "masking", "salt_pepper"]),
+    (["model.foo=1"], ["model.foo", "allowed keys", "latent_dim"]),
+    (["foo=1"], ["foo", "allowed keys", "beta"]),
+    (["model.latent_dim=abc"], ["model.latent_dim=abc", "Integer"]),
+    (["trainer.epochs=1.5"], ["trainer.epochs=1.5", "Integer"]),
+    (["model.latent_dim=0"], ["model.latent_dim=0", "> 0"]),
+    (["noise.p=1.5"], ["noise.p=1.5", "[0, 1]"]),
+    (["noise.p=-0.1"], ["noise.p=-0.1", "[0, 1]"]),
+    (["noise.sigma=-1"], ["noise.sigma=-1", "≥ 0"]),
+    (["penalty.rho=1.5"], ["penalty.rho=1.5", "(0, 1)"]),
+    (["penalty.rho=0"], ["penalty.rho=0", "(0, 1)"]),
+    (["beta=-0.5"], ["beta=-0.5", "≥ 0"]),
+    (["trainer.batch_size=0"], ["trainer.batch_size=0", "> 0"]),
+    (["trainer.device=cuda"], ["trainer.device='cuda'", "CUDA is not available"]),
+    (["trainer.optimizer=rmsprop"], ["trainer.optimizer='rmsprop'", "adam"]),
+    (["model.kind=gan"], ["model.kind='gan'", "vae"]),
+    (["trainer.resume=no/such/run"], ["trainer.resume=no/such/run", "no such checkpoint"]),
+]
+
+
+@pytest.mark.parametrize("overrides, expected", BAD_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_input_ends_in_one_clear_line(capsys, overrides, expected):
+    if "cuda" in overrides[0]:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    rc = main(["train", *overrides, "trainer.epochs=1", "trainer.progress=false"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for fragment in expected:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_bad_input_exit_code_from_the_console_script(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "aectl", "train", "trainer.batch_size=-3"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["aectl train: error: trainer.batch_size=-3 is not allowed: "
+                                                "an integer > 0"]
+
+
+def test_unknown_command(capsys):
+    assert main(["fit"]) == 2
+    assert "unknown command 'fit'; allowed: train, eval, report" in capsys.readouterr().err
+
+
+def test_train_help_lists_groups_and_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    for group, options in {"model": "ae, dae, sparse_ae, stacked_ae, vae",
+                           "noise": "gaussian, masking, none, salt_pepper",
+                           "beta_schedule": "constant, cyclical, linear, sigmoid"}.items():
+        assert f"{group}: {options}" in out
+
+
+def test_cfg_job_prints_the_composed_config(capsys):
+    main(["train", "model=dae", "noise=masking", "--cfg", "job"])
+    out = capsys.readouterr().out
+    assert "kind: dae" in out and "kind: masking" in out and "beta: 1.0" in out
+
+
+def test_tab_completion_through_the_dispatcher(capsys, monkeypatch):
+    line = "aectl train model="
+    monkeypatch.setenv("COMP_LINE", line)
+    monkeypatch.setenv("COMP_POINT", str(len(line)))
+    main(["-sc", "query=bash"])
+    options = capsys.readouterr().out.split()
+    assert {"model=vae", "model=dae", "model=sparse_ae"} <= set(options)
+
+    line = "aectl train noise.s"
+    monkeypatch.setenv("COMP_LINE", line)
+    monkeypatch.setenv("COMP_POINT", str(len(line)))
+    main(["-sc", "query=bash"])
+    assert "noise.sigma=" in capsys.readouterr().out.split()
+
+
+def test_sweep_names_job_folders_by_overrides(tmp_path):
+    sweep = tmp_path / "sweep"
+    rc = main(["train", "-m", "model.latent_dim=2,8,32", f"hydra.sweep.dir={sweep}", "trainer.epochs=1",
+               "trainer.progress=false", "trainer.device=cpu"])
+    assert rc == 0
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["model.latent_dim=2", "model.latent_dim=32", "model.latent_dim=8"]
+    for job in jobs:
+        assert list((sweep / job).glob("events.out.tfevents.*"))
+        assert (sweep / job / "checkpoints" / "last.pt").is_file()
+        assert (sweep / job / "metrics.json").is_file()
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, aectl.cli, aectl.config; print('torch' in sys.modules, 'hydra' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_top_level_help_is_plain_and_fast(tmp_path):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "aectl", "--help"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "aectl <command>" in proc.stdout
+    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
+
+
+def test_wheel_ships_the_configs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
+                          env={**os.environ, "PIP_NO_INPUT": "1"})
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("aectl-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for config in ("train.yaml", "model/vae.yaml", "noise/masking.yaml", "hydra/help/train.yaml"):
+        assert f"aectl/configs/{config}" in names
