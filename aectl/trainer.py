@@ -91,8 +91,7 @@ def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective:
     sums, psnr_sum, mus, codes = torch.zeros(len(TERMS), device=x_all.device), 0.0, [], []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        for start in range(0, len(x_all), batch_size):
-            x = data.as_float(x_all[start:start + batch_size])
+        for x in data.batches(x_all, batch_size):
             out = model(corrupt(x))
             _, terms = objective(out, x, beta)
             sums += terms * len(x)
@@ -160,6 +159,43 @@ class IntervalLog:
         self.steps, self.start = 0, time.perf_counter()
 
 
+@dataclass
+class Loop:
+    """What an optimizer step needs, built once per run."""
+
+    model: nn.Module  # the plain module (its state_dict is what checkpoints hold)
+    step_model: nn.Module  # the module the step calls: `model`, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    corrupt: Corrupt
+    beta_at: Callable[[int], float]
+    autocast: contextlib.AbstractContextManager
+    grad_clip: float
+    batch_size: int
+    seed: int
+
+
+def make_loop(model: nn.Module, objective: Objective, corrupt: Corrupt, beta_at: Callable[[int], float],
+              settings: TrainerConfig) -> Loop:
+    device = next(model.parameters()).device
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16"
+                else contextlib.nullcontext())
+    return Loop(model, torch.compile(model) if settings.compile else model,
+                make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay),
+                objective, corrupt, beta_at, autocast, settings.grad_clip, settings.batch_size, settings.seed)
+
+
+def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, interval: IntervalLog, bar) -> None:
+    """One pass over data.train in the order fixed by (seed, epoch)."""
+    torch.manual_seed(epoch_seed(loop.seed, epoch))
+    for x in data.batches(data.train, loop.batch_size, shuffle=True):
+        terms = train_step(loop.step_model, loop.optimizer, loop.corrupt(x), x, loop.objective,
+                           loop.beta_at(progress.step), loop.grad_clip, loop.autocast)
+        progress.step += 1
+        bar.update()
+        interval.add(terms, progress.step, loop.optimizer.param_groups[0]["lr"], bar)
+
+
 def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corrupt,
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
         tracker, checkpoint_meta: dict, resume: dict | None = None) -> dict:
@@ -169,45 +205,32 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     device, the model is judged on the objective it converges to). `checkpoint_meta` (model
     kind/kwargs, config) is stored in every checkpoint; `resume` is a loaded checkpoint.
     """
-    device = next(model.parameters()).device
-    optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
+    loop = make_loop(model, objective, corrupt, beta_at, settings)
     progress = Progress()
     if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
+        loop.optimizer.load_state_dict(resume["optimizer"])
         progress = Progress(resume["step"], resume["epoch"], resume["best_val_loss"])
         if progress.epoch >= settings.epochs:
             log.info("the checkpoint already finished all %d epochs: nothing to train", settings.epochs)
             return {}
         log.info("resuming at epoch %d, step %d", progress.epoch, progress.step)
-    step_model = torch.compile(model) if settings.compile else model
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16"
-                else contextlib.nullcontext())
     eval_batch = max(settings.batch_size, 512)
 
     def checkpoint(name: str) -> None:
         save_checkpoint(run_dir / "checkpoints" / name, {
-            **checkpoint_meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+            **checkpoint_meta, "state_dict": model.state_dict(), "optimizer": loop.optimizer.state_dict(),
             "step": progress.step, "epoch": progress.epoch, "best_val_loss": progress.best_val_loss,
             "rng": {"cpu": torch.get_rng_state()}})
 
-    n, bs = len(data.train), settings.batch_size
-    bar = tqdm(total=settings.epochs * math.ceil(n / bs), initial=progress.step, unit="step",
-               disable=not settings.progress, dynamic_ncols=True, mininterval=0.5)
-    interval = IntervalLog(tracker, settings.log_every, bs, device)
+    bar = tqdm(total=settings.epochs * math.ceil(len(data.train) / settings.batch_size), initial=progress.step,
+               unit="step", disable=not settings.progress, dynamic_ncols=True, mininterval=0.5)
+    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device)
     val_history, train_start = [], time.perf_counter()
     model.train()
     with logging_redirect_tqdm():
         for epoch in range(progress.epoch, settings.epochs):
             bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-            torch.manual_seed(epoch_seed(settings.seed, epoch))
-            order = torch.randperm(n, device=device)
-            for start in range(0, n, bs):
-                x = data.as_float(data.train[order[start:start + bs]])
-                terms = train_step(step_model, optimizer, corrupt(x), x, objective, beta_at(progress.step),
-                                   settings.grad_clip, autocast)
-                progress.step += 1
-                bar.update()
-                interval.add(terms, progress.step, optimizer.param_groups[0]["lr"], bar)
+            train_epoch(loop, data, epoch, progress, interval, bar)
             progress.epoch = epoch + 1
             val = evaluate(model, data.val, data, objective, corrupt, target_beta, eval_batch)
             val_history.append(val["loss"])
