@@ -6,6 +6,7 @@ L = recon + β(t)·KL (VAE) + penalty (sparse AE), each term as reduced in losse
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from aectl import losses
 from aectl.models import ModelOutput
@@ -39,6 +40,6 @@ class Objective:
         loss = recon + beta * kl + penalty
         with torch.no_grad():
             mean = out.recon.sigmoid() if self.likelihood == "bernoulli" else out.recon
-            mse = (mean.float() - x).square().mean()
+            mse = F.mse_loss(mean.float(), x)
             terms = torch.stack([loss, recon, kl, beta * kl, zero + beta, penalty, mse]).float()
         return loss, terms.detach()
