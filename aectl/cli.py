@@ -58,12 +58,28 @@ def _single_run_errors(task):
 
         try:
             return task(cfg)
-        except AectlError as err:
+        except Exception as err:
             if HydraConfig.get().mode == RunMode.RUN:
-                raise _InputError(err) from None
+                if isinstance(err, AectlError):
+                    raise _InputError(err) from None
+                raise
+            _record_failure(err)
             raise
 
     return wrapper
+
+
+def _record_failure(err: Exception) -> None:
+    """A failed sweep job leaves one line in <job>/error.txt, so `aectl report` lists it as
+    failed with its reason instead of dropping it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    line = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    log.error("job failed: %s", line)
+    try:
+        (Path(HydraConfig.get().runtime.output_dir) / "error.txt").write_text(line + "\n")
+    except OSError:
+        pass  # an unwritable folder must not hide the original error
 
 
 def _train_task(cfg) -> dict:
@@ -120,7 +136,8 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
     from aectl import noise, schedules
     from aectl.models import build_model
     from aectl.objective import Objective
-    from aectl.tracking import TensorBoardTracker
+    from aectl.distributed import current as current_distributed
+    from aectl.tracking import NullTracker, TensorBoardTracker
     from aectl.trainer import fit, resolve_device
 
     m, t, s, p, n = config.model, config.trainer, config.beta_schedule, config.penalty, config.noise
@@ -151,9 +168,12 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
     log.info("run folder: %s", run_dir)
     log.info("model %s (%s), %d parameters, on %s; %d training examples", m.kind, m.arch,
              sum(q.numel() for q in model.parameters()), device, len(data.train))
-    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume else None)
+    dist = current_distributed()  # under torchrun only rank 0 writes TensorBoard events
+    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume else None) if dist.is_main \
+        else NullTracker()
     try:
-        metrics = fit(model, data, objective, corrupt, beta_at, config.beta, t, run_dir, tracker, meta, resume)
+        metrics = fit(model, data, objective, corrupt, beta_at, config.beta, t, run_dir, tracker, meta, resume,
+                      dist=dist)
         if metrics:
             tracker.hparams(_hparams(config_dict), {f"hparam/{k}": v for k, v in metrics["val"].items()})
             log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
@@ -199,6 +219,17 @@ def _one_line(err: BaseException) -> str:
     return " ".join(parts)
 
 
+def _join_process_group(args: list[str]) -> list[str]:
+    """This process is one rank of a torchrun job: join the process group; every rank gets rank
+    0's run folder (the config's hydra.run.dir pattern unless the command line sets one)."""
+    import yaml
+
+    from aectl import distributed
+
+    default = yaml.safe_load((Path(config_dir()) / "train.yaml").read_text())["hydra"]["run"]["dir"]
+    return distributed.setup(args, default)
+
+
 def _run_hydra(command: str, args: list[str]) -> int:
     """Run a Hydra app with `args` as its command line; bad input ends in one line, exit 2."""
     from hydra.errors import HydraException
@@ -210,7 +241,10 @@ def _run_hydra(command: str, args: list[str]) -> int:
     if "-m" in args or "--multirun" in args:
         args = [*args, *_name_jobs_by_swept_keys(args)]
     sys.argv = [sys.argv[0], *args]
+    under_torchrun = command == "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
+        if under_torchrun:
+            sys.argv = [sys.argv[0], *_join_process_group(args)]
         _hydra_app(_single_run_errors(task), config_name)()
     except (_InputError, AectlError, HydraException, OmegaConfBaseException) as err:
         err = err.args[0] if isinstance(err, _InputError) else err
@@ -219,6 +253,10 @@ def _run_hydra(command: str, args: list[str]) -> int:
         print(f"aectl {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     finally:
+        if under_torchrun:
+            from aectl.distributed import teardown
+
+            teardown()
         if full_error is None:
             del os.environ["HYDRA_FULL_ERROR"]
         else:
@@ -262,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "train":
         return _run_hydra(command, rest)
+    if command == "report":  # reads run folders only: no Hydra app, no config
+        from aectl.report import main as report_main
+
+        return report_main(rest)
     if command in ("eval", "report"):
         print(f"aectl {command}: not available yet", file=sys.stderr)
         return 2

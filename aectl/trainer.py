@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +23,7 @@ from aectl import tracking
 from aectl.checkpoint import save_checkpoint
 from aectl.config import TrainerConfig
 from aectl.data import DataSplits
+from aectl.distributed import Distributed
 from aectl.errors import ConfigError
 from aectl.models import ModelOutput
 from aectl.objective import TERMS, Objective
@@ -139,8 +140,8 @@ class IntervalLog:
     """Sums the per-step loss terms on the device and writes their means every `every` steps:
     the only host sync of the loop."""
 
-    def __init__(self, tracker, every: int, batch_size: int, device: torch.device):
-        self.tracker, self.every, self.batch_size = tracker, every, batch_size
+    def __init__(self, tracker, every: int, batch_size: int, device: torch.device, dist: Distributed | None = None):
+        self.tracker, self.every, self.batch_size, self.dist = tracker, every, batch_size, dist or Distributed()
         self.sums = torch.zeros(len(TERMS), device=device)
         self.steps, self.start = 0, time.perf_counter()
 
@@ -149,7 +150,7 @@ class IntervalLog:
         self.steps += 1
         if step % self.every:
             return
-        means = dict(zip(TERMS, (self.sums / self.steps).tolist()))
+        means = dict(zip(TERMS, (self.dist.all_reduce(self.sums) / self.steps).tolist()))
         speed = self.steps * self.batch_size / (time.perf_counter() - self.start)
         self.tracker.scalars(tracking.TRAIN, means, step)
         self.tracker.scalar(tracking.CHARTS_LR, lr, step)
@@ -173,39 +174,47 @@ class Loop:
     grad_clip: float
     batch_size: int
     seed: int
+    dist: Distributed = field(default_factory=Distributed)  # torchrun ranks: shards and reductions
 
 
 def make_loop(model: nn.Module, objective: Objective, corrupt: Corrupt, beta_at: Callable[[int], float],
-              settings: TrainerConfig) -> Loop:
+              settings: TrainerConfig, dist: Distributed | None = None) -> Loop:
     device = next(model.parameters()).device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16"
                 else contextlib.nullcontext())
-    return Loop(model, torch.compile(model) if settings.compile else model,
+    dist = dist or Distributed()
+    step_model = dist.wrap(model)
+    return Loop(model, torch.compile(step_model) if settings.compile else step_model,
                 make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay),
-                objective, corrupt, beta_at, autocast, settings.grad_clip, settings.batch_size, settings.seed)
+                objective, corrupt, beta_at, autocast, settings.grad_clip, settings.batch_size, settings.seed, dist)
 
 
 def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, interval: IntervalLog, bar) -> None:
     """One pass over data.train in the order fixed by (seed, epoch)."""
     torch.manual_seed(epoch_seed(loop.seed, epoch))
+    dist = loop.dist
     for x in data.batches(data.train, loop.batch_size, shuffle=True):
-        terms = train_step(loop.step_model, loop.optimizer, loop.corrupt(x), x, loop.objective,
-                           loop.beta_at(progress.step), loop.grad_clip, loop.autocast)
+        x_in, x = dist.shard(loop.corrupt(x)), dist.shard(x)  # this rank's part of the global batch
+        with dist.own_rng(loop.seed, progress.step):
+            terms = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective,
+                               loop.beta_at(progress.step), loop.grad_clip, loop.autocast)
         progress.step += 1
         bar.update()
-        interval.add(terms, progress.step, loop.optimizer.param_groups[0]["lr"], bar)
+        interval.add(dist.weigh(terms), progress.step, loop.optimizer.param_groups[0]["lr"], bar)
 
 
 def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corrupt,
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
-        tracker, checkpoint_meta: dict, resume: dict | None = None) -> dict:
+        tracker, checkpoint_meta: dict, resume: dict | None = None, dist: Distributed | None = None) -> dict:
     """Train `model` on data.train, validate each epoch, checkpoint, and return the final metrics.
 
     `beta_at(step)` gives the KL weight; validation uses `target_beta` (annealing is a training
     device, the model is judged on the objective it converges to). `checkpoint_meta` (model
     kind/kwargs, config) is stored in every checkpoint; `resume` is a loaded checkpoint.
+    `dist` splits batches across torchrun's ranks (aectl.distributed); only its main rank writes.
     """
-    loop = make_loop(model, objective, corrupt, beta_at, settings)
+    dist = dist or Distributed()
+    loop = make_loop(model, objective, corrupt, beta_at, settings, dist)
     progress = Progress()
     if resume is not None:
         loop.optimizer.load_state_dict(resume["optimizer"])
@@ -217,14 +226,16 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     eval_batch = max(settings.batch_size, 512)
 
     def checkpoint(name: str) -> None:
+        if not dist.is_main:
+            return
         save_checkpoint(run_dir / "checkpoints" / name, {
             **checkpoint_meta, "state_dict": model.state_dict(), "optimizer": loop.optimizer.state_dict(),
             "step": progress.step, "epoch": progress.epoch, "best_val_loss": progress.best_val_loss,
             "rng": {"cpu": torch.get_rng_state()}})
 
     bar = tqdm(total=settings.epochs * math.ceil(len(data.train) / settings.batch_size), initial=progress.step,
-               unit="step", disable=not settings.progress, dynamic_ncols=True, mininterval=0.5)
-    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device)
+               unit="step", disable=not settings.progress or not dist.is_main, dynamic_ncols=True, mininterval=0.5)
+    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device, dist)
     val_history, train_start = [], time.perf_counter()
     model.train()
     with logging_redirect_tqdm():
@@ -250,5 +261,6 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
                for split in ("train", "val", "test") if len(getattr(data, split))}
     metrics.update(best_val_loss=progress.best_val_loss, val_loss_history=val_history, epochs=progress.epoch,
                    steps=progress.step, train_time_s=round(time.perf_counter() - train_start, 3))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if dist.is_main:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,0 +1,408 @@
+"""`aectl report`: compare the runs of one or more sweeps in one table and a few plots.
+
+Reads only what runs leave on disk (.hydra/overrides.yaml, .hydra/config.yaml, metrics.json,
+eval/metrics.json, error.txt), so it works on finished, failed and still-running sweeps alike.
+It needs no Hydra and imports matplotlib only to draw, never torch.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aectl.errors import AectlError
+
+# Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
+SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
+# Name fragments that say which way a metric improves; metrics matching neither (kl, beta,
+# rho_hat_mean) are trade-offs, not scores, and get no "best" mark.
+HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "acc", "auc", "ssim", "likelihood")
+LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
+# A job without metrics.json whose files changed this recently is taken to be still running.
+RUNNING_WINDOW_S = 15 * 60
+SKIP_DIRS = ("checkpoints", "eval")
+USAGE = "aectl report <sweep folder or glob> [more folders or globs] [--out DIR]"
+
+
+@dataclass
+class Job:
+    """One run folder of a sweep, as read from disk."""
+
+    path: Path
+    status: str  # ok | failed | running | incomplete
+    note: str = ""  # why a job is not ok
+    overrides: dict = field(default_factory=dict)  # key → value, from .hydra/overrides.yaml
+    config: dict = field(default_factory=dict)  # the resolved config, from .hydra/config.yaml
+    metrics: dict = field(default_factory=dict)  # flat "val/loss" → value
+    num: int = 0  # Hydra's job number: the sweep's own order
+    name: str = ""  # folder relative to the report folder
+
+
+@dataclass
+class Report:
+    jobs: list[Job]
+    params: list[str]  # swept override keys (values differ between jobs)
+    shown: list[str]  # metric columns of the terminal table and report.md
+    columns: list[str]  # every metric column (report.csv)
+    best: dict[str, set[int]]  # metric → indices of the jobs holding its best value
+
+
+# ---------------------------------------------------------------- reading run folders
+
+
+def _is_job(path: Path) -> bool:
+    return (path / ".hydra").is_dir() or (path / "metrics.json").is_file()
+
+
+def find_jobs(root: Path) -> list[Path]:
+    """Run folders at or below `root` (multirun/<date>/<time>/<job>/), not looking inside runs."""
+    if _is_job(root):
+        return [root]
+    jobs = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith(".") and child.name not in SKIP_DIRS:
+            jobs += find_jobs(child)
+    return jobs
+
+
+def _yaml(path: Path):
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (yaml.YAMLError, OSError):
+        return None
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_overrides(lines: list[str]) -> dict:
+    """['model.latent_dim=8', '+x=a'] → {'model.latent_dim': 8, 'x': 'a'} with YAML-typed values."""
+    import yaml
+
+    parsed = {}
+    for line in lines or []:
+        if "=" not in line or line.startswith("~"):
+            continue
+        key, value = line.split("=", 1)
+        try:
+            parsed[key.lstrip("+")] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed[key.lstrip("+")] = value
+    return parsed
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    """Nested numeric leaves → {'val/loss': 1.0, ...}; lists and strings are left out."""
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
+def _newest_mtime(path: Path) -> float:
+    files = [p for p in (*path.iterdir(), *(path / "checkpoints").glob("*")) if p.is_file()]
+    return max((p.stat().st_mtime for p in files), default=path.stat().st_mtime)
+
+
+def job_status(path: Path) -> tuple[str, str]:
+    """ok (metrics.json written) | failed (error.txt recorded) | running (files changed lately)
+    | incomplete (stopped without a word: killed, out of memory, or never started training)."""
+    if (path / "metrics.json").is_file():
+        return "ok", ""
+    error = path / "error.txt"
+    if error.is_file():
+        lines = error.read_text(errors="replace").strip().splitlines()
+        return "failed", lines[0] if lines else "failed"
+    if time.time() - _newest_mtime(path) < RUNNING_WINDOW_S:
+        return "running", "no metrics.json yet"
+    resumable = " (checkpoints/last.pt can resume it)" if (path / "checkpoints" / "last.pt").is_file() else ""
+    return "incomplete", f"stopped without metrics.json{resumable}"
+
+
+def read_job(path: Path) -> Job:
+    status, note = job_status(path)
+    job = Job(path=path, status=status, note=note,
+              overrides=parse_overrides(_yaml(path / ".hydra" / "overrides.yaml") or []),
+              config=_yaml(path / ".hydra" / "config.yaml") or {})
+    hydra_cfg = _yaml(path / ".hydra" / "hydra.yaml") or {}
+    job.num = int(((hydra_cfg.get("hydra") or {}).get("job") or {}).get("num") or 0)
+    metrics = _json(path / "metrics.json")
+    if metrics is None and status == "ok":
+        job.status, job.note = "failed", "metrics.json is unreadable"
+    job.metrics = flatten(metrics or {})
+    evaluation = _json(path / "eval" / "metrics.json")
+    if evaluation:
+        job.metrics.update(flatten(evaluation, "eval/"))
+    return job
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _direction(metric: str) -> int:
+    """-1: lower is better, +1: higher is better, 0: no direction."""
+    name = metric.rsplit("/", 1)[-1]
+    if any(f in name for f in HIGHER_IS_BETTER):
+        return 1
+    if any(f in name for f in LOWER_IS_BETTER):
+        return -1
+    return 0
+
+
+def swept_params(jobs: list[Job]) -> list[str]:
+    """Override keys whose values differ between jobs (all overrides when there is one job)."""
+    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
+    if len(jobs) < 2:
+        return keys
+    return [k for k in keys if len({repr(job.overrides.get(k)) for job in jobs}) > 1]
+
+
+def _metric_order(name: str) -> tuple:
+    split, _, metric = name.rpartition("/")
+    splits = ("train", "val", "test")
+    top = split.split("/")[0]
+    rank = splits.index(top) if top in splits else (4 if top == "eval" else 3)
+    return (rank, split, SHOWN.index(metric) if metric in SHOWN else len(SHOWN), metric)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def best_jobs(jobs: list[Job], metric: str) -> set[int]:
+    """Indices of the ok jobs holding the best value of `metric` (needs two jobs to compare)."""
+    direction = _direction(metric)
+    scored = [(i, j.metrics[metric]) for i, j in enumerate(jobs)
+              if j.status == "ok" and _finite(j.metrics.get(metric))]
+    if not direction or len(scored) < 2:
+        return set()
+    best = (max if direction > 0 else min)(v for _, v in scored)
+    return {i for i, v in scored if v == best}
+
+
+def build_report(paths: list[Path]) -> Report:
+    jobs = []
+    for root in paths:
+        jobs += sorted((read_job(p) for p in find_jobs(root)), key=lambda j: (j.num, str(j.path)))
+    if not jobs:
+        raise AectlError(f"aectl report: no run folders (with .hydra/ or metrics.json) under "
+                         f"{', '.join(map(str, paths))}")
+    columns = sorted({m for j in jobs for m in j.metrics}, key=_metric_order)
+    shown = [m for m in columns if m.startswith("eval/")
+             or (m.split("/")[0] in ("val", "test") and m.split("/")[-1] in SHOWN)] + \
+            [m for m in ("train_time_s",) if m in columns]
+    return Report(jobs, swept_params(jobs), shown, columns, {m: best_jobs(jobs, m) for m in columns})
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_rows(report: Report, metrics: list[str], mark: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the table; best values are wrapped in `mark` (e.g. '**')."""
+    header = ["job", "status", *report.params, *metrics, "note"]
+    rows = []
+    for i, job in enumerate(report.jobs):
+        cells = [job.name, job.status, *(_fmt(job.overrides.get(p)) for p in report.params)]
+        for m in metrics:
+            text = _fmt(job.metrics.get(m))
+            cells.append(f"{mark}{text}{mark}" if i in report.best.get(m, ()) else text)
+        rows.append([*cells, job.note])
+    return header, rows
+
+
+def format_text(report: Report) -> str:
+    header, rows = table_rows(report, report.shown, "")
+    for i, job in enumerate(report.jobs):  # a trailing * marks the best value in the terminal
+        for c, m in enumerate(report.shown, start=2 + len(report.params)):
+            if i in report.best.get(m, ()):
+                rows[i][c] += "*"
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines) + "\n(* best value of a metric among the finished jobs)\n"
+
+
+def format_markdown(report: Report, images: list[Path]) -> str:
+    header, rows = table_rows(report, report.shown, "**")
+    escape = lambda s: s.replace("|", "\\|")  # noqa: E731
+    lines = ["# Sweep report", "",
+             f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in _status_counts(report).items()) + ".",
+             "Best value of each metric in **bold**; every metric is in report.csv.", "",
+             "| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
+    best = [(m, report.jobs[min(ix)].name) for m, ix in report.best.items() if ix and m in report.shown]
+    if best:
+        lines += ["", "## Best job per metric", ""] + [f"- `{m}`: {name}" for m, name in best]
+    if images:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images]
+    return "\n".join(lines) + "\n"
+
+
+def _status_counts(report: Report) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in report.jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    return counts
+
+
+def write_csv(report: Report, path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note"])
+        for i, job in enumerate(report.jobs):
+            best = ";".join(m for m in report.columns if i in report.best[m])
+            writer.writerow([job.name, job.status, *(job.overrides.get(p, "") for p in report.params),
+                             *(job.metrics.get(m, "") for m in report.columns), best, job.note])
+
+
+# ---------------------------------------------------------------- plots
+
+
+def numeric_params(report: Report) -> list[str]:
+    """Swept keys with a number in every finished job and at least two distinct values."""
+    ok = [j for j in report.jobs if j.status == "ok"]
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return [p for p in report.params
+            if ok and all(numeric(j.overrides.get(p)) for j in ok) and len({j.overrides[p] for j in ok}) > 1]
+
+
+def log_scale(values: list[float]) -> bool:
+    """A log x-axis when positive values span two decades or more (K = 2..512, lr = 1e-4..1e-2)."""
+    return min(values) > 0 and max(values) / min(values) >= 100
+
+
+def _label(job: Job, keys: list[str]) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(job.overrides.get(k))}" for k in keys) or job.name
+
+
+def plot_param(report: Report, param: str, out: Path) -> Path:
+    """One panel per metric against `param`; one line per combination of the other swept keys."""
+    import matplotlib.pyplot as plt
+
+    ok = [j for j in report.jobs if j.status == "ok"]
+    metrics = [m for m in report.shown if any(_finite(j.metrics.get(m)) for j in ok)]
+    others = [p for p in report.params if p != param]
+    groups: dict[str, list[Job]] = {}
+    for job in ok:
+        groups.setdefault(_label(job, others) if others else "", []).append(job)
+    log_x = log_scale([j.overrides[param] for j in ok])
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for label, jobs in groups.items():
+            points = sorted((j.overrides[param], j.metrics[metric]) for j in jobs if _finite(j.metrics.get(metric)))
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label or None)
+        ax.set(title=metric, xlabel=param, xscale="log" if log_x else "linear")
+        ax.grid(alpha=0.3)
+        if others:
+            ax.legend(fontsize="x-small")
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    path = out / f"metrics_vs_{param.replace('/', '_')}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_rate_distortion(report: Report, out: Path) -> Path | None:
+    """VAE jobs in the rate–distortion plane: val KL (rate) against val reconstruction
+    (distortion), both in nats per example, one labelled point per job."""
+    import matplotlib.pyplot as plt
+
+    vaes = [j for j in report.jobs if j.status == "ok" and (j.config.get("model") or {}).get("kind") == "vae"
+            and _finite(j.metrics.get("val/kl")) and _finite(j.metrics.get("val/recon"))]
+    if not vaes:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.scatter([j.metrics["val/kl"] for j in vaes], [j.metrics["val/recon"] for j in vaes])
+    for job in vaes:
+        ax.annotate(_label(job, report.params), (job.metrics["val/kl"], job.metrics["val/recon"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize="small")
+    ax.set(xlabel="rate: val KL(q(z|x) ‖ p(z)) [nats]", ylabel="distortion: val reconstruction [nats]",
+           title="rate–distortion")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "rate_distortion.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_all(report: Report, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    images = [plot_param(report, p, out) for p in numeric_params(report)]
+    rd = plot_rate_distortion(report, out)
+    return images + ([rd] if rd else [])
+
+
+# ---------------------------------------------------------------- command line
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    """Folders and globs → existing folders, in the order given."""
+    paths = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(pattern))) if glob.has_magic(pattern) else [pattern]
+        folders = [Path(m) for m in matches if Path(m).is_dir()]
+        if not folders:
+            raise AectlError(f"aectl report: {pattern}: no such folder")
+        paths += [p for p in folders if p not in paths]
+    return paths
+
+
+def report(patterns: list[str], out: str | None = None) -> Report:
+    """Build the report of the sweeps matching `patterns`; write report.md, report.csv and the
+    plots into `out` (default: the sweep folder, or the folder holding all the given ones)."""
+    paths = expand(patterns)
+    out_dir = Path(out) if out else Path(os.path.commonpath([p.resolve() for p in paths]))
+    result = build_report(paths)
+    for job in result.jobs:
+        job.name = os.path.relpath(job.path.resolve(), out_dir) if job.path.resolve() != out_dir else job.path.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = plot_all(result, out_dir)
+    write_csv(result, out_dir / "report.csv")
+    (out_dir / "report.md").write_text(format_markdown(result, images))
+    print(format_text(result), end="")
+    print(f"wrote {out_dir / 'report.md'}, report.csv and {len(images)} plot(s) in {out_dir}")
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="aectl report", usage=USAGE,
+                                     description="Compare the runs of one or more sweeps: a table "
+                                                 "(terminal, report.md, report.csv) and PNG plots.")
+    parser.add_argument("folders", nargs="+", help="multirun folders, run folders or globs")
+    parser.add_argument("--out", help="where to write the report (default: the sweep folder)")
+    args = parser.parse_args(argv)
+    try:
+        report(args.folders, args.out)
+    except AectlError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    return 0

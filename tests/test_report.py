@@ -1,0 +1,148 @@
+"""`aectl report`: a real sweep (one job failing) becomes one table, a CSV and valid PNG plots;
+every job's TensorBoard run carries its hparams session; statuses, best marks and log scales
+follow the rules on hand-made run folders."""
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from aectl import report as rep
+from aectl.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
+        "trainer.device=cpu", "trainer.images_every=100"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A 3-job VAE sweep over K on digits; K=0 fails validation inside its job."""
+    folder = tmp_path_factory.mktemp("sweep") / "multirun"
+    rc = main(["train", "-m", "model.latent_dim=2,4,0", *TINY, f"hydra.sweep.dir={folder}"])
+    assert rc == 2  # the sweep reports its failed job...
+    return folder  # ...after running the others
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_png(path: Path) -> None:
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_report_of_a_sweep_with_a_failed_job(sweep, capsys):
+    assert main(["report", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    table = out.splitlines()
+    assert table[0].split()[:3] == ["job", "status", "model.latent_dim"]
+    assert [line.split()[1] for line in table[1:4]] == ["ok", "ok", "failed"]
+    assert "model.latent_dim=0 is not allowed" in table[3]
+
+    rows = read_csv(sweep / "report.csv")
+    assert [(r["job"], r["status"], r["model.latent_dim"]) for r in rows] == [
+        ("model.latent_dim=2", "ok", "2"), ("model.latent_dim=4", "ok", "4"), ("model.latent_dim=0", "failed", "0")]
+    columns = set(rows[0])
+    assert {"val/loss", "val/recon", "val/kl", "val/mse", "test/loss", "test/mse", "train_time_s", "best",
+            "note"} <= columns
+    assert "trainer.epochs" not in columns  # fixed overrides are not swept parameters
+    for row in rows[:2]:
+        metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
+        assert float(row["val/loss"]) == pytest.approx(metrics["val"]["loss"])
+        assert float(row["test/mse"]) == pytest.approx(metrics["test"]["mse"])
+    assert rows[2]["val/loss"] == "" and "latent_dim" in rows[2]["note"]
+    best_loss = min(rows[:2], key=lambda r: float(r["val/loss"]))
+    assert "val/loss" in best_loss["best"].split(";")
+    assert all("val/kl" not in r["best"].split(";") for r in rows)  # KL is a trade-off, not a score
+
+    md = (sweep / "report.md").read_text()
+    assert "| model.latent_dim=0 | failed |" in md
+    assert f"**{rep._fmt(float(best_loss['val/loss']))}**" in md
+    for name in ("metrics_vs_model.latent_dim.png", "rate_distortion.png"):
+        assert f"]({name})" in md
+        assert_png(sweep / name)
+
+
+def test_every_job_has_its_hparams_session_in_tensorboard(sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for k in (2, 4):
+        job = sweep / f"model.latent_dim={k}"
+        (event_file,) = job.glob("events.out.tfevents.*")  # the hparams live in the run itself
+        events = EventAccumulator(str(job))
+        events.Reload()
+        content = events.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hparams = start.session_start_info.hparams
+        assert hparams["model.latent_dim"].number_value == k
+        assert hparams["model.kind"].string_value == "vae"
+        final = json.loads((job / "metrics.json").read_text())["val"]["loss"]
+        assert events.Scalars("hparam/loss")[-1].value == pytest.approx(final, rel=1e-6)
+
+
+def fake_job(folder: Path, overrides: list[str], metrics: dict | None, kind: str = "ae", num: int = 0) -> Path:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (folder / ".hydra" / "config.yaml").write_text(f"model:\n  kind: {kind}\n")
+    (folder / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {num}\n")
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def metrics_of(loss: float, psnr: float, kl: float = 1.0) -> dict:
+    return {"val": {"loss": loss, "psnr": psnr, "kl": kl, "recon": loss - kl}, "test": {"loss": loss},
+            "train_time_s": 1.5, "val_loss_history": [loss]}
+
+
+def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
+    a, b = tmp_path / "day" / "10-00-00", tmp_path / "day" / "11-00-00"
+    fake_job(a / "lr=0.1", ["trainer.lr=0.1"], metrics_of(3.0, 20.0), num=0)
+    fake_job(a / "lr=0.01", ["trainer.lr=0.01"], metrics_of(2.0, 25.0), num=1)
+    running = fake_job(b / "lr=1e-3", ["trainer.lr=0.001"], None, num=0)
+    stale = fake_job(b / "lr=1e-4", ["trainer.lr=0.0001"], None, num=1)
+    old = time.time() - 2 * rep.RUNNING_WINDOW_S
+    for path in (stale, stale / ".hydra", *(stale / ".hydra").iterdir()):
+        os.utime(path, (old, old))
+    (a / "lr=0.01" / "eval").mkdir()
+    (a / "lr=0.01" / "eval" / "metrics.json").write_text(json.dumps({"test": {"nll": 90.5, "note": "k=10"}}))
+
+    assert main(["report", str(tmp_path / "day" / "*")]) == 0
+    rows = {r["job"]: r for r in read_csv(tmp_path / "day" / "report.csv")}
+    assert {j: r["status"] for j, r in rows.items()} == {
+        "10-00-00/lr=0.1": "ok", "10-00-00/lr=0.01": "ok", "11-00-00/lr=1e-3": "running",
+        "11-00-00/lr=1e-4": "incomplete"}
+    assert rows["10-00-00/lr=0.01"]["eval/test/nll"] == "90.5"
+    assert set(rows["10-00-00/lr=0.01"]["best"].split(";")) >= {"val/loss", "val/psnr", "test/loss"}
+    assert rows["10-00-00/lr=0.1"]["best"] == "train_time_s"  # a tie marks every holder
+    assert "val/kl" not in rows["10-00-00/lr=0.01"]["best"]
+    assert "val_loss_history" not in rows["10-00-00/lr=0.1"]  # lists are not table cells
+    assert (tmp_path / "day" / "metrics_vs_trainer.lr.png").is_file()
+    assert not (tmp_path / "day" / "rate_distortion.png").exists()  # no VAE among them
+    assert "25*" in capsys.readouterr().out  # the best PSNR is marked in the terminal
+
+
+@pytest.mark.parametrize("values, log", [([2, 4, 8, 32], False), ([2, 8, 200], True), ([1e-4, 1e-3, 1e-2], True),
+                                         ([0, 10, 1000], False), ([-1, 1], False)])
+def test_log_x_scale_when_a_parameter_spans_two_decades(values, log):
+    assert rep.log_scale(values) is log
+
+
+def test_a_folder_without_runs_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert main(["report", str(tmp_path / "missing*")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert "no run folders" in err[0] and "empty" in err[0]
+    assert "missing*: no such folder" in err[1]
