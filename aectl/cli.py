@@ -144,7 +144,10 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
-    data = data_mod.load_dataset(**vars(config.dataset)).to(device)
+    saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
+    data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
+    data_mod.check_model_range(data, m.likelihood, m.output_activation)
+    data = data.to(device)
     kwargs = dict(input_shape=data.input_shape, latent_dim=m.latent_dim, arch=m.arch,
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation)
@@ -164,7 +167,8 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
                                 kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
                                 ratio=s.ratio, total_steps=t.epochs * steps_per_epoch)
     meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
-            "data": {"scale": data.scale, "input_shape": data.input_shape}}
+            "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
+                     "scaler": data.scaler, "classes": data.classes}}
     log.info("run folder: %s", run_dir)
     log.info("model %s (%s), %d parameters, on %s; %d training examples", m.kind, m.arch,
              sum(q.numel() for q in model.parameters()), device, len(data.train))

@@ -18,7 +18,10 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 NOISES = ("none", "gaussian", "salt_pepper", "masking")
 PENALTIES = ("none", "kl_sparsity", "l1")
 SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
-DATASETS = ("digits", "synthetic")
+DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "binarized_mnist",
+            "tensor_file", "image_folder")
+BINARIZE = ("none", "threshold", "dynamic")
+SCALES = ("minmax", "standard", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
@@ -39,11 +42,22 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    name: str = "digits"  # digits (scikit-learn's 8×8 set, offline) | synthetic
-    root: Optional[str] = None  # where files are read from (datasets that need files)
-    val_fraction: float = 0.1  # share of the data held out for validation
-    test_fraction: float = 0.1  # share held out for testing
-    split_seed: int = 0  # the seeded split is the same for every run with this seed
+    name: str = "digits"  # one of DATASETS; configs/dataset/<name>.yaml documents each
+    root: Optional[str] = None  # folder of downloadable datasets (torchvision layout); None = default_data_root()
+    download: bool = True  # fetch missing files into root (mnist family, cifar10, binarized_mnist)
+    binarize: str = "none"  # none | threshold (x > 0.5 once, at load) | dynamic (fresh Bernoulli draw per batch)
+    path: Optional[str] = None  # tensor_file: the .npy/.npz/.pt/.csv file; image_folder: the folder
+    key: Optional[str] = None  # tensor_file (.npz/.pt): name of the data array (default "x", else the first)
+    label_key: Optional[str] = None  # tensor_file (.npz/.pt): name of the label array (default "y" if present)
+    label_column: Any = None  # tensor_file (.csv): label column, by header name or index (negative from the end)
+    scale: str = "minmax"  # tensor_file: minmax ([0, 1] on train) | standard (mean 0, std 1 on train) | none
+    size: Any = 32  # image_folder: resize to size×size, or [height, width]
+    channels: int = 3  # image_folder: 1 (grayscale) or 3 (RGB)
+    in_memory: Any = "auto"  # image_folder: auto (decode once if it fits in RAM) | true | false (stream)
+    workers: int = -1  # image_folder streamed: DataLoader worker processes (-1 = min(4, CPUs))
+    val_fraction: float = 0.1  # share held out for validation (carved from train if the dataset has no val split)
+    test_fraction: float = 0.1  # share held out for testing (only if the dataset has no test split)
+    split_seed: int = 0  # the seeded split (and fixed val/test binarization) is the same for every run
     limit: int = 0  # use at most this many training examples (0 = all)
     num_samples: int = 512  # synthetic: number of examples
     shape: list[int] = field(default_factory=lambda: [1, 8, 8])  # synthetic: C, H, W
@@ -118,6 +132,48 @@ def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
         raise ConfigError(key, value, allowed)
 
 
+def _is_size(size: Any) -> bool:
+    if isinstance(size, bool):
+        return False
+    if isinstance(size, int):
+        return size > 0
+    return (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size))
+
+
+def in_memory_choice(value: Any) -> str:
+    """dataset.in_memory as one of auto | true | false (YAML may give a bool or a string)."""
+    text = str(value).lower()
+    if text not in ("auto", "true", "false"):
+        raise ConfigError("dataset.in_memory", value, "one of auto, true, false")
+    return text
+
+
+def validate_dataset(d: DatasetConfig) -> None:
+    """The dataset section's ranges and choices, and the fields each dataset needs."""
+    _choice("dataset.name", d.name, DATASETS)
+    _choice("dataset.binarize", d.binarize, BINARIZE)
+    _choice("dataset.scale", d.scale, SCALES)
+    if d.name in ("tensor_file", "image_folder"):
+        _check("dataset.path", d.path, bool(d.path),
+               f"the {'file (.npy, .npz, .pt or .csv)' if d.name == 'tensor_file' else 'folder of images'} "
+               f"to read, e.g. dataset.path=data/{'train.csv' if d.name == 'tensor_file' else 'images'}")
+    _check("dataset.label_column", d.label_column,
+           d.label_column is None or (isinstance(d.label_column, (int, str)) and not isinstance(d.label_column, bool)),
+           "a column name or an integer index")
+    _check("dataset.size", d.size, _is_size(d.size), "an integer > 0 or [height, width]")
+    _check("dataset.channels", d.channels, d.channels in (1, 3), "1 (grayscale) or 3 (RGB)")
+    in_memory_choice(d.in_memory)
+    _check("dataset.workers", d.workers, d.workers >= -1, "an integer ≥ 0, or -1 for min(4, CPUs)")
+    _check("dataset.val_fraction", d.val_fraction, 0 < d.val_fraction < 1, "a fraction in (0, 1)")
+    _check("dataset.test_fraction", d.test_fraction, 0 <= d.test_fraction < 1, "a fraction in [0, 1)")
+    _check("dataset.test_fraction", d.test_fraction, d.val_fraction + d.test_fraction < 1,
+           "val_fraction + test_fraction < 1")
+    _check("dataset.limit", d.limit, d.limit >= 0, "an integer ≥ 0 (0 = all)")
+    _check("dataset.num_samples", d.num_samples, d.num_samples > 0, "an integer > 0")
+    _check("dataset.shape", d.shape, len(d.shape) == 3 and all(v > 0 for v in d.shape), "[C, H, W], each > 0")
+
+
 def validate(cfg: TrainConfig) -> None:
     """Check ranges and choices; raise ConfigError naming the first bad key."""
     m, d, n, p, s, t = cfg.model, cfg.dataset, cfg.noise, cfg.penalty, cfg.beta_schedule, cfg.trainer
@@ -132,14 +188,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("model.conv_channels", m.conv_channels,
            len(m.conv_channels) > 0 and all(c > 0 for c in m.conv_channels), "a non-empty list of channels > 0")
 
-    _choice("dataset.name", d.name, DATASETS)
-    _check("dataset.val_fraction", d.val_fraction, 0 < d.val_fraction < 1, "a fraction in (0, 1)")
-    _check("dataset.test_fraction", d.test_fraction, 0 <= d.test_fraction < 1, "a fraction in [0, 1)")
-    _check("dataset.test_fraction", d.test_fraction, d.val_fraction + d.test_fraction < 1,
-           "val_fraction + test_fraction < 1")
-    _check("dataset.limit", d.limit, d.limit >= 0, "an integer ≥ 0 (0 = all)")
-    _check("dataset.num_samples", d.num_samples, d.num_samples > 0, "an integer > 0")
-    _check("dataset.shape", d.shape, len(d.shape) == 3 and all(v > 0 for v in d.shape), "[C, H, W], each > 0")
+    validate_dataset(d)
 
     _choice("noise.kind", n.kind, NOISES)
     _check("noise.sigma", n.sigma, n.sigma >= 0, "a standard deviation ≥ 0")
