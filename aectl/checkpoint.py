@@ -7,7 +7,6 @@ A checkpoint is a dict of plain Python values and tensors, loadable with
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -61,9 +60,11 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(f"{path}: refused, the file holds more than plain data ({reason})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001  arbitrary bytes can fail anywhere in the unpickler
+        # (e.g. a text file starting with 'h' reads as a memo lookup → KeyError)
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or another format: "
-                              f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+                              f"{type(err).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not an aectl checkpoint (missing keys)")
     if ckpt["format_version"] != FORMAT_VERSION:

@@ -37,9 +37,10 @@ def config_dir() -> str:
 def _register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
-    from aectl.config import TrainConfig
+    from aectl.config import EvalConfig, TrainConfig
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
 
 
 class _InputError(BaseException):
@@ -187,6 +188,18 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
     return metrics
 
 
+def _eval_task(cfg) -> list[dict]:
+    """Hydra task function of `aectl eval`: validated settings → metrics, pictures, embeddings."""
+    from omegaconf import OmegaConf
+
+    from aectl import evaluate
+    from aectl.config import validate_eval
+
+    settings = OmegaConf.to_object(cfg)
+    validate_eval(settings)
+    return evaluate.run(settings)
+
+
 def _hparams(config_dict: dict) -> dict:
     """Flat {'model.latent_dim': 8, ...} of the config's scalar and list values."""
     flat = {}
@@ -239,7 +252,7 @@ def _run_hydra(command: str, args: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    task, config_name = {"train": (_train_task, "train")}[command]
+    task, config_name = {"train": (_train_task, "train"), "eval": (_eval_task, "eval")}[command]
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     if "-m" in args or "--multirun" in args:
@@ -302,15 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "-sc":
         return _completion(argv)
     command, rest = argv[0], argv[1:]
-    if command == "train":
+    if command == "eval" and {"-m", "--multirun"} & set(rest):  # each job would overwrite <run>/eval
+        print("aectl eval: error: -m/--multirun is not supported; to evaluate every job of a sweep, "
+              "pass its folder: ckpt=multirun/<date>/<time>", file=sys.stderr)
+        return 2
+    if command in ("train", "eval"):
         return _run_hydra(command, rest)
     if command == "report":  # reads run folders only: no Hydra app, no config
         from aectl.report import main as report_main
 
         return report_main(rest)
-    if command in ("eval", "report"):
-        print(f"aectl {command}: not available yet", file=sys.stderr)
-        return 2
     print(f"aectl: unknown command {command!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
     return 2
 

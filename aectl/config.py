@@ -6,7 +6,7 @@ raises `ConfigError` naming the key. This module never imports torch (it is on t
 start-up path).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional
 
 from aectl.errors import ConfigError
@@ -224,3 +224,40 @@ def validate(cfg: TrainConfig) -> None:
     _check("trainer.images_every", t.images_every, t.images_every > 0, "an integer > 0")
     _check("trainer.save_every", t.save_every, t.save_every > 0, "an integer > 0")
     _choice("trainer.precision", t.precision, PRECISIONS)
+
+
+SPLITS = ("train", "val", "test")
+
+# `aectl eval`'s dataset section: every DatasetConfig field, None = keep the checkpoint's value.
+# Built from DatasetConfig so that `dataset.<field>=...` and `dataset=<name>` accept exactly its fields.
+DatasetOverrides = make_dataclass("DatasetOverrides", [(f.name, Optional[Any], field(default=None))
+                                                       for f in fields(DatasetConfig)])
+
+
+@dataclass
+class EvalConfig:
+    """`aectl eval`: model, data and noise come from the checkpoint; these fields say what to compute."""
+
+    ckpt: Optional[str] = None  # checkpoint file, run folder (→ checkpoints/last.pt) or multirun folder (every job)
+    split: str = "test"  # train | val | test: the split the metrics are computed on
+    k: int = 100  # importance samples per example for the VAE's log p(x) estimate (Burda et al. 2016)
+    batch_size: int = 256  # examples per forward pass (the IW estimate decodes batch_size·k rows per batch)
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    threads: int = 1  # CPU threads for torch (0 = torch's default)
+    seed: int = 0  # seeds input noise, posterior and prior samples: the same seed gives the same numbers
+    projector: bool = True  # write the TensorBoard projector (latent means, labels, sprite) into the run
+    max_embed: int = 1000  # examples of the split shown in the projector
+    progress: bool = True  # tqdm progress bar over the batches of the IW estimate
+    dataset: DatasetOverrides = field(default_factory=DatasetOverrides)  # fields set here override the checkpoint's
+
+
+def validate_eval(cfg: EvalConfig) -> None:
+    """Check the eval fields; dataset overrides are checked once merged with the checkpoint's."""
+    _check("ckpt", cfg.ckpt, bool(cfg.ckpt),
+           "a checkpoint file, run folder or multirun folder, e.g. ckpt=outputs/<date>/<time>")
+    _choice("split", cfg.split, SPLITS)
+    _check("k", cfg.k, cfg.k >= 1, "an integer ≥ 1")
+    _check("batch_size", cfg.batch_size, cfg.batch_size > 0, "an integer > 0")
+    _choice("device", cfg.device, DEVICES)
+    _check("threads", cfg.threads, cfg.threads >= 0, "an integer ≥ 0 (0 = torch's default)")
+    _check("max_embed", cfg.max_embed, cfg.max_embed > 0, "an integer > 0")

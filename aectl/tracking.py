@@ -12,6 +12,9 @@ CHARTS_LR, CHARTS_SPEED = "charts/lr", "charts/samples_per_s"
 IMG_INPUT, IMG_NOISY, IMG_RECON = "images/input", "images/noisy", "images/reconstruction"
 IMG_SAMPLES, IMG_TRAVERSAL = "images/samples", "images/traversal"
 HIST_MU, HIST_LOGVAR, HIST_Z = "latent/mu", "latent/logvar", "latent/z"
+# aectl eval: scalars are EVAL/<metric>, images EVAL/<picture>; the projector's embedding tag
+# (also its folder, <run>/<step>/<tag>/, so no slash in it).
+EVAL_EMBEDDING = "eval_latent"
 
 
 class NullTracker:

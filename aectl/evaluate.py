@@ -1,0 +1,441 @@
+"""`aectl eval`: how good is a trained model, and at what? Metrics, pictures and embeddings.
+
+Everything is rebuilt from the checkpoint alone (loaded with weights_only): the model from its
+(kind, kwargs) and state_dict, the data and noise from its resolved config, where the command
+line may override dataset fields. One pass over the chosen split computes every metric that
+applies to the variant (design §2). Results go to <run>/eval/ (metrics.json and PNGs), into the
+run's TensorBoard (`eval/*` scalars and images, the projector) and to the terminal as a table.
+
+Every random draw (input noise, posterior and prior samples) comes from generators seeded by
+`seed`, one per purpose, so a number does not change when another metric is added.
+"""
+
+import json
+import logging
+import math
+import shutil
+import time
+import unicodedata
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aectl import losses, metrics, noise, pictures, tracking
+from aectl.checkpoint import load_checkpoint, rebuild_model
+from aectl.config import DatasetConfig, EvalConfig, validate_dataset
+from aectl.data import DataSplits
+from aectl.errors import AectlError, CheckpointError, ConfigError, DataError
+from aectl.models import mean_reconstruction
+
+log = logging.getLogger(__name__)
+
+# Every model also faces the three corruptions at the strengths of design §10's reference
+# numbers, whatever it was trained with, so robustness compares across variants.
+ROBUSTNESS_NOISE = {"gaussian": {"sigma": 0.3, "clip": True}, "salt_pepper": {"p": 0.25}, "masking": {"p": 0.25}}
+IW_CHUNK = 4096  # decoder rows per pass of the IW estimate: bounds memory for any k; on a CPU
+# larger passes were no faster (benchmarks/eval_throughput.py --chunks)
+PROBE_MAX_TRAIN = 10_000  # train examples the linear probe is fitted on (bounds its cost)
+SCATTER_MAX = 5_000  # points drawn in the latent scatter
+N_PICTURES = 16  # examples in the reconstruction and denoising grids
+N_PRIOR_SAMPLES = 64  # decoded prior samples of a VAE
+MAX_TRAVERSED = 10  # latent dims in the traversal grid: the most active ones
+MIN_TILE_PX = 28  # image grids are enlarged (nearest neighbour) until a tile is this tall
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What the checkpoint's config says about which metrics apply."""
+
+    kind: str  # model kind (ae, stacked_ae, sparse_ae, dae, vae)
+    variational: bool  # a VAE: ELBO, KL, IW log-likelihood, active units, prior pictures
+    noise: dict  # the trained corruption: kind, sigma, clip, p, v_min, v_max
+    penalty: dict  # the trained penalty: kind, rho, beta, weight
+
+    @classmethod
+    def of(cls, ckpt: dict) -> "Variant":
+        config = ckpt["config"]
+        return cls(ckpt["model"]["kind"], ckpt["model"]["kind"] == "vae",
+                   dict(config.get("noise") or {"kind": "none"}), dict(config.get("penalty") or {"kind": "none"}))
+
+    def noises(self) -> dict[str, tuple[str, dict]]:
+        """name → (noise kind, parameters) of every corruption to score: the three robustness
+        checks, plus `trained` with the exact parameters the model was trained with."""
+        data_range = {k: self.noise[k] for k in ("v_min", "v_max") if k in self.noise}
+        chosen = {kind: (kind, {**params, **data_range}) for kind, params in ROBUSTNESS_NOISE.items()}
+        if self.noise["kind"] != "none":
+            chosen["trained"] = (self.noise["kind"], _noise_params(self.noise))
+        return chosen
+
+
+def _noise_params(noise_config: dict) -> dict:
+    return {k: noise_config[k] for k in ("sigma", "clip", "p", "v_min", "v_max") if k in noise_config}
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run(settings: EvalConfig) -> list[dict]:
+    """Evaluate every checkpoint `settings.ckpt` names, print a table per run and, for a sweep,
+    one table comparing its jobs. A job that fails is reported and the others still run."""
+    targets = find_checkpoints(settings.ckpt)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = _device(settings.device)
+    results, failures, data_cache = [], [], {}
+    for path in targets:
+        try:
+            result = evaluate_checkpoint(path, settings, device, data_cache)
+        except AectlError as err:
+            if len(targets) == 1:
+                raise
+            log.warning("aectl eval: skipped %s: %s", path, err)
+            failures.append(str(err))
+            continue
+        print(format_table(result), flush=True)
+        results.append(result)
+    if len(targets) > 1 and results:
+        print(format_sweep_table(results, Path(settings.ckpt)), flush=True)
+    if failures:
+        raise AectlError(f"{settings.ckpt}: {len(failures)} of {len(targets)} jobs could not be evaluated; "
+                         f"first: {failures[0]}")
+    return results
+
+
+def find_checkpoints(target: str) -> list[Path]:
+    """A .pt file; a run folder → its checkpoints/last.pt; a multirun folder → every job's."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        return [path]
+    if (path / "checkpoints" / "last.pt").is_file():
+        return [path / "checkpoints" / "last.pt"]
+    if path.is_dir():
+        found = sorted(path.rglob("checkpoints/last.pt"))
+        if not found:
+            raise CheckpointError(f"{path}: no checkpoints/last.pt in this folder or below it "
+                                  "(expected a checkpoint file, a run folder or a multirun folder)")
+        return found
+    raise CheckpointError(f"{path}: no such checkpoint file, run folder or multirun folder")
+
+
+def run_folder(ckpt_path: Path) -> Path:
+    """The run a checkpoint belongs to (<run>/checkpoints/x.pt → <run>); else the file's folder."""
+    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+
+
+def _device(name: str) -> torch.device:
+    from aectl.trainer import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ConfigError as err:
+        raise AectlError(str(err).replace("trainer.device", "device", 1)) from None
+
+
+# ---------------------------------------------------------------- one checkpoint
+
+
+def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
+                        data_cache: dict | None = None) -> dict:
+    """All metrics, pictures and the projector of one checkpoint; returns what metrics.json holds."""
+    start = time.perf_counter()
+    ckpt = load_checkpoint(path)
+    variant = Variant.of(ckpt)
+    dataset = dataset_config(ckpt["config"].get("dataset") or {}, _set_fields(settings.dataset))
+    data = _load_data(dataset, ckpt, path, {} if data_cache is None else data_cache).to(device)
+    model = rebuild_model(ckpt).to(device)
+    x_all, labels = data.split(settings.split)
+    if len(x_all) == 0:
+        raise ConfigError("split", settings.split, f"a split with examples (dataset {dataset.name} has none in it)")
+    torch.manual_seed(settings.seed)  # a dynamically binarized train split draws from the global RNG
+    keep = max(N_PICTURES, settings.max_embed if settings.projector else 0)
+    values, codes, first = split_metrics(model, data, x_all, variant, settings, keep)
+    labels = None if labels is None else labels.cpu()
+    values.update(code_metrics(codes, variant))
+    probe = probe_accuracy(model, data, codes, labels, settings.batch_size)
+    if probe is not None:
+        values["probe_acc"] = probe[0]
+
+    run_dir, step = run_folder(path), ckpt["step"]
+    tracker = tracking.TensorBoardTracker(run_dir)
+    try:
+        tracker.scalars(tracking.EVAL, values, step)
+        images = write_pictures(model, first, codes, labels, variant, settings.seed, run_dir / "eval", tracker, step)
+        if settings.projector:
+            write_projector(run_dir, tracker, codes, labels, first, getattr(data, "classes", None), step,
+                            settings.max_embed)
+    finally:
+        tracker.close()
+    result = {
+        "checkpoint": str(path), "run": str(run_dir), "model": variant.kind, "step": step,
+        "epoch": ckpt["epoch"], "dataset": dataset.name, "split": settings.split, "n": len(x_all),
+        "latent_dim": codes.shape[1], "seed": settings.seed, "k": settings.k if variant.variational else None,
+        "noise": _noise_params(variant.noise) | {"kind": variant.noise["kind"]},
+        "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty,
+        "probe_train_n": probe[1] if probe else None, "metrics": values, "pictures": images,
+        "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if settings.projector else None,
+        "time_s": round(time.perf_counter() - start, 3),
+    }
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _set_fields(overrides) -> dict:
+    """The dataset fields given on the command line (None = not given), as a dict."""
+    items = overrides.items() if isinstance(overrides, dict) else vars(overrides).items()
+    return {k: v for k, v in items if v is not None}
+
+
+def dataset_config(saved: dict, overrides: dict) -> DatasetConfig:
+    """The checkpoint's dataset section with the command line's dataset fields on top, checked."""
+    known = {f.name for f in fields(DatasetConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"dataset.{unknown[0]}", overrides[unknown[0]], "a field of the dataset section: "
+                          + ", ".join(sorted(known)))
+    merged = {k: v for k, v in saved.items() if k in known} | dict(overrides)
+    config = DatasetConfig(**merged)
+    validate_dataset(config)
+    return config
+
+
+def _load_data(dataset: DatasetConfig, ckpt: dict, path: Path, cache: dict) -> DataSplits:
+    """The dataset on the CPU (cached across the jobs of a sweep), transformed as in training
+    (the checkpoint's scaler), with the input shape the model was built for."""
+    from aectl import data as data_mod
+
+    saved = ckpt.get("data") or {}
+    key = json.dumps([vars(dataset), saved.get("scaler")], sort_keys=True, default=str)
+    if key not in cache:
+        cache[key] = data_mod.load_dataset(**vars(dataset), scaler=saved.get("scaler"))
+    data = cache[key]
+    expected = list(ckpt["model"]["kwargs"]["input_shape"])
+    if data.input_shape != expected:
+        raise DataError(f"dataset.name={dataset.name}: examples of shape {data.input_shape}, but the model "
+                        f"in {path} takes {expected}; evaluate it on the data it was trained on")
+    return data
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class _Means:
+    """Sums per-example values on the device; one host sync at the end."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def add(self, name: str, per_example: torch.Tensor) -> None:
+        total = per_example.double().sum()
+        self.sums[name] = self.sums[name] + total if name in self.sums else total
+
+    def means(self) -> dict[str, float]:
+        return {name: total.item() / self.n for name, total in self.sums.items()}
+
+
+@torch.no_grad()
+def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, settings: EvalConfig,
+                  keep: int) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """One pass over the split: mean per-example metrics, the codes (N, K) on the CPU and the
+    first `keep` inputs (for pictures and the projector sprite)."""
+    device = next(model.parameters()).device
+    noises = variant.noises()
+    gens = {name: torch.Generator(device=device).manual_seed(settings.seed + i)
+            for i, name in enumerate([*noises, "elbo", "iw"])}
+    means, codes, first = _Means(), [], []
+    batches = math.ceil(len(x_all) / settings.batch_size)
+    desc = f"eval {variant.kind}" + (f" (IW k={settings.k})" if variant.variational else "")
+    for x in tqdm(data.batches(x_all, settings.batch_size), total=batches, desc=desc, unit="batch",
+                  disable=not settings.progress, leave=False, dynamic_ncols=True):
+        means.n += len(x)
+        code = metrics.latent_means(model, x)
+        raw = model.decode(code)
+        x_hat = mean_reconstruction(model, raw)
+        means.add("recon", losses.reconstruction_nll(raw, x, model.likelihood))
+        means.add("mse", metrics.per_element_mse(x_hat, x))
+        means.add("psnr", metrics.psnr(x_hat, x))
+        for name, (kind, params) in noises.items():
+            scores = metrics.denoising_psnr(model, x, kind, generator=gens[name], **params)
+            means.add(f"psnr_noisy_{name}", scores.noisy)
+            means.add(f"psnr_denoised_{name}", scores.denoised)
+        if variant.variational:
+            means.add("kl", losses.gaussian_kl(*model.encode(x)))
+            means.add("elbo", metrics.elbo(model, x, generator=gens["elbo"]))
+            means.add("log_px_iw", metrics.iw_log_likelihood(model, x, settings.k, chunk=IW_CHUNK,
+                                                             generator=gens["iw"]))
+        codes.append(code.float())  # kept on the device: no host sync per batch
+        if sum(len(f) for f in first) < keep:
+            first.append(x)
+    return means.means(), torch.cat(codes).cpu(), torch.cat(first)[:keep].cpu()
+
+
+def code_metrics(codes: torch.Tensor, variant: Variant) -> dict[str, float]:
+    """Statistics of the codes over the whole split: active units (VAE), ρ̂ and the penalty
+    (sparse AE, as in training but over the whole split), the L1 activity (penalty=l1)."""
+    values: dict[str, float] = {}
+    if variant.variational:
+        values["active_units"] = metrics.active_units(codes)[0]
+    penalty = variant.penalty
+    if penalty.get("kind") == "kl_sparsity":
+        values.update(metrics.sparsity_stats(codes, penalty["rho"]))
+        values["penalty"] = penalty["beta"] * values["kl_sparsity"]
+    elif penalty.get("kind") == "l1":
+        values["code_l1"] = codes.double().abs().flatten(1).sum(1).mean().item()
+        values["penalty"] = penalty["weight"] * values["code_l1"]
+    return values
+
+
+def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labels: torch.Tensor | None,
+                   batch_size: int) -> tuple[float, int] | None:
+    """(accuracy, train examples) of a linear probe fitted on the train split's latent means and
+    scored on the evaluated split's; None without labels or with a single class."""
+    if labels is None or data.train_labels is None:
+        return None
+    train_codes, n = [], 0
+    for x in data.batches(data.train, batch_size):
+        train_codes.append(metrics.latent_means(model, x).float().cpu())
+        n += len(x)
+        if n >= PROBE_MAX_TRAIN:
+            break
+    z_train = torch.cat(train_codes)[:PROBE_MAX_TRAIN]
+    y_train = data.train_labels[:len(z_train)].cpu()
+    if len(y_train.unique()) < 2:
+        return None
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # an unconverged probe still scores; keep the terminal table readable
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return metrics.linear_probe(z_train, y_train, codes, labels), len(z_train)
+
+
+# ---------------------------------------------------------------- pictures and projector
+
+
+@torch.no_grad()
+def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
+                   variant: Variant, seed: int, out_dir: Path, tracker, step: int) -> list[str]:
+    """PNGs in out_dir and the same images in TensorBoard under eval/<name>; returns the file names."""
+    device = next(model.parameters()).device
+    x = first[:N_PICTURES].to(device)
+    images = {"reconstruction": pictures.reconstruction_grid(x, metrics.reconstruct(model, x))}
+    if variant.noise["kind"] != "none":
+        g = torch.Generator(device=device).manual_seed(seed)
+        x_noisy = noise.corrupt(x, variant.noise["kind"], generator=g, **_noise_params(variant.noise))
+        images["denoising"] = pictures.noisy_denoised_grid(x, x_noisy, metrics.reconstruct(model, x_noisy))
+    if variant.variational:
+        g = torch.Generator(device=device).manual_seed(seed)
+        images["samples"] = pictures.samples_grid(pictures.prior_samples(model, N_PRIOR_SAMPLES, g))
+        most_active = codes.var(0).argsort(descending=True)[:MAX_TRAVERSED].tolist()
+        z0 = torch.zeros(codes.shape[1], device=device)  # the prior's mean; one row per traversed dim
+        images["traversal"] = pictures.traversal_grid(model, z0, dims=most_active)
+    images["latent_scatter"] = pictures.latent_scatter_png(
+        codes[:SCATTER_MAX], None if labels is None else labels[:SCATTER_MAX], None,
+        title=f"{variant.kind}: latent {'means' if variant.variational else 'code'}")
+    zoom = max(1, math.ceil(MIN_TILE_PX / first.shape[-2]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        if name != "latent_scatter":  # small images (8×8 digits) enlarged, pixel for pixel
+            image = image.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+        pictures.save_png(image, out_dir / f"{name}.png")
+        tracker.image(f"{tracking.EVAL}/{name}", image, step)
+    return [f"{name}.png" for name in images]
+
+
+def write_projector(run_dir: Path, tracker, codes: torch.Tensor, labels: torch.Tensor | None,
+                    first: torch.Tensor, classes: list[str] | None, step: int, max_embed: int) -> None:
+    """The TensorBoard projector: latent means of the first examples, labels and sprite thumbnails."""
+    n = min(max_embed, len(codes), len(first))
+    folder = run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING
+    if folder.is_dir():  # an earlier eval of this checkpoint: replace it rather than add beside it
+        shutil.rmtree(folder)
+    metadata = None
+    if labels is not None:
+        names = classes if classes else []
+        metadata = [names[y] if 0 <= y < len(names) else str(y) for y in labels[:n].tolist()]
+    tracker.embedding(codes[:n], metadata, pictures.sprite_images(first, n), step, tracking.EVAL_EMBEDDING)
+
+
+# ---------------------------------------------------------------- terminal tables
+
+_ROWS = (  # metric → label, in the order shown
+    ("recon", "reconstruction loss (per example)"),
+    ("mse", "MSE (per element)"),
+    ("psnr", "PSNR (dB)"),
+    ("elbo", "ELBO (nats)"),
+    ("kl", "KL(q(z|x) ‖ p(z)) (nats)"),
+    ("log_px_iw", "log p(x), IW k={k} (nats)"),
+    ("active_units", "active units (of K={latent_dim})"),
+    ("rho_hat_mean", "sparsity: mean ρ̂ (ρ={rho})"),
+    ("frac_within_2x", "sparsity: share of units with ρ/2 ≤ ρ̂ ≤ 2ρ"),
+    ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j)"),
+    ("code_l1", "L1 of the code (per example)"),
+    ("penalty", "penalty (weighted)"),
+    ("probe_acc", "linear probe accuracy"),
+)
+
+
+def _width(text: str) -> int:
+    """Printed width: combining marks (the hat of ρ̂) take no column."""
+    return sum(not unicodedata.combining(c) for c in text)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.5g}"
+
+
+def _noise_label(name: str, result: dict) -> str:
+    kind, params = (result["noise"]["kind"], result["noise"]) if name == "trained" else \
+        (name, result["robustness_noise"][name])
+    strength = f"σ={params['sigma']:g}" if kind == "gaussian" else f"p={params['p']:g}"
+    return f"{'trained: ' if name == 'trained' else ''}{kind} {strength}"
+
+
+def _denoising_cell(values: dict, name: str) -> str:
+    return f"{_fmt(values[f'psnr_noisy_{name}'])} noisy → {_fmt(values[f'psnr_denoised_{name}'])} denoised"
+
+
+def format_table(result: dict) -> str:
+    """The metrics of one run as a two-column table (denoising as noisy → denoised PSNR)."""
+    values = result["metrics"]
+    context = {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho")}
+    rows = []
+    for key, label in _ROWS:
+        if key in values:
+            rows.append((label.format(**context), _fmt(values[key])))
+        if key == "psnr":  # robustness right below the clean PSNR
+            rows += [(f"PSNR under {_noise_label(name, result)} (dB)", _denoising_cell(values, name))
+                     for name in ("trained", *ROBUSTNESS_NOISE) if f"psnr_noisy_{name}" in values]
+        if key == "rho_hat_mean" and "rho_hat_q50" in values:
+            rows.append(("sparsity: ρ̂ quantiles 5/25/50/75/95%",
+                         " / ".join(_fmt(values[f"rho_hat_q{q}"]) for q in ("05", "25", "50", "75", "95"))))
+    width = max(_width(label) for label, _ in rows)
+    head = (f"{result['run']}: {result['model']}, step {result['step']}, "
+            f"{result['dataset']} {result['split']} split ({result['n']} examples)")
+    body = [f"  {label}{' ' * (width - _width(label))}  {value}" for label, value in rows]
+    return "\n".join([head, *body, f"  → {Path(result['run']) / 'eval'}"])
+
+
+_SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("elbo", "ELBO"),
+                  ("log_px_iw", "log p(x)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
+                  ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"))
+
+
+def format_sweep_table(results: list[dict], root: Path) -> str:
+    """One row per job of a sweep, the main metrics side by side."""
+    columns = [(key, title) for key, title in _SWEEP_COLUMNS if any(key in r["metrics"] for r in results)]
+    rows = [["job", "model", *(title for _, title in columns)]]
+    for r in results:
+        job = Path(r["run"]).relative_to(root) if Path(r["run"]).is_relative_to(root) else Path(r["run"])
+        rows.append([str(job) if str(job) != "." else Path(r["run"]).name, r["model"],
+                     *(_fmt(r["metrics"][key]) if key in r["metrics"] else "—" for key, _ in columns)])
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    pad = lambda cell, w: " " * (w - _width(cell))  # noqa: E731
+    lines = ["  ".join(cell + pad(cell, w) if i < 2 else pad(cell, w) + cell
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    return "\n".join([f"{root}: {len(results)} runs", *lines])

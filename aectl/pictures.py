@@ -1,0 +1,139 @@
+"""Figures for `aectl eval` and TensorBoard: image grids as (3, H, W) float tensors in [0, 1]
+(what `SummaryWriter.add_image` takes), a 2-D latent scatter, PNG saving and projector sprites.
+
+matplotlib is imported inside the one function that needs it and drawn on its Agg canvas
+directly (no pyplot, no global backend switch).
+"""
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from aectl.models import mean_reconstruction
+
+
+def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """make_grid of images (N, C, H, W) clamped to [0, 1]; 1-channel images become 3-channel."""
+    from torchvision.utils import make_grid
+
+    return make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def reconstruction_grid(x: torch.Tensor, x_hat: torch.Tensor, n: int = 16) -> torch.Tensor:
+    """Two rows: the first n inputs above their reconstructions (x_hat in data space)."""
+    n = min(n, x.shape[0])
+    return _grid(torch.cat([x[:n], x_hat[:n]]), nrow=n)
+
+
+def noisy_denoised_grid(x: torch.Tensor, x_noisy: torch.Tensor, x_hat: torch.Tensor,
+                        n: int = 16) -> torch.Tensor:
+    """Three rows: clean inputs, their corrupted versions, the reconstructions from those."""
+    n = min(n, x.shape[0])
+    return _grid(torch.cat([x[:n], x_noisy[:n], x_hat[:n]]), nrow=n)
+
+
+def samples_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """A grid of images (N, C, H, W), e.g. decoded prior samples, `nrow` per row."""
+    return _grid(images, nrow=nrow)
+
+
+@torch.no_grad()
+def prior_samples(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """E[x|z] for n draws z ~ N(0, I_K) of a VAE's prior, images in data space."""
+    device = next(model.parameters()).device
+    z = torch.randn((n, model.latent_dim), generator=generator, device=device)
+    return mean_reconstruction(model, model.decode(z))
+
+
+@torch.no_grad()
+def traversal_grid(model: nn.Module, z_base: torch.Tensor, dims: Sequence[int] | None = None,
+                   steps: int = 9, span: float = 3.0) -> torch.Tensor:
+    """Latent traversals of a VAE: one row per latent dim in `dims` (None: all), where that
+    coordinate of `z_base` (K,) is swept over linspace(−span, span, steps) and the rest kept."""
+    z_base = z_base.reshape(-1)
+    dims = range(z_base.numel()) if dims is None else dims
+    values = torch.linspace(-span, span, steps, device=z_base.device, dtype=z_base.dtype)
+    rows = []
+    for d in dims:
+        z = z_base.repeat(steps, 1)
+        z[:, d] = values
+        rows.append(z)
+    images = mean_reconstruction(model, model.decode(torch.cat(rows)))
+    return _grid(images, nrow=steps)
+
+
+def _project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str, tuple[str, str]]:
+    """(N, 2) coordinates, a description and axis names: z itself for K ≤ 2, else PCA via SVD."""
+    k = z.shape[1]
+    if k == 2:
+        return z, "latent z (K=2)", ("z1", "z2")
+    if k == 1:
+        return torch.cat([z, torch.zeros_like(z)], 1), "latent z (K=1)", ("z1", "")
+    centered = z - z.mean(0)
+    _, s, vh = torch.linalg.svd(centered, full_matrices=False)
+    explained = (s[:2].square().sum() / s.square().sum()).item()
+    return centered @ vh[:2].T, f"PCA (SVD) of K={k} latent, {explained:.0%} variance", ("PC1", "PC2")
+
+
+def latent_scatter_png(z: torch.Tensor, labels: torch.Tensor | None, path: str | Path | None,
+                       title: str = "latent") -> torch.Tensor:
+    """Scatter of the latent (N, K) in 2-D (the latent itself when K = 2, else its first two
+    principal components), coloured by `labels` (a legend for ≤ 20 classes, else a colorbar).
+    Saved as PNG at `path` (skipped if None); returns the figure as a (3, H, W) uint8 tensor."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    xy, how, (x_name, y_name) = _project_2d(z.detach().float().cpu())
+    xy = xy.numpy()
+    fig = Figure(figsize=(6, 5), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.6)
+    else:
+        labels = labels.detach().cpu()
+        classes = labels.unique()
+        labels = labels.numpy()
+        if len(classes) <= 20:
+            palette = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+            for i, c in enumerate(classes.tolist()):
+                m = labels == c
+                ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.6, color=palette(i), label=str(c))
+            ax.legend(markerscale=3, fontsize="small", title="label",   # outside: "best" is slow
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            points = ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.6, c=labels, cmap="viridis")
+            fig.colorbar(points, ax=ax, label="label")
+    ax.set(xlabel=x_name, ylabel=y_name)
+    ax.set_title(f"{title}\n{how}", fontsize="medium")
+    fig.tight_layout()
+    canvas.draw()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
+    return rgba[..., :3].permute(2, 0, 1).contiguous()
+
+
+def save_png(img: torch.Tensor, path: str | Path) -> None:
+    """Write an image tensor (C, H, W) or (H, W), float in [0, 1] or uint8, as a PNG file."""
+    from PIL import Image
+
+    img = img.detach().cpu()
+    if img.dtype != torch.uint8:
+        img = (img.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    if img.dim() == 3:
+        img = img.permute(1, 2, 0)
+        img = img.squeeze(2) if img.shape[2] == 1 else img
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img.numpy()).save(path, format="PNG")
+
+
+def sprite_images(x: torch.Tensor, max_n: int) -> torch.Tensor:
+    """The first max_n images as float (N, C, H, W) thumbnails in [0, 1] on the CPU, the
+    `label_img` of `SummaryWriter.add_embedding` (the projector's sprite)."""
+    return x[:max_n].detach().float().cpu().clamp(0, 1)

@@ -1,0 +1,272 @@
+"""`aectl eval` end to end: each variant trained briefly on digits, then evaluated from its run
+folder; a sweep folder; and checkpoints that must be refused in one line."""
+
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from aectl import evaluate
+from aectl.cli import main
+
+VARIANTS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
+EVAL_ARGS = ("k=20", "max_embed=100", "progress=false", "device=cpu")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NOISES = ("gaussian", "salt_pepper", "masking")
+COMMON = {"recon", "mse", "psnr", "probe_acc",
+          *(f"psnr_{which}_{kind}" for which in ("noisy", "denoised") for kind in NOISES)}
+ONLY = {  # metrics that must appear for these variants and for no other
+    "dae": {"psnr_noisy_trained", "psnr_denoised_trained"},
+    "sparse_ae": {"rho_hat_mean", "rho_hat_q05", "rho_hat_q25", "rho_hat_q50", "rho_hat_q75", "rho_hat_q95",
+                  "kl_sparsity", "frac_within_2x", "penalty"},
+    "vae": {"elbo", "kl", "log_px_iw", "active_units"},
+}
+PICTURES = {"dae": {"denoising.png"}, "vae": {"samples.png", "traversal.png"}}
+
+
+@contextlib.contextmanager
+def _in_folder(path: Path):
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """Each variant trained 2 epochs on digits (24 steps), then `aectl eval ckpt=<run>` run once
+    from an unrelated empty folder: variant → (rc, stdout, run folder, cwd contents after)."""
+    root = tmp_path_factory.mktemp("eval_runs")
+    cwd = tmp_path_factory.mktemp("elsewhere")
+    results = {}
+    with _in_folder(cwd):
+        for variant in VARIANTS:
+            run_dir = root / variant
+            rc = main(["train", f"model={variant}", "trainer.epochs=2", "trainer.progress=false",
+                       "trainer.device=cpu", f"hydra.run.dir={run_dir}"])
+            assert rc == 0
+            before = set(os.listdir(run_dir))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                rc = main(["eval", f"ckpt={run_dir}", *EVAL_ARGS])
+            results[variant] = (rc, out.getvalue(), run_dir, before, sorted(os.listdir(cwd)))
+    return results
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_eval_writes_the_metrics_that_apply(evaluated, variant):
+    rc, _, run_dir, _, _ = evaluated[variant]
+    assert rc == 0
+    result = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    values = result["metrics"]
+    expected = COMMON | ONLY.get(variant, set())
+    others = set().union(*ONLY.values()) - expected
+    assert expected <= set(values) and not others & set(values), sorted(values)
+    assert result["model"] == variant and result["split"] == "test" and result["n"] == 180  # 10 % of 1797
+    assert result["checkpoint"] == str(run_dir / "checkpoints" / "last.pt")
+    assert all(math.isfinite(v) for v in values.values())
+    # PSNR is a mean of per-image PSNRs: by Jensen it is at least the PSNR of the mean MSE.
+    assert values["psnr"] >= 10 * math.log10(1 / values["mse"]) - 1e-9
+    # Chance is ≈ 0.1 (10 balanced classes); after 24 steps the five variants measured 0.62 (VAE,
+    # posterior still near the prior) to 0.98 (sparse AE, 128 units), so 0.3 leaves slack.
+    assert 0.3 < values["probe_acc"] <= 1.0
+    if variant == "vae":
+        assert values["log_px_iw"] >= values["elbo"] - 0.5  # k=20 bound: not below the ELBO
+        assert values["kl"] >= 0 and 0 <= values["active_units"] <= result["latent_dim"] == 8
+        assert result["k"] == 20
+    if variant == "sparse_ae":
+        quantiles = [values[f"rho_hat_q{q}"] for q in ("05", "25", "50", "75", "95")]
+        assert quantiles == sorted(quantiles) and 0 < values["rho_hat_mean"] < 1
+        assert values["penalty"] == pytest.approx(3.0 * values["kl_sparsity"])  # β = 3 in the preset
+
+
+def test_the_same_seed_gives_the_same_noisy_inputs_to_every_variant(evaluated):
+    noisy = {v: json.loads((evaluated[v][2] / "eval" / "metrics.json").read_text())["metrics"]["psnr_noisy_gaussian"]
+             for v in VARIANTS}
+    assert len(set(noisy.values())) == 1
+    # σ = 0.3 noise clipped to [0, 1]: clipping removes much of the noise on the many pixels at 0,
+    # so the noisy PSNR sits above the unclipped 10·log10(1/0.09) = 10.46 dB (measured 13.04 dB).
+    assert 11.0 < noisy["ae"] < 15.0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_eval_writes_pictures_projector_and_tensorboard(evaluated, variant):
+    _, _, run_dir, before, _ = evaluated[variant]
+    result = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    pngs = {"reconstruction.png", "latent_scatter.png"} | PICTURES.get(variant, set())
+    assert set(result["pictures"]) == pngs
+    for name in pngs:
+        assert (run_dir / "eval" / name).read_bytes()[:8] == PNG_SIGNATURE
+    step = result["step"]
+    assert step == 24
+    embedding = run_dir / f"{step:05d}" / "eval_latent"
+    assert "eval_latent" in (run_dir / "projector_config.pbtxt").read_text()
+    rows = (embedding / "tensors.tsv").read_text().splitlines()
+    assert len(rows) == 100 and len(rows[0].split("\t")) == result["latent_dim"]
+    labels = (embedding / "metadata.tsv").read_text().splitlines()
+    assert len(labels) == 100 and set(labels) <= {str(d) for d in range(10)}
+    assert (embedding / "sprite.png").read_bytes()[:8] == PNG_SIGNATURE
+    # Eval adds to the run folder only its eval/ folder, an event file and the projector files.
+    added = set(os.listdir(run_dir)) - before
+    assert {a for a in added if not a.startswith("events.out.tfevents.")} == \
+        {"eval", f"{step:05d}", "projector_config.pbtxt"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir)).Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    assert {f"eval/{m}" for m in result["metrics"]} <= scalars
+    assert {f"eval/{p.removesuffix('.png')}" for p in pngs} <= images
+    assert events.Scalars("eval/psnr")[-1].value == pytest.approx(result["metrics"]["psnr"], rel=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_eval_prints_a_table_and_leaves_the_working_folder_alone(evaluated, variant):
+    _, out, run_dir, _, cwd_after = evaluated[variant]
+    assert cwd_after == []  # no outputs/, .hydra/ or log file where the command was run
+    values = json.loads((run_dir / "eval" / "metrics.json").read_text())["metrics"]
+    assert out.startswith(f"{run_dir}: {variant}, step 24, digits test split (180 examples)")
+    assert "PSNR (dB)  " in out and f"{values['psnr']:.4g}" in out
+    assert "linear probe accuracy" in out and f"{values['probe_acc']:.4g}" in out
+    assert f"{values['psnr_noisy_masking']:.4g} noisy → {values['psnr_denoised_masking']:.4g} denoised" in out
+    if variant == "vae":
+        assert "log p(x), IW k=20 (nats)" in out and f"{values['log_px_iw']:.4g}" in out
+        assert "active units (of K=8)" in out
+    if variant == "sparse_ae":
+        assert "sparsity: mean ρ̂ (ρ=0.05)" in out and f"{values['frac_within_2x']:.4g}" in out
+    if variant == "dae":
+        assert "PSNR under trained: gaussian σ=0.3 (dB)" in out
+
+
+def test_a_sweep_folder_evaluates_every_job_reproducibly(evaluated, tmp_path, capsys):
+    sweep = tmp_path / "multirun" / "2026-01-01" / "00-00-00"
+    for variant in ("ae", "vae"):
+        job = sweep / f"model={variant}" / "checkpoints"
+        job.mkdir(parents=True)
+        shutil.copy(evaluated[variant][2] / "checkpoints" / "last.pt", job)
+    assert main(["eval", f"ckpt={sweep}", *EVAL_ARGS, "projector=false"]) == 0
+    out = capsys.readouterr().out
+    for variant in ("ae", "vae"):
+        fresh = json.loads((sweep / f"model={variant}" / "eval" / "metrics.json").read_text())["metrics"]
+        first = json.loads((evaluated[variant][2] / "eval" / "metrics.json").read_text())["metrics"]
+        assert fresh == first  # same checkpoint, same seed: the same numbers
+    table = out[out.index(f"{sweep}: 2 runs"):].splitlines()
+    assert table[1].split()[:3] == ["job", "model", "PSNR"]
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    assert rows["model=ae"][1] == "ae" and rows["model=vae"][1] == "vae"
+    assert rows["model=ae"][5] == "—"  # the ELBO column: a VAE metric only
+    assert not (sweep / "model=ae" / "00024").exists()  # projector=false
+
+
+def test_a_sweep_with_a_broken_job_evaluates_the_rest_and_fails(evaluated, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    (sweep / "good" / "checkpoints").mkdir(parents=True)
+    shutil.copy(evaluated["ae"][2] / "checkpoints" / "last.pt", sweep / "good" / "checkpoints")
+    (sweep / "bad" / "checkpoints").mkdir(parents=True)
+    (sweep / "bad" / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    assert main(["eval", f"ckpt={sweep}", *EVAL_ARGS, "projector=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 2 jobs could not be evaluated" in err[0] and "bad" in err[0]
+    assert (sweep / "good" / "eval" / "metrics.json").is_file()
+
+
+# ---------------------------------------------------------------- checkpoints refused in one line
+
+
+def _eval_error(capsys, target: Path) -> str:
+    rc = main(["eval", f"ckpt={target}", *EVAL_ARGS])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert str(target) in lines[0]
+    return lines[0]
+
+
+def test_other_format_version_is_refused(evaluated, tmp_path, capsys):
+    ckpt = torch.load(evaluated["ae"][2] / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["format_version"] = 99
+    torch.save(ckpt, tmp_path / "future.pt")
+    assert "format version 99" in _eval_error(capsys, tmp_path / "future.pt")
+
+
+def test_truncated_file_is_refused(evaluated, tmp_path, capsys):
+    data = (evaluated["ae"][2] / "checkpoints" / "last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    assert "not a readable checkpoint" in _eval_error(capsys, tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("content", [b"hello, I am text\n", None])
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path, capsys, content):
+    path = tmp_path / "other.pt"
+    if content is None:
+        torch.save([1, 2, 3], path)  # a valid torch file, but not an aectl checkpoint
+    else:
+        path.write_bytes(content)
+    assert "checkpoint" in _eval_error(capsys, path)
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "state_dict": {}, "payload": _RunsCodeWhenUnpickled(marker)}, path)
+    assert "refused" in _eval_error(capsys, path)
+    assert not marker.exists()
+    # Control: the file really is harmful when loaded without weights_only.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+# ---------------------------------------------------------------- targets and settings
+
+
+def test_targets_resolve_to_checkpoints_and_run_folders(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("last.pt", "best.pt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    assert evaluate.find_checkpoints(str(run)) == [run / "checkpoints" / "last.pt"]
+    assert evaluate.find_checkpoints(str(run / "checkpoints" / "best.pt")) == [run / "checkpoints" / "best.pt"]
+    assert evaluate.run_folder(run / "checkpoints" / "best.pt") == run
+    assert evaluate.run_folder(tmp_path / "loose.pt") == tmp_path
+    with pytest.raises(evaluate.CheckpointError, match="no checkpoints/last.pt"):
+        evaluate.find_checkpoints(str(tmp_path / "run" / "checkpoints"))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ([], "ckpt=None is not allowed"),
+    (["ckpt=x", "split=dev"], "split='dev' is not allowed: one of train, val, test"),
+    (["ckpt=x", "k=0"], "k=0 is not allowed: an integer ≥ 1"),
+    (["ckpt=x", "dataset.bogus=1"], "allowed keys: name, root"),
+    (["ckpt=x", "dataset=nope"], "allowed dataset="),
+    (["ckpt=no/such/run"], "no/such/run: no such checkpoint file, run folder or multirun folder"),
+    (["-m", "ckpt=a,b"], "-m/--multirun is not supported; to evaluate every job of a sweep, pass its folder"),
+])
+def test_bad_eval_settings_end_in_one_line(capsys, args, fragment):
+    assert main(["eval", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_dataset_overrides_apply_on_top_of_the_checkpoint(evaluated, capsys):
+    run_dir = evaluated["ae"][2]
+    shape = evaluate.dataset_config({"name": "digits", "split_seed": 0}, {"split_seed": 3, "limit": 50})
+    assert (shape.name, shape.split_seed, shape.limit) == ("digits", 3, 50)
+    assert main(["eval", f"ckpt={run_dir}", "dataset.name=synthetic", "dataset.shape=[1,4,4]",
+                 *EVAL_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "dataset.name=synthetic: examples of shape [1, 4, 4]" in err and "takes [1, 8, 8]" in err
