@@ -223,9 +223,11 @@ def _one_line(err: BaseException) -> str:
     from hydra.errors import MissingConfigException
 
     if isinstance(err, MissingConfigException) and err.options:
-        group = (err.missing_cfg_file or "").split("/")[0]
-        return f"{err.missing_cfg_file.replace('/', '=', 1)}: no such option; allowed {group}=" + \
-            ", ".join(sorted(err.options))
+        group, _, name = (err.missing_cfg_file or "").rpartition("/")  # nested groups: hydra/launcher
+        line = f"{group}={name}: no such option; allowed {group}=" + ", ".join(sorted(err.options))
+        if group == "hydra/launcher":
+            line += " (pip install 'aectl[sweep]' adds joblib, 'aectl[slurm]' submitit_local and submitit_slurm)"
+        return line
     parts = [str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__]
     cause = err.__cause__
     if cause is not None and str(cause).strip():
@@ -258,7 +260,8 @@ def _run_hydra(command: str, args: list[str]) -> int:
     if "-m" in args or "--multirun" in args:
         args = [*args, *_name_jobs_by_swept_keys(args)]
     sys.argv = [sys.argv[0], *args]
-    under_torchrun = command == "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # torchrun (or any launcher setting the env:// rendezvous variables) started this process.
+    under_torchrun = command == "train" and all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
     try:
         if under_torchrun:
             sys.argv = [sys.argv[0], *_join_process_group(args)]

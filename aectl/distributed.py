@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aectl.errors import AectlError
+from aectl.errors import AectlError, ConfigError
 
 # Hydra's own run-folder pattern resolves ${now:...} per process; ranks started a second
 # apart would write into different folders, so rank 0's clock is used for all of them.
@@ -78,6 +78,10 @@ class DataParallel(Distributed):
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(model.parameters()).device
+        if device.type == "cuda" and not one_gpu_per_process():
+            raise ConfigError("trainer.device", device.type, f"cpu, or one GPU per process: torchrun started "
+                              f"{os.environ.get('LOCAL_WORLD_SIZE', '?')} processes on a node with "
+                              f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node={torch.cuda.device_count()}")
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         ddp.register_comm_hook(self, _weighted_sum_hook)
         return ddp
@@ -157,16 +161,23 @@ def setup(args: list[str], default_run_dir: str) -> list[str]:
     if any(a in ("-m", "--multirun") or a.startswith("--multirun") for a in args):
         raise AectlError("aectl train: -m/--multirun cannot run under torchrun: torchrun trains one run "
                          "across processes; run a sweep without torchrun (each job may use torchrun itself)")
-    if torch.cuda.is_available():
+    if one_gpu_per_process():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    # gloo carries CPU tensors, NCCL CUDA ones; one group serves a run on either device.
-    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    # gloo carries CPU tensors, NCCL CUDA ones; one group serves a run on either device. Every
+    # rank must choose the same backend, hence a test that gives the same answer on all of them.
+    dist.init_process_group("cpu:gloo,cuda:nccl" if one_gpu_per_process() else "gloo")
     started = torch.tensor([time.time()], dtype=torch.float64)
     dist.broadcast(started, src=0)
     args = same_run_dir(args, default_run_dir, datetime.fromtimestamp(float(started)))
     if dist.get_rank() != 0:
         args += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.job_logging.root.level=WARNING"]
     return args
+
+
+def one_gpu_per_process() -> bool:
+    """Whether this node has a GPU for each of torchrun's processes on it."""
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return torch.cuda.is_available() and torch.cuda.device_count() >= local_world
 
 
 def same_run_dir(args: list[str], default_run_dir: str, started: datetime) -> list[str]:

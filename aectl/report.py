@@ -205,10 +205,17 @@ def build_report(paths: list[Path]) -> Report:
         raise AectlError(f"aectl report: no run folders (with .hydra/ or metrics.json) under "
                          f"{', '.join(map(str, paths))}")
     columns = sorted({m for j in jobs for m in j.metrics}, key=_metric_order)
+    params = swept_params(jobs)
+    # With β swept, the loss (recon + β·KL) is a different objective per job: not a score to rank.
+    ranked = [m for m in columns if not (_sweeps_beta(params) and m.rsplit("/", 1)[-1] == "loss")]
     shown = [m for m in columns if m.startswith("eval/")
              or (m.split("/")[0] in ("val", "test") and m.split("/")[-1] in SHOWN)] + \
             [m for m in ("train_time_s",) if m in columns]
-    return Report(jobs, swept_params(jobs), shown, columns, {m: best_jobs(jobs, m) for m in columns})
+    return Report(jobs, params, shown, columns, {m: best_jobs(jobs, m) if m in ranked else set() for m in columns})
+
+
+def _sweeps_beta(params: list[str]) -> bool:
+    return any(p.rsplit(".", 1)[-1] == "beta" for p in params)
 
 
 def _fmt(value) -> str:
@@ -344,6 +351,7 @@ def plot_rate_distortion(report: Report, out: Path) -> Path | None:
                     textcoords="offset points", xytext=(4, 4), fontsize="small")
     ax.set(xlabel="rate: val KL(q(z|x) ‖ p(z)) [nats]", ylabel="distortion: val reconstruction [nats]",
            title="rate–distortion")
+    ax.margins(x=0.3, y=0.1)  # room for the labels of the outermost points
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "rate_distortion.png"

@@ -146,3 +146,25 @@ def test_a_folder_without_runs_is_one_line(tmp_path, capsys):
     assert len(err) == 2
     assert "no run folders" in err[0] and "empty" in err[0]
     assert "missing*: no such folder" in err[1]
+
+
+def test_report_imports_neither_torch_nor_hydra(tmp_path):
+    import subprocess
+    import sys
+
+    fake_job(tmp_path / "sweep" / "a", ["model.latent_dim=2"], metrics_of(2.0, 20.0), kind="vae")
+    fake_job(tmp_path / "sweep" / "b", ["model.latent_dim=8"], metrics_of(1.0, 24.0, kl=3.0), kind="vae", num=1)
+    code = ("import sys; from aectl.cli import main; assert main(['report', sys.argv[1]]) == 0; "
+            "print(sorted(m for m in ('torch', 'hydra') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sweep")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert_png(tmp_path / "sweep" / "rate_distortion.png")
+
+
+def test_with_beta_swept_the_loss_is_not_ranked(tmp_path):
+    fake_job(tmp_path / "a", ["beta=0.5"], metrics_of(2.0, 20.0, kl=2.0), kind="vae")
+    fake_job(tmp_path / "b", ["beta=4"], metrics_of(3.0, 19.0, kl=0.5), kind="vae", num=1)
+    report = rep.build_report([tmp_path])
+    assert report.best["val/loss"] == set() and report.best["test/loss"] == set()  # different objectives
+    assert report.best["val/recon"] == {0} and report.best["val/psnr"] == {0}

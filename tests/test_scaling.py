@@ -1,6 +1,7 @@
 """Sweeps on Hydra's joblib launcher, and one run across processes with torchrun:
 each gives the numbers of a plain single-process run with the same seeds."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -92,6 +93,10 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val"]["loss"] == pytest.approx(json.loads((single / "metrics.json").read_text())["val"]["loss"],
                                                    rel=1e-4)
+    if importlib.util.find_spec("aectl.evaluate") is not None:  # `aectl eval` reads it like any checkpoint
+        assert main(["eval", f"ckpt={run}", "k=5", "max_embed=50", "progress=false", "device=cpu",
+                     "projector=false"]) == 0
+        assert json.loads((run / "eval" / "metrics.json").read_text())
 
 
 def test_torchrun_refuses_a_sweep():
@@ -112,3 +117,10 @@ def test_every_rank_gets_rank_0s_run_folder():
     assert same_run_dir(["model=ae"], default, started) == ["model=ae", "hydra.run.dir=outputs/2026-11-27/10-05-03"]
     assert same_run_dir(["hydra.run.dir=runs/${now:%H%M}", "beta=2"], default, started) == \
         ["beta=2", "hydra.run.dir=runs/1005"]
+
+
+def test_an_unknown_launcher_names_the_extras(capsys):
+    assert main(["train", "-m", "hydra/launcher=slurm", "model.latent_dim=2,4"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("aectl train: error: hydra/launcher=slurm: no such option; allowed hydra/launcher=basic")
+    assert "aectl[slurm]" in line
