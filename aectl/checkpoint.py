@@ -4,6 +4,7 @@ A checkpoint is a dict of plain Python values and tensors, loadable with
 `torch.load(weights_only=True)`: loading one never imports or calls anything named in the file.
 """
 
+import io
 import os
 import pickle
 import tempfile
@@ -18,25 +19,59 @@ from aectl.models import build_model
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "aectl_version", "model", "state_dict", "step", "epoch", "config")
+_UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
+os.umask(_UMASK)  # ... and put it back at once
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Write `payload` to `path` atomically: a temporary file in the same folder, flushed and
-    fsynced, then renamed over the target. A crash at any moment leaves the old file or the
-    new one, never half of one."""
+    fsynced, then renamed over the target (and the folder fsynced, so the rename survives a
+    power cut). A crash at any moment leaves the old file or the new one, never half of one; a
+    write that fails (full disk, no permission, the path is a folder) raises CheckpointError
+    and leaves the old file as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "aectl_version": __version__, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    buffer = io.BytesIO()  # serialise first: torch.save would turn a failed write into an opaque RuntimeError
+    torch.save(payload, buffer)
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _write_synced(fd, buffer.getbuffer())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+        _fsync_folder(path.parent)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"{path}: could not write the checkpoint ({err.strerror or err}); "
+                              "the previous file there, if any, is unchanged") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _write_synced(fd: int, data) -> None:
+    """Write `data` to the new file `fd`, flush and fsync it, and close it."""
+    with os.fdopen(fd, "wb") as f:
+        if hasattr(os, "fchmod"):
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give a plain file's mode
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the rename itself is atomic there too
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from aectl.errors import AectlError
+from aectl.signals import Interrupted
 
 log = logging.getLogger("aectl")
 
@@ -91,14 +92,35 @@ def _train_task(cfg) -> dict:
     from aectl.config import validate
 
     hydra_cfg = HydraConfig.get()
-    resume = None
-    if cfg.trainer.resume:
-        resume = _load_resume_checkpoint(cfg.trainer.resume)
-        cfg = _resumed_config(resume["config"], hydra_cfg.overrides.task)
+    run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
+    source = _resume_source(cfg.trainer.resume, run_dir) if cfg.trainer.resume else None
+    if source:
+        resume = _load_resume_checkpoint(source)
+        cfg = _resumed_config(resume["config"], hydra_cfg.overrides.task, cfg)
+        if hydra_cfg.output_subdir:  # Hydra recorded the command line's config; the run's is the resumed one
+            OmegaConf.save(cfg, run_dir / hydra_cfg.output_subdir / "config.yaml")
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     config = OmegaConf.to_object(cfg)
     validate(config)
-    return train(config, config_dict, Path(hydra_cfg.runtime.output_dir), resume)
+    if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
+        print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
+              f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
+        return {}
+    return train(config, config_dict, run_dir, resume)
+
+
+def _resume_source(value: str, run_dir: Path) -> str | None:
+    """trainer.resume=auto → this run folder's checkpoint, or the newest (aectl.runfolder)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from aectl.runfolder import resume_source
+
+    hydra_cfg = HydraConfig.get()
+    # A sweep job continues its own folder or starts fresh: never another run's checkpoint.
+    explicit = hydra_cfg.mode != RunMode.RUN or \
+        any(o.lstrip("+").split("=", 1)[0] == "hydra.run.dir" for o in hydra_cfg.overrides.hydra)
+    return resume_source(value, run_dir, explicit)
 
 
 def _load_resume_checkpoint(path: str) -> dict:
@@ -111,23 +133,50 @@ def _load_resume_checkpoint(path: str) -> dict:
         raise AectlError(f"trainer.resume={path}: {err}") from None
 
 
-def _resumed_config(saved: dict, overrides: list[str]):
+def _resumed_config(saved: dict, overrides: list[str], composed=None):
     """A resumed run keeps the checkpoint's config; dotted overrides given now apply on top
-    (e.g. trainer.epochs=50 to train longer). Group choices cannot change a resumed run."""
+    (e.g. trainer.epochs=50 to train longer). Group choices cannot change a resumed run; they
+    may repeat it (the original command run again with trainer.resume=auto), i.e. give a
+    `composed` group section equal to the saved one."""
     from omegaconf import OmegaConf
 
     from aectl.config import TrainConfig
 
     groups = ("model", "dataset", "noise", "penalty", "beta_schedule", "trainer")
-    changed_groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in groups]
+    group_of = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    dotted = [o.lstrip("+") for o in overrides if "=" in o and not o.startswith("~") and group_of(o) not in groups]
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved, OmegaConf.from_dotlist(dotted))
+    changed_groups = [o for o in overrides if group_of(o) in groups and not _same_section(composed, merged, group_of(o))]
     if changed_groups:
         raise AectlError(f"trainer.resume: {changed_groups[0]} would change the resumed run's config group; "
                          "allowed with resume: dotted overrides such as trainer.epochs=50")
-    dotted = [o.lstrip("+") for o in overrides if "=" in o and not o.startswith("~")]
-    return OmegaConf.merge(OmegaConf.structured(TrainConfig), saved, OmegaConf.from_dotlist(dotted))
+    return merged
+
+
+def _same_section(composed, merged, group: str) -> bool:
+    """Whether the command line's `group` section equals the resumed run's (trainer.resume aside)."""
+    from omegaconf import OmegaConf
+
+    if composed is None or group not in composed:
+        return False
+    mine, theirs = (OmegaConf.to_container(c[group], resolve=True) for c in (composed, merged))
+    return {k: v for k, v in mine.items() if k != "resume"} == {k: v for k, v in theirs.items() if k != "resume"}
 
 
 def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) -> dict:
+    """Build every component from the config and train, holding the run folder's lock
+    (aectl.runfolder); a first SIGINT/SIGTERM stops after the current step (aectl.signals)."""
+    from aectl import runfolder, signals
+
+    with runfolder.claim(run_dir, resuming=resume is not None), signals.StopSignals() as stop:
+        try:
+            return _build_and_fit(config, config_dict, run_dir, resume, stop)
+        except signals.Interrupted as stopped:
+            stopped.run_dir = run_dir
+            raise
+
+
+def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None, stop_requested) -> dict:
     """Build every component from the config and run the trainer."""
     import functools
 
@@ -178,7 +227,7 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
         else NullTracker()
     try:
         metrics = fit(model, data, objective, corrupt, beta_at, config.beta, t, run_dir, tracker, meta, resume,
-                      dist=dist)
+                      dist=dist, stop_requested=stop_requested)
         if metrics:
             tracker.hparams(_hparams(config_dict), {f"hparam/{k}": v for k, v in metrics["val"].items()})
             log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
@@ -265,12 +314,25 @@ def _run_hydra(command: str, args: list[str]) -> int:
     try:
         if under_torchrun:
             sys.argv = [sys.argv[0], *_join_process_group(args)]
-        _hydra_app(_single_run_errors(task), config_name)()
+        with _claim_explicit_run_dir(command, sys.argv):
+            _hydra_app(_single_run_errors(task), config_name)()
     except (_InputError, AectlError, HydraException, OmegaConfBaseException) as err:
         err = err.args[0] if isinstance(err, _InputError) else err
         if full_error == "1":
             raise err
         print(f"aectl {command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Interrupted as stopped:
+        print(f"aectl {command}: {stopped.message()}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:  # outside training's own handlers (start-up, eval): no traceback
+        print(f"aectl {command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:  # e.g. a run folder Hydra cannot create, a full disk
+        if full_error == "1":
+            raise
+        print(f"aectl {command}: error: {err.strerror or err}{f': {err.filename}' if err.filename else ''} "
+              "(check hydra.run.dir and the paths in the config)", file=sys.stderr)
         return 2
     finally:
         if under_torchrun:
@@ -282,6 +344,32 @@ def _run_hydra(command: str, args: list[str]) -> int:
         else:
             os.environ["HYDRA_FULL_ERROR"] = full_error
     return 0
+
+
+# Hydra flags after which no run starts (so no run folder to claim).
+_NO_RUN_FLAGS = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i", "--info", "-sc",
+                 "--shell-completion")
+
+
+def _claim_explicit_run_dir(command: str, argv: list[str]):
+    """`aectl train hydra.run.dir=<folder>`: lock and check the folder before Hydra writes its
+    .hydra/ and train.log there (aectl.runfolder), so a second run pointed at it leaves it
+    untouched. Resuming in place keeps the folder's original .hydra/ record."""
+    import contextlib
+
+    from aectl.runfolder import claim
+
+    args = argv[1:]
+    given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
+    if command != "train" or not given or "${" in given[-1] or \
+            any(a.split("=", 1)[0] in _NO_RUN_FLAGS for a in args):
+        return contextlib.nullcontext()
+    run_dir = Path(given[-1].strip("'\""))
+    resuming = any(a.startswith("trainer.resume=") and a.split("=", 1)[1] not in ("", "null") for a in args)
+    if resuming and (run_dir / "checkpoints" / "last.pt").is_file() and \
+            not any(a.startswith("hydra.output_subdir=") for a in args):
+        argv.append("hydra.output_subdir=null")
+    return claim(run_dir, resuming)
 
 
 def _name_jobs_by_swept_keys(args: list[str]) -> list[str]:

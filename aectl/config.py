@@ -25,6 +25,7 @@ SCALES = ("minmax", "standard", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
+ON_NONFINITE = ("stop", "skip_batch")
 
 
 @dataclass
@@ -107,8 +108,10 @@ class TrainerConfig:
     progress: bool = True  # tqdm progress bar
     compile: bool = False  # torch.compile the model (CUDA)
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA)
-    resume: Optional[str] = None  # run folder or .pt to continue from
+    resume: Optional[str] = None  # run folder or .pt to continue from; auto: this run folder's, else the newest
     save_every: int = 1  # epochs between writes of checkpoints/last.pt
+    on_nonfinite: str = "stop"  # stop | skip_batch: what a non-finite loss or gradient does (aectl/guards.py)
+    max_skipped_batches: int = 10  # skip_batch: stop after this many skipped batches in a row
 
 
 @dataclass
@@ -223,6 +226,8 @@ def validate(cfg: TrainConfig) -> None:
     _check("trainer.log_every", t.log_every, t.log_every > 0, "an integer > 0")
     _check("trainer.images_every", t.images_every, t.images_every > 0, "an integer > 0")
     _check("trainer.save_every", t.save_every, t.save_every > 0, "an integer > 0")
+    _choice("trainer.on_nonfinite", t.on_nonfinite, ON_NONFINITE)
+    _check("trainer.max_skipped_batches", t.max_skipped_batches, t.max_skipped_batches > 0, "an integer > 0")
     _choice("trainer.precision", t.precision, PRECISIONS)
 
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import torch
 
+from aectl.errors import AectlError
+
 TRAIN, VAL, TEST, EVAL = "train", "val", "test", "eval"
 CHARTS_LR, CHARTS_SPEED = "charts/lr", "charts/samples_per_s"
 IMG_INPUT, IMG_NOISY, IMG_RECON = "images/input", "images/noisy", "images/reconstruction"
 IMG_SAMPLES, IMG_TRAVERSAL = "images/samples", "images/traversal"
 HIST_MU, HIST_LOGVAR, HIST_Z = "latent/mu", "latent/logvar", "latent/z"
+TRAIN_SKIPPED = "train/skipped_batches"  # trainer.on_nonfinite=skip_batch: batches skipped so far
 # aectl eval: scalars are EVAL/<metric>, images EVAL/<picture>; the projector's embedding tag
 # (also its folder, <run>/<step>/<tag>/, so no slash in it).
 EVAL_EMBEDDING = "eval_latent"
@@ -49,7 +52,12 @@ class TensorBoardTracker(NullTracker):
         self.writer.add_image(tag, image, step)
 
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        self.writer.add_histogram(tag, values.detach().float().cpu(), step)
+        values = values.detach().float().cpu()
+        values = values[values.isfinite()]
+        try:
+            self.writer.add_histogram(tag, values, step)
+        except ValueError:  # empty, or a range too wide to bin: a diverged model must not crash its logging
+            pass
 
     def hparams(self, hparams: dict, metrics: dict[str, float]) -> None:
         """Write hparams into this run (not a sub-run, as `add_hparams` would), so the HPARAMS
@@ -67,7 +75,14 @@ class TensorBoardTracker(NullTracker):
         self.writer.add_embedding(features, metadata=labels, label_img=images, global_step=step, tag=tag)
 
     def flush(self) -> None:
-        self.writer.flush()
+        try:
+            self.writer.flush()
+        except OSError as err:  # e.g. a full disk: one line naming the folder, not the writer's traceback
+            raise AectlError(f"{self.writer.log_dir}: cannot write TensorBoard events ({err.strerror or err}); "
+                             "the checkpoints written so far are intact") from None
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError:
+            pass  # runs in a finally: it must not hide the error that ended the run (flush reports its own)

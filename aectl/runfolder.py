@@ -1,0 +1,148 @@
+"""The run folder as something a run owns: one run at a time, a finished run never silently
+overwritten, and the newest checkpoint found again for `trainer.resume=auto`.
+
+No torch here: the CLI uses this before Hydra writes anything into an explicit run folder.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+from aectl.errors import AectlError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+LOCK_NAME = ".lock"
+KEY = "hydra.run.dir"
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive advisory lock that the OS drops when the process ends, however it ends:
+    a run killed with SIGKILL leaves no stale lock behind."""
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError:
+        return False
+
+
+class RunLock:
+    """Holds `<run_dir>/.lock` (with this process's pid in it) while a run trains there.
+
+    Re-entrant within a process: the CLI takes it before Hydra writes into an explicit run
+    folder, and `train` takes it again for folders Hydra named itself."""
+
+    _held: dict[Path, "RunLock"] = {}
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir.resolve() / LOCK_NAME
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        if self.path in RunLock._held:
+            return self
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.fd = self._acquire()
+        except OSError as err:
+            raise AectlError(f"{KEY}={self.run_dir}: cannot write to this folder ({err.strerror or err}); "
+                             "choose a folder you can write to") from None
+        RunLock._held[self.path] = self
+        return self
+
+    def _acquire(self) -> int:
+        for _ in range(10):  # the file may be replaced between open and lock: lock the one at the path
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise AectlError(f"{KEY}={self.run_dir}: another aectl run (pid {holder}) is training in this "
+                                 "folder; wait for it to finish, stop it, or choose another folder")
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return fd
+            os.close(fd)
+        raise AectlError(f"{KEY}={self.run_dir}: could not lock {LOCK_NAME} (it keeps changing)")
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is None:
+            return
+        RunLock._held.pop(self.path, None)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass  # Windows cannot remove an open file; the next run locks it again
+        os.close(self.fd)
+        self.fd = None
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live run holds `run_dir`'s lock."""
+    path = Path(run_dir) / LOCK_NAME
+    if Path(run_dir).resolve() / LOCK_NAME in RunLock._held:
+        return True
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        return not _try_lock(fd)  # closing the fd below releases a lock we took
+    finally:
+        os.close(fd)
+
+
+def check_checkpoint_paths(run_dir: Path, resuming: bool) -> None:
+    """Before training: the checkpoint paths can be written, and a fresh run does not overwrite
+    the checkpoints of another one in the same folder."""
+    for name in ("last.pt", "best.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_dir():
+            raise AectlError(f"{KEY}={run_dir}: {path} is a folder, not a checkpoint file; "
+                             "move it away or choose another folder")
+    if not resuming and (run_dir / "checkpoints" / "last.pt").is_file():
+        raise AectlError(f"{KEY}={run_dir}: this folder already holds a run (checkpoints/last.pt); continue it with "
+                         "trainer.resume=auto, or choose another folder for a new run")
+
+
+@contextlib.contextmanager
+def claim(run_dir: str | Path, resuming: bool):
+    """Lock `run_dir` and check its checkpoint paths, for as long as the with block runs.
+    Under torchrun only rank 0 writes, so only rank 0 takes the lock."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    with RunLock(run_dir):
+        check_checkpoint_paths(Path(run_dir), resuming)
+        yield
+
+
+def resume_source(value: str, run_dir: Path, explicit: bool, outputs: Path = Path("outputs")) -> str | None:
+    """`trainer.resume` → the run folder or file to continue from, or None to start fresh.
+
+    `auto` means: this run's own folder if it holds checkpoints/last.pt (the same command, run
+    again after a crash or a preemption, continues); else, with an explicit hydra.run.dir, a
+    fresh run there; else the newest checkpoints/last.pt under outputs/ that no live run holds."""
+    if value != "auto":
+        return value
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return str(run_dir)
+    if explicit:
+        return None
+    found = [p for p in outputs.glob("**/checkpoints/last.pt") if p.is_file() and not is_locked(p.parent.parent)]
+    if not found:
+        raise AectlError(f"trainer.resume=auto: no run under {outputs}/ has a checkpoints/last.pt; give a run "
+                         "folder or .pt file, or hydra.run.dir=<folder> to start a run there")
+    return str(max(found, key=lambda p: p.stat().st_mtime).parent.parent)

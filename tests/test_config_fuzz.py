@@ -1,0 +1,217 @@
+"""Property: any override set, valid or not, either trains a step with a finite loss or ends in
+one line naming a config key — never a traceback, never a hang.
+
+Hypothesis draws a group combination (every option of every config group, and unknown ones)
+and up to 8 field overrides from the real value ranges, stretched past them (negative sizes,
+p > 1, unknown choices and keys, wrong types). Each draw goes through what `aectl train` does:
+Hydra composition, the schema, `validate`, then `cli.train` (1 epoch on tiny synthetic data)
+for the valid ones. Hydra composes each group combination once (it costs ~0.1 s); the field
+overrides go through Hydra's own override parser and `_apply_overrides_to_config`, as in
+`compose`, on a copy.
+"""
+
+import contextlib
+import copy
+import dataclasses
+import itertools
+import math
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aectl import cli, config
+
+GROUPS = {
+    "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],
+    "noise": ["none", "gaussian", "salt_pepper", "masking"],
+    "penalty": ["none", "l1", "kl_sparsity"],
+    "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
+}
+UNKNOWN_OPTION = {"model": "gan", "noise": "blur", "penalty": "l2", "beta_schedule": "step"}
+
+
+def _group_combinations() -> list[tuple[str, ...]]:
+    """Every option of every group at least once (cycled together), each unknown option once,
+    and the defaults."""
+    longest = max(len(options) for options in GROUPS.values())
+    combos = [()]
+    for i in range(4 * longest):
+        combos.append(tuple(f"{g}={options[(i * (k + 1)) % len(options)]}"
+                            for k, (g, options) in enumerate(GROUPS.items()) if (i + k) % 3))
+    combos += [(f"{g}={bad}",) for g, bad in UNKNOWN_OPTION.items()]
+    return combos
+
+
+ints = lambda lo, hi: st.integers(lo, hi).map(str)  # noqa: E731
+floats = lambda lo, hi: st.floats(lo, hi, allow_nan=False).map(lambda v: f"{v:.3g}")  # noqa: E731
+int_list = lambda lo, hi, n: st.lists(st.integers(lo, hi), min_size=n, max_size=3).map(  # noqa: E731
+    lambda v: "[" + ",".join(map(str, v)) + "]")
+choice = lambda *options: st.sampled_from(options)  # noqa: E731
+WRONG_TYPE = choice("abc", "[1,2]", "1.5", "true", "null", "{a: 1}")
+# field: (values allowed, values out of range or unknown)
+FIELDS = {
+    "model.latent_dim": (ints(1, 12), ints(-2, 0)),
+    "model.arch": (choice("mlp", "conv"), choice("rnn")),
+    "model.hidden_dims": (int_list(1, 24, 0), int_list(-4, 0, 1)),
+    "model.conv_channels": (int_list(1, 16, 1), choice("[]", "[0]", "[-3,4]")),
+    "model.activation": (choice(*config.ACTIVATIONS), choice("swish")),
+    "model.code_activation": (choice("identity", "sigmoid", "tanh"), choice("swish")),
+    "model.likelihood": (choice("bernoulli", "gaussian"), choice("poisson")),
+    "noise.kind": (choice(*config.NOISES), choice("blur")),
+    "noise.sigma": (floats(0, 1), floats(-0.5, -0.01)),
+    "noise.p": (floats(0, 1), st.one_of(floats(-0.5, -0.01), floats(1.01, 1.5))),
+    "noise.clip": (choice("true", "false"), choice("maybe")),
+    "penalty.rho": (floats(0.01, 0.99), st.one_of(floats(-0.2, 0), floats(1, 1.2))),
+    "penalty.beta": (floats(0, 5), floats(-1, -0.01)),
+    "penalty.weight": (floats(0, 0.1), floats(-0.1, -0.001)),
+    "beta": (floats(0, 4), floats(-1, -0.01)),
+    "beta_schedule.warmup_steps": (ints(0, 50), ints(-5, -1)),
+    "beta_schedule.k": (floats(0.001, 1), floats(-0.1, 0)),
+    "beta_schedule.cycles": (ints(1, 5), ints(-1, 0)),
+    "beta_schedule.ratio": (floats(0.01, 1), st.one_of(floats(-0.5, 0), floats(1.01, 1.5))),
+    "dataset.num_samples": (ints(24, 64), ints(-5, 0)),
+    "dataset.shape": (choice("[1,4,4]", "[1,6,6]", "[3,4,4]", "[1,5,3]"), choice("[0,4,4]", "[1,4]")),
+    "dataset.val_fraction": (floats(0.05, 0.4), st.one_of(floats(-0.2, 0), floats(1, 1.1))),
+    "dataset.test_fraction": (floats(0, 0.4), floats(-0.2, -0.01)),
+    "trainer.batch_size": (ints(1, 64), ints(-4, 0)),
+    "trainer.lr": (floats(1e-4, 1e-2), choice("0", "-0.001")),
+    "trainer.optimizer": (choice(*config.OPTIMIZERS), choice("rmsprop")),
+    "trainer.weight_decay": (floats(0, 0.1), floats(-0.1, -0.001)),
+    "trainer.grad_clip": (floats(0, 5), floats(-1, -0.01)),
+    "trainer.on_nonfinite": (choice(*config.ON_NONFINITE), choice("ignore")),
+    "trainer.max_skipped_batches": (ints(1, 5), ints(-1, 0)),
+    "trainer.log_every": (ints(1, 10), ints(-1, 0)),
+    "trainer.save_every": (ints(1, 3), ints(-1, 0)),
+}
+UNKNOWN_KEYS = ["model.depth", "trainer.patience", "noise.scale", "foo"]
+FIXED = ["dataset.num_samples=32", "dataset.shape=[1,4,4]", "trainer.epochs=1",
+         "trainer.device=cpu", "trainer.progress=false", "trainer.threads=1"]
+# Every key a message may name: the schema's fields, the groups, and the keys drawn.
+SCHEMA_KEYS = {f"{f.name}.{sub.name}" for f in dataclasses.fields(config.TrainConfig)
+               if dataclasses.is_dataclass(f.type) for sub in dataclasses.fields(f.type)} | \
+              {f"{g}=" for g in (*GROUPS, "dataset", "trainer")} | {"beta="}
+
+
+valid_override = st.sampled_from(sorted(FIELDS)).flatmap(lambda k: FIELDS[k][0].map(lambda v: f"{k}={v}"))
+invalid_override = st.one_of(
+    st.sampled_from(sorted(FIELDS)).flatmap(lambda k: FIELDS[k][1].map(lambda v: f"{k}={v}")),
+    st.tuples(st.sampled_from(sorted(FIELDS)), WRONG_TYPE).map("=".join),
+    st.tuples(st.sampled_from(UNKNOWN_KEYS), ints(0, 3)).map("=".join),
+)
+# Mostly valid values, so that about half the sets are valid and train; at most one bad value
+# per set is enough to test the error (the first bad key is reported).
+override_sets = st.tuples(
+    st.sampled_from(_group_combinations()),
+    st.lists(valid_override, max_size=7),
+    st.lists(invalid_override, max_size=1),
+).map(lambda d: (d[0], d[1] + d[2]))
+
+
+@pytest.fixture(scope="module")
+def composer():
+    """Compose once per group combination (exceptions included), then apply field overrides to a copy."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cli._register_schemas()
+    cache, parser = {}, OverridesParser.create()
+
+    def composed(groups: tuple[str, ...]):
+        if groups not in cache:
+            try:
+                cache[groups] = compose("train", overrides=["dataset=synthetic", *groups])
+            except Exception as err:  # noqa: BLE001 (re-raised for every draw of this combination)
+                cache[groups] = err
+        if isinstance(cache[groups], Exception):
+            raise cache[groups]
+        return copy.deepcopy(cache[groups])
+
+    def run(groups: tuple[str, ...], fields: list[str]):
+        cfg = composed(groups)
+        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(FIXED + fields), cfg)
+        return cfg
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=cli.config_dir(), version_base="1.3"):
+        yield run
+
+
+def _train_or_explain(cfg, run_dir: Path):
+    """What `aectl train` does after composition: (metrics, None) or (None, the one line it prints)."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from aectl.errors import AectlError
+
+    try:
+        config_dict = OmegaConf.to_container(cfg, resolve=True)
+        settings = OmegaConf.to_object(cfg)
+        config.validate(settings)
+        return cli.train(settings, config_dict, run_dir), None
+    except (AectlError, HydraException, OmegaConfBaseException) as err:
+        return None, cli._one_line(err)
+
+
+class Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    """Fail a draw that hangs instead of hanging the suite (where SIGALRM exists)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise Hang(f"a draw ran for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_any_override_set_trains_or_explains_itself_in_one_line(composer):
+    outcomes = {"trained": 0, "explained": 0}
+
+    @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(draw=override_sets)
+    def check(draw):
+        groups, fields = draw
+        with _time_limit(30):
+            metrics, line = _run_draw(composer, groups, fields)
+        if line is None:
+            assert metrics and all(math.isfinite(v) for v in metrics["train"].values()), (draw, metrics)
+            outcomes["trained"] += 1
+            return
+        assert "\n" not in line and line.strip(), (draw, line)
+        drawn_keys = {o.split("=", 1)[0] for o in itertools.chain(groups, fields)}
+        assert any(key in line for key in SCHEMA_KEYS | drawn_keys), (draw, line)
+        outcomes["explained"] += 1
+
+    check()
+    assert sum(outcomes.values()) >= 200
+    assert min(outcomes.values()) >= 40, outcomes  # both kinds of draw are well represented
+
+
+def _run_draw(composer, groups, fields):
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = composer(groups, fields)
+    except (HydraException, OmegaConfBaseException) as err:
+        return None, cli._one_line(err)
+    with tempfile.TemporaryDirectory() as run_dir:
+        return _train_or_explain(cfg, Path(run_dir) / "run")
