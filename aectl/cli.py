@@ -89,6 +89,7 @@ def _train_task(cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from aectl import preemption
     from aectl.config import validate
 
     hydra_cfg = HydraConfig.get()
@@ -99,6 +100,9 @@ def _train_task(cfg) -> dict:
         cfg = _resumed_config(resume["config"], hydra_cfg.overrides.task, cfg)
         if hydra_cfg.output_subdir:  # Hydra recorded the command line's config; the run's is the resumed one
             OmegaConf.save(cfg, run_dir / hydra_cfg.output_subdir / "config.yaml")
+    elif preemption.requeued(run_dir):  # the same job again, same overrides: continue its checkpoint
+        log.info("requeued job: resuming from %s", run_dir / "checkpoints" / "last.pt")
+        resume = _load_resume_checkpoint(str(run_dir))
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     config = OmegaConf.to_object(cfg)
     validate(config)
@@ -106,7 +110,8 @@ def _train_task(cfg) -> dict:
         print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
               f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
         return {}
-    return train(config, config_dict, run_dir, resume)
+    with preemption.requeue_on_preemption():
+        return train(config, config_dict, run_dir, resume)
 
 
 def _resume_source(value: str, run_dir: Path) -> str | None:
@@ -166,9 +171,10 @@ def _same_section(composed, merged, group: str) -> bool:
 def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) -> dict:
     """Build every component from the config and train, holding the run folder's lock
     (aectl.runfolder); a first SIGINT/SIGTERM stops after the current step (aectl.signals)."""
-    from aectl import runfolder, signals
+    from aectl import preemption, runfolder, signals
 
-    with runfolder.claim(run_dir, resuming=resume is not None), signals.StopSignals() as stop:
+    with runfolder.claim(run_dir, resuming=resume is not None), \
+            signals.StopSignals(preemption.stop_signals()) as stop:
         try:
             return _build_and_fit(config, config_dict, run_dir, resume, stop)
         except signals.Interrupted as stopped:
@@ -227,7 +233,7 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
         else NullTracker()
     try:
         metrics = fit(model, data, objective, corrupt, beta_at, config.beta, t, run_dir, tracker, meta, resume,
-                      dist=dist, stop_requested=stop_requested)
+                      dist=dist, stop_requested=dist.agree(stop_requested))
         if metrics:
             tracker.hparams(_hparams(config_dict), {f"hparam/{k}": v for k, v in metrics["val"].items()})
             log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],

@@ -1,4 +1,4 @@
-"""Sweeps on Hydra's joblib launcher, and one run across processes with torchrun:
+"""Sweeps on Hydra's joblib and submitit launchers, and one run across processes with torchrun:
 each gives the numbers of a plain single-process run with the same seeds."""
 
 import importlib.util
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,60 @@ def test_joblib_sweep_gives_the_basic_launchers_metrics(tmp_path, basic_sweep):
     folder = tmp_path / "sweep"
     assert main(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP,
                  f"hydra.sweep.dir={folder}"]) == 0
+    assert_same_metrics(folder, basic_sweep)
+
+
+def job_process(folder: Path, job: str) -> int | None:
+    """Pid of the submitit task training `job` of this sweep: the process holding a file of the
+    job's folder open (its train.log)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or b"submitit.core._submit" not in (proc / "cmdline").read_bytes():
+                continue
+            if any(os.readlink(fd).startswith(f"{folder / job}/") for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:  # a process that ended meanwhile
+            continue
+    return None
+
+
+def preempt_after_first_epoch(folder: Path, proc: subprocess.Popen, preempt: int) -> set[str]:
+    """Send submitit's preemption signal to each job as soon as it has written last.pt once (at
+    the end of its first epoch); return the jobs signalled."""
+    deadline, signalled = time.monotonic() + 180, set()
+    while len(signalled) < len(JOBS) and proc.poll() is None and time.monotonic() < deadline:
+        for job in set(JOBS) - signalled:
+            pid = job_process(folder, job) if (folder / job / "checkpoints" / "last.pt").is_file() else None
+            if pid is not None:
+                os.kill(pid, preempt)
+                signalled.add(job)
+        time.sleep(0.02)
+    return signalled
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the job processes through /proc")
+def test_submitit_sweep_preempted_mid_run_requeues_resumes_and_matches(tmp_path, basic_sweep):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the [slurm] extra
+    from submitit import JobEnvironment
+
+    folder = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "aectl", "train", "-m", "hydra/launcher=submitit_local",
+                             "hydra.launcher.timeout_min=5", *SWEEP, f"hydra.sweep.dir={folder}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        signalled = preempt_after_first_epoch(folder, proc, JobEnvironment._usr_sig())
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert signalled == set(JOBS)
+    for job in JOBS:
+        log = (folder / job / "train.log").read_text()
+        assert "requeued job: resuming from" in log and "resuming at epoch" in log, log[-2000:]
+        weights = load_checkpoint(folder / job)["state_dict"]
+        reference = load_checkpoint(basic_sweep / job)["state_dict"]
+        for name, tensor in reference.items():  # bit-identical: the RNG state travels in last.pt
+            assert torch.equal(weights[name], tensor), (job, name)
     assert_same_metrics(folder, basic_sweep)
 
 
