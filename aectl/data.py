@@ -59,7 +59,7 @@ class DataSplits:
 
     def as_float(self, x: torch.Tensor) -> torch.Tensor:
         """Stored values → model input (float32); binarize=dynamic draws x ~ Bernoulli(values)."""
-        x = x.float() * self.scale if x.dtype == torch.uint8 else x.float()
+        x = x.float().mul_(self.scale) if x.dtype == torch.uint8 else x.float()
         return torch.bernoulli(x) if self.binarize == "dynamic" else x
 
     def batches(self, x_all, batch_size: int, shuffle: bool = False) -> Iterator[torch.Tensor]:

@@ -11,9 +11,15 @@ import torch.nn.functional as F
 from aectl import losses
 from aectl.models import ModelOutput
 
-# Terms reported for every batch, in this order (a fixed order lets the trainer stack them
-# into one tensor and read them with a single host sync at log time).
-TERMS = ("loss", "recon", "kl", "kl_weighted", "beta", "penalty", "mse")
+# Terms computed on the device for every batch, in this order (a fixed order lets the trainer
+# stack them into one tensor and read them with a single host sync at log time). β and β·KL are
+# derived on the host from the step's β (see `weighted_terms`): no kernels spent on them.
+TERMS = ("loss", "recon", "kl", "penalty", "mse")
+
+
+def weighted_terms(terms: dict[str, float], beta: float) -> dict[str, float]:
+    """The logged terms: TERMS plus `beta` and `kl_weighted` = β·KL."""
+    return {**terms, "kl_weighted": beta * terms["kl"], "beta": beta}
 
 
 @dataclass(frozen=True)
@@ -27,19 +33,24 @@ class Objective:
 
     def __call__(self, out: ModelOutput, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, terms): the scalar to minimise and the detached TERMS stacked in one vector.
-        `x` is the clean target (a denoising AE sees the noisy input, not this)."""
-        recon = losses.reconstruction_nll(out.recon, x, self.likelihood).mean()
-        zero = recon.new_zeros(())
-        kl = losses.gaussian_kl(out.mu, out.logvar).mean() if self.variational else zero
+        `x` is the clean target (a denoising AE sees the noisy input, not this). Each term costs
+        kernels on every step, so only the ones that apply are computed."""
+        recon = losses.reconstruction_batch_mean(out.recon, x, self.likelihood)
+        loss, kl, penalty = recon, None, None
+        if self.variational:
+            kl = losses.gaussian_kl(out.mu, out.logvar).mean()
+            loss = loss + beta * kl
         if self.penalty == "kl_sparsity":
             penalty = self.penalty_beta * losses.kl_sparsity(out.z, self.rho)
         elif self.penalty == "l1":
             penalty = self.l1_weight * losses.l1_activity(out.z)
-        else:
-            penalty = zero
-        loss = recon + beta * kl + penalty
+        if penalty is not None:
+            loss = loss + penalty
         with torch.no_grad():
-            mean = out.recon.sigmoid() if self.likelihood == "bernoulli" else out.recon
-            mse = F.mse_loss(mean.float(), x)
-            terms = torch.stack([loss, recon, kl, beta * kl, zero + beta, penalty, mse]).float()
-        return loss, terms.detach()
+            if self.likelihood == "bernoulli":
+                mse = F.mse_loss(out.recon.sigmoid().float(), x)
+            else:  # the squared error is already summed: per element it is recon / D
+                mse = recon / x[0].numel()
+            zero = recon.new_zeros(()) if kl is None or penalty is None else None
+            terms = torch.stack([loss, recon, zero if kl is None else kl, zero if penalty is None else penalty, mse])
+        return loss, terms.detach().float()

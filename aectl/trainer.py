@@ -28,7 +28,7 @@ from aectl.data import DataSplits
 from aectl.distributed import Distributed
 from aectl.errors import ConfigError
 from aectl.models import ModelOutput
-from aectl.objective import TERMS, Objective
+from aectl.objective import TERMS, Objective, weighted_terms
 from aectl.signals import Interrupted
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective:
             psnr_sum += (10 * torch.log10(1 / mse)).sum()
             mus.append(out.mu if out.mu is not None else out.z)
     model.train(was_training)
-    metrics = dict(zip(TERMS, (sums / len(x_all)).tolist()))
+    metrics = weighted_terms(dict(zip(TERMS, (sums / len(x_all)).tolist())), beta)
     metrics["psnr"] = float(psnr_sum / len(x_all))
     code = torch.cat(mus)
     if objective.variational:
@@ -167,10 +167,13 @@ class IntervalLog:
         self.rows = torch.zeros(every, len(TERMS) + 1, device=device)  # TERMS, then the gradient norm
         self.term_rows, self.norm_rows = self.rows[:, :len(TERMS)].unbind(0), self.rows[:, len(TERMS)].unbind(0)
         self.read: list[list[float]] = []  # this interval's rows already read and judged
+        self.betas: list[float] = []  # each step's β (known on the host: no device work)
         self.steps, self.start = 0, time.perf_counter()
 
-    def add(self, terms: torch.Tensor, step: int, lr: float, bar, grad_norm: torch.Tensor | None = None) -> None:
+    def add(self, terms: torch.Tensor, beta: float, step: int, lr: float, bar,
+            grad_norm: torch.Tensor | None = None) -> None:
         self.term_rows[self.steps].copy_(terms)
+        self.betas.append(beta)
         if grad_norm is not None:
             self.norm_rows[self.steps].copy_(grad_norm)
         self.steps += 1
@@ -186,17 +189,19 @@ class IntervalLog:
 
     def write(self, step: int, lr: float, bar) -> None:
         self.check(step)
-        finite = [row[:len(TERMS)] for row in self.read if guards.blame(row) is None]
+        # Skipped batches (skip_batch) are left out of the means; β·KL is averaged step by step.
+        finite = [weighted_terms(dict(zip(TERMS, row)), beta)
+                  for row, beta in zip(self.read, self.betas) if guards.blame(row) is None]
         speed = self.steps * self.batch_size / (time.perf_counter() - self.start)
-        if finite:  # skipped batches (skip_batch) are left out of the means
-            means = {name: sum(column) / len(finite) for name, column in zip(TERMS, zip(*finite))}
+        if finite:
+            means = {name: sum(terms[name] for terms in finite) / len(finite) for name in finite[0]}
             self.tracker.scalars(tracking.TRAIN, means, step)
             bar.set_postfix(loss=f"{means['loss']:.4g}", samples_s=f"{speed:.0f}")
         self.tracker.scalar(tracking.CHARTS_LR, lr, step)
         self.tracker.scalar(tracking.CHARTS_SPEED, speed, step)
         if self.watch.skip:
             self.tracker.scalar(tracking.TRAIN_SKIPPED, self.watch.skipped, step)
-        self.read, self.steps, self.start = [], 0, time.perf_counter()
+        self.read, self.betas, self.steps, self.start = [], [], 0, time.perf_counter()
 
 
 @dataclass
@@ -245,14 +250,14 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
                 guards.set_rng_state(rng, x.device)
             continue
         x_in, x = dist.shard(loop.corrupt(x)), dist.shard(x)  # this rank's part of the global batch
+        beta = loop.beta_at(progress.step)
         with dist.own_rng(loop.seed, progress.step):
-            terms, grad_norm = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective,
-                                          loop.beta_at(progress.step), loop.grad_clip, loop.autocast,
-                                          loop.skip_nonfinite)
+            terms, grad_norm = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective, beta,
+                                          loop.grad_clip, loop.autocast, loop.skip_nonfinite)
         progress.step += 1
         progress.batch += 1
         bar.update()
-        interval.add(dist.weigh(terms), progress.step, loop.optimizer.param_groups[0]["lr"], bar, grad_norm)
+        interval.add(dist.weigh(terms), beta, progress.step, loop.optimizer.param_groups[0]["lr"], bar, grad_norm)
         if stop_requested is not None and (signum := stop_requested()):
             return signum
     return 0

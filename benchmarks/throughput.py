@@ -4,7 +4,7 @@ Both train the same network (VAE, Bernoulli likelihood, Adam 1e-3, batch 128) on
 in-memory data. aectl runs as `aectl train` does: uint8 data sliced by a device permutation,
 its objective, interval logging to TensorBoard at the default interval and a progress bar.
 The hand loop is what a person would write: a float tensor, a Sequential, BCE + KL, step.
-They alternate A B A B in one process, so machine noise hits both; the ratio is what counts.
+They alternate A B B A in one process, so machine noise hits both; the ratio is what counts.
 
     python benchmarks/throughput.py                    # CPU, 1 and 2 threads, MLP and conv
     python benchmarks/throughput.py --device cuda      # the same on a GPU, plus compile / bf16
@@ -80,7 +80,8 @@ def make_runners(conv: bool, n: int, device: torch.device, compile_: bool, bf16:
     beta_at = lambda step: schedules.beta_at(step, beta=1.0)  # noqa: E731
     loop = make_loop(model, Objective("bernoulli", variational=True), lambda x: x, beta_at, settings)
     progress = Progress()
-    interval = IntervalLog(TensorBoardTracker(log_dir), settings.log_every, settings.batch_size, device)
+    tracker = TensorBoardTracker(log_dir)
+    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, device)
     bar = tqdm(total=10**9, file=open(os.devnull, "w"), mininterval=0.5)  # updated every step, as in a run
     epoch = iter(range(10**9))
 
@@ -91,11 +92,12 @@ def make_runners(conv: bool, n: int, device: torch.device, compile_: bool, bf16:
 
     def run_aectl():
         train_epoch(loop, data, next(epoch), progress, interval, bar)
+        progress.batch = 0  # as fit does at the end of an epoch
 
     def run_hand():
         hand_epoch(hand, hand_opt, x_float, 128)
 
-    return run_aectl, run_hand
+    return run_aectl, run_hand, tracker.close
 
 
 def timed(fn, device) -> float:
@@ -110,12 +112,13 @@ def timed(fn, device) -> float:
 
 def compare(name: str, conv: bool, n: int, rounds: int, device: torch.device, compile_=False, bf16=False) -> dict:
     with tempfile.TemporaryDirectory() as log_dir:
-        run_aectl, run_hand = make_runners(conv, n, device, compile_, bf16, log_dir)
+        run_aectl, run_hand, close = make_runners(conv, n, device, compile_, bf16, log_dir)
         run_aectl(), run_hand()  # warm-up (and compilation)
         a_speed, h_speed = [], []
-        for _ in range(rounds):
-            a_speed.append(n / timed(run_aectl, device))
-            h_speed.append(n / timed(run_hand, device))
+        for round_ in range(rounds):  # A B, then B A: neither always runs first
+            for run in ((run_aectl, run_hand) if round_ % 2 == 0 else (run_hand, run_aectl)):
+                (a_speed if run is run_aectl else h_speed).append(n / timed(run, device))
+        close()
     ratios = sorted(a / h for a, h in zip(a_speed, h_speed))
     row = dict(name=name, aectl=statistics.median(a_speed), hand=statistics.median(h_speed),
                ratio=statistics.median(ratios), lo=ratios[0], hi=ratios[-1])
