@@ -190,9 +190,9 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
 
     from aectl import data as data_mod
     from aectl import noise, schedules
+    from aectl.distributed import current as current_distributed
     from aectl.models import build_model
     from aectl.objective import Objective
-    from aectl.distributed import current as current_distributed
     from aectl.tracking import NullTracker, TensorBoardTracker
     from aectl.trainer import fit, resolve_device
 

@@ -108,7 +108,7 @@ def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective:
     was_training = model.training
     model.eval()
     devices = [x_all.device] if x_all.device.type == "cuda" else []
-    sums, psnr_sum, mus, codes = torch.zeros(len(TERMS), device=x_all.device), 0.0, [], []
+    sums, psnr_sum, mus = torch.zeros(len(TERMS), device=x_all.device), 0.0, []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for x in data.batches(x_all, batch_size):

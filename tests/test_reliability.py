@@ -333,10 +333,11 @@ def test_skip_batch_skips_the_bad_batch_counts_it_and_trains_on(tmp_path, poison
 
 @pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
 def test_a_skipped_step_leaves_weights_and_optimizer_state_untouched(kind):
-    from aectl.trainer import make_optimizer, train_step
+    import contextlib
+
     from aectl.models import build_model
     from aectl.objective import Objective
-    import contextlib
+    from aectl.trainer import make_optimizer, train_step
 
     torch.manual_seed(0)
     model = build_model("ae", input_shape=[1, 4, 4], latent_dim=3, hidden_dims=[8])

@@ -109,7 +109,7 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
     a, b = tmp_path / "day" / "10-00-00", tmp_path / "day" / "11-00-00"
     fake_job(a / "lr=0.1", ["trainer.lr=0.1"], metrics_of(3.0, 20.0), num=0)
     fake_job(a / "lr=0.01", ["trainer.lr=0.01"], metrics_of(2.0, 25.0), num=1)
-    running = fake_job(b / "lr=1e-3", ["trainer.lr=0.001"], None, num=0)
+    fake_job(b / "lr=1e-3", ["trainer.lr=0.001"], None, num=0)
     stale = fake_job(b / "lr=1e-4", ["trainer.lr=0.0001"], None, num=1)
     old = time.time() - 2 * rep.RUNNING_WINDOW_S
     for path in (stale, stale / ".hydra", *(stale / ".hydra").iterdir()):
