@@ -22,7 +22,8 @@ from aectl.errors import AectlError
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
 # Name fragments that say which way a metric improves; metrics matching neither (kl, beta,
 # rho_hat_mean) are trade-offs, not scores, and get no "best" mark.
-HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "acc", "auc", "ssim", "likelihood")
+HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "log_px", "acc", "auc", "ssim", "likelihood")
+NO_DIRECTION = ("psnr_noisy",)  # the corrupted input's own PSNR: the same for every model
 LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
 # A job without metrics.json whose files changed this recently is taken to be still running.
 RUNNING_WINDOW_S = 15 * 60
@@ -148,8 +149,8 @@ def read_job(path: Path) -> Job:
         job.status, job.note = "failed", "metrics.json is unreadable"
     job.metrics = flatten(metrics or {})
     evaluation = _json(path / "eval" / "metrics.json")
-    if evaluation:
-        job.metrics.update(flatten(evaluation, "eval/"))
+    if evaluation:  # its metrics only: the rest of the file records the settings of the eval
+        job.metrics.update(flatten(evaluation.get("metrics") or {}, "eval/"))
     return job
 
 
@@ -159,6 +160,8 @@ def read_job(path: Path) -> Job:
 def _direction(metric: str) -> int:
     """-1: lower is better, +1: higher is better, 0: no direction."""
     name = metric.rsplit("/", 1)[-1]
+    if any(f in name for f in NO_DIRECTION):
+        return 0
     if any(f in name for f in HIGHER_IS_BETTER):
         return 1
     if any(f in name for f in LOWER_IS_BETTER):

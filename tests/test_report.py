@@ -114,17 +114,21 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
     old = time.time() - 2 * rep.RUNNING_WINDOW_S
     for path in (stale, stale / ".hydra", *(stale / ".hydra").iterdir()):
         os.utime(path, (old, old))
-    (a / "lr=0.01" / "eval").mkdir()
-    (a / "lr=0.01" / "eval" / "metrics.json").write_text(json.dumps({"test": {"nll": 90.5, "note": "k=10"}}))
+    for job, log_px in (("lr=0.01", -90.5), ("lr=0.1", -95.0)):
+        (a / job / "eval").mkdir()
+        (a / job / "eval" / "metrics.json").write_text(
+            json.dumps({"split": "test", "k": 10, "metrics": {"log_px_iw": log_px, "probe_acc": 0.9}}))
 
     assert main(["report", str(tmp_path / "day" / "*")]) == 0
     rows = {r["job"]: r for r in read_csv(tmp_path / "day" / "report.csv")}
     assert {j: r["status"] for j, r in rows.items()} == {
         "10-00-00/lr=0.1": "ok", "10-00-00/lr=0.01": "ok", "11-00-00/lr=1e-3": "running",
         "11-00-00/lr=1e-4": "incomplete"}
-    assert rows["10-00-00/lr=0.01"]["eval/test/nll"] == "90.5"
+    assert rows["10-00-00/lr=0.01"]["eval/log_px_iw"] == "-90.5"
+    assert "eval/log_px_iw" in rows["10-00-00/lr=0.01"]["best"].split(";")
+    assert "eval/k" not in rows["10-00-00/lr=0.01"]  # the eval's settings are not metrics
     assert set(rows["10-00-00/lr=0.01"]["best"].split(";")) >= {"val/loss", "val/psnr", "test/loss"}
-    assert rows["10-00-00/lr=0.1"]["best"] == "train_time_s"  # a tie marks every holder
+    assert set(rows["10-00-00/lr=0.1"]["best"].split(";")) == {"train_time_s", "eval/probe_acc"}  # ties: all
     assert "val/kl" not in rows["10-00-00/lr=0.01"]["best"]
     assert "val_loss_history" not in rows["10-00-00/lr=0.1"]  # lists are not table cells
     assert (tmp_path / "day" / "metrics_vs_trainer.lr.png").is_file()
