@@ -11,7 +11,14 @@ import signal
 import threading
 from pathlib import Path
 
-SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+def signal_name(signum: int) -> str:
+    """SIGINT, SIGTERM, SIGUSR2 (submitit's preemption signal), … or the bare number."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 class Interrupted(BaseException):
@@ -28,7 +35,7 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
     def message(self) -> str:
-        name = SIGNAL_NAMES.get(self.signum, f"signal {self.signum}")
+        name = signal_name(self.signum)
         if self.checkpoint is None:
             return f"stopped at once by a second {name}; the last checkpoint written, if any, is intact"
         lines = [f"stopped by {name} after step {self.step}; saved {self.checkpoint}"]
@@ -52,7 +59,7 @@ class StopSignals:
         if self.signum:  # the second one: leave now, the atomic last.pt write makes this safe
             raise Interrupted(signum)
         self.signum = signum
-        name = SIGNAL_NAMES.get(signum, str(signum))
+        name = signal_name(signum)
         # os.write, not logging or print: a handler may run while the main thread holds their locks.
         os.write(2, f"\n{name} received: finishing the current step, then saving checkpoints/last.pt "
                     f"(send it again to stop at once)\n".encode())
