@@ -284,6 +284,8 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
                                   last if last.is_file() else None)
     if resume is not None:
         loop.optimizer.load_state_dict(resume["optimizer"])
+        for group in loop.optimizer.param_groups:  # the config wins: `trainer.lr=…` at resume applies
+            group.update(lr=settings.lr, weight_decay=settings.weight_decay)
         progress = Progress(resume["step"], resume["epoch"], resume["best_val_loss"], resume.get("batch", 0))
         watch = guards.NonFiniteWatch(settings.on_nonfinite, settings.max_skipped_batches, watch.last_good,
                                       **resume.get("nonfinite", {}))

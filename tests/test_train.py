@@ -103,3 +103,11 @@ def test_resume_matches_uninterrupted_run(train_run, overrides):
     assert load_checkpoint(resumed)["step"] == load_checkpoint(full)["step"]
     # The resumed run kept the checkpoint's config (model, noise), not the defaults.
     assert load_checkpoint(resumed)["config"]["noise"] == load_checkpoint(full)["config"]["noise"]
+
+
+def test_resume_applies_a_new_learning_rate(train_run):
+    half = train_run("trainer.epochs=1")
+    resumed = train_run(f"trainer.resume={half}", "trainer.epochs=2", "trainer.lr=0.0001")
+    ckpt = load_checkpoint(resumed)
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [0.0001]
+    assert ckpt["config"]["trainer"]["lr"] == 0.0001
