@@ -21,13 +21,13 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aectl import guards, tracking
+from aectl import guards, metrics, tracking
 from aectl.checkpoint import save_checkpoint
 from aectl.config import TrainerConfig
 from aectl.data import DataSplits
 from aectl.distributed import Distributed
 from aectl.errors import ConfigError
-from aectl.models import ModelOutput
+from aectl.models import ModelOutput, mean_reconstruction
 from aectl.objective import TERMS, Objective, weighted_terms
 from aectl.signals import Interrupted
 
@@ -115,19 +115,17 @@ def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective:
             out = model(corrupt(x))
             _, terms = objective(out, x, beta)
             sums += terms * len(x)
-            mean = out.recon.sigmoid() if objective.likelihood == "bernoulli" else out.recon
-            mse = (mean.float() - x).square().flatten(1).mean(1).clamp_min(1e-10)
-            psnr_sum += (10 * torch.log10(1 / mse)).sum()
+            psnr_sum += metrics.psnr(mean_reconstruction(model, out.recon).float(), x).sum()
             mus.append(out.mu if out.mu is not None else out.z)
     model.train(was_training)
-    metrics = weighted_terms(dict(zip(TERMS, (sums / len(x_all)).tolist())), beta)
-    metrics["psnr"] = float(psnr_sum / len(x_all))
-    code = torch.cat(mus)
+    result = weighted_terms(dict(zip(TERMS, (sums / len(x_all)).tolist())), beta)
+    result["psnr"] = float(psnr_sum / len(x_all))
+    code = torch.cat(mus).float()
     if objective.variational:
-        metrics["active_units"] = int((code.float().var(0, unbiased=False) > 0.01).sum())
+        result["active_units"] = metrics.active_units(code)[0]
     if objective.penalty != "none":
-        metrics["rho_hat_mean"] = float(code.float().mean())
-    return metrics
+        result["rho_hat_mean"] = float(code.mean())
+    return result
 
 
 @torch.no_grad()
@@ -140,7 +138,7 @@ def log_images(model: nn.Module, x: torch.Tensor, corrupt: Corrupt, tracker, ste
         torch.manual_seed(step)
         x_in = corrupt(x)
         out: ModelOutput = model(x_in)
-        mean = lambda r: (r.sigmoid() if model.likelihood == "bernoulli" else r).float().clamp(0, 1)  # noqa: E731
+        mean = lambda r: mean_reconstruction(model, r).float().clamp(0, 1)  # noqa: E731
         grid = lambda t: make_grid(t.cpu(), nrow=8, pad_value=1.0)  # noqa: E731
         tracker.image(tracking.IMG_INPUT, grid(x), step)
         if x_in is not x:
@@ -343,10 +341,10 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
             if stop_requested is not None and stop_requested() and progress.epoch < settings.epochs:
                 raise interrupt(stop_requested())  # it came during validation: stop at the epoch boundary
     bar.close()
-    metrics = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, eval_batch)
-               for split in ("train", "val", "test") if len(getattr(data, split))}
-    metrics.update(best_val_loss=progress.best_val_loss, val_loss_history=val_history, epochs=progress.epoch,
-                   steps=progress.step, train_time_s=round(time.perf_counter() - train_start, 3))
+    final = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, eval_batch)
+             for split in ("train", "val", "test") if len(getattr(data, split))}
+    final.update(best_val_loss=progress.best_val_loss, val_loss_history=val_history, epochs=progress.epoch,
+                 steps=progress.step, train_time_s=round(time.perf_counter() - train_start, 3))
     if dist.is_main:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+        (run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    return final
