@@ -191,22 +191,26 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
     from aectl import data as data_mod
     from aectl import noise, schedules
     from aectl.distributed import current as current_distributed
+    from aectl.config import check_schedule_fits
     from aectl.models import build_model
-    from aectl.objective import Objective
+    from aectl.objective import make_objective
     from aectl.tracking import NullTracker, TensorBoardTracker
     from aectl.trainer import fit, resolve_device
 
-    m, t, s, p, n = config.model, config.trainer, config.beta_schedule, config.penalty, config.noise
+    m, t, s, p = config.model, config.trainer, config.beta_schedule, config.penalty
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
     saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
     data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
     data_mod.check_model_range(data, m.likelihood, m.output_activation)
+    config_dict["noise"] = _noise_in_data_range(config_dict["noise"], data)  # what eval must use too
+    corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(device)
     kwargs = dict(input_shape=data.input_shape, latent_dim=m.latent_dim, arch=m.arch,
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
-                  activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation)
+                  activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
+                  sigma=m.sigma)
     if m.kind != "vae":
         kwargs["code_activation"] = m.code_activation
     torch.manual_seed(t.seed)
@@ -214,14 +218,13 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
     model.to(device)
-    objective = Objective(likelihood=m.likelihood, variational=m.kind == "vae", penalty=p.kind,
-                          rho=p.rho, penalty_beta=p.beta, l1_weight=p.weight)
-    corrupt = functools.partial(noise.corrupt, kind=n.kind, sigma=n.sigma, clip=n.clip, p=n.p,
-                                v_min=n.v_min, v_max=n.v_max)
+    objective = make_objective(m.kind, m.likelihood, m.sigma, vars(p))
     steps_per_epoch = -(-len(data.train) // t.batch_size)
+    total_steps = t.epochs * steps_per_epoch
+    check_schedule_fits(s, total_steps)
     beta_at = functools.partial(schedules.beta_at, beta=config.beta if m.kind == "vae" else 0.0,
                                 kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
-                                ratio=s.ratio, total_steps=t.epochs * steps_per_epoch)
+                                ratio=s.ratio, total_steps=total_steps)
     meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
@@ -241,6 +244,18 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
     finally:
         tracker.close()
     return metrics
+
+
+def _noise_in_data_range(params: dict, data) -> dict:
+    """noise.v_min/v_max unset (None) → the train split's value range, for the noises that use
+    them (the clip range and the pepper/salt values are the data's, whatever its scale)."""
+    from aectl.config import NOISE_FIELDS
+
+    if "v_min" not in NOISE_FIELDS[params["kind"]]:
+        return params
+    low, high = data.value_range(("train",))
+    return {**params, "v_min": low if params.get("v_min") is None else params["v_min"],
+            "v_max": high if params.get("v_max") is None else params["v_max"]}
 
 
 def _eval_task(cfg) -> list[dict]:

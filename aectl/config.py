@@ -14,7 +14,7 @@ from aectl.errors import ConfigError
 MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
 ARCHS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "tanh", "sigmoid", "identity")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 NOISES = ("none", "gaussian", "salt_pepper", "masking")
 PENALTIES = ("none", "kl_sparsity", "l1")
 SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
@@ -30,15 +30,18 @@ ON_NONFINITE = ("stop", "skip_batch")
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae (design §2)
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae
     arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
     latent_dim: int = 8  # K, size of the code z
     activation: str = "relu"  # hidden-layer activation
     code_activation: str = "identity"  # activation on the AE code (sigmoid for the sparse AE)
-    likelihood: str = "gaussian"  # bernoulli (BCE on logits) | gaussian (squared error)
+    # p(x|z): bernoulli (BCE on logits; a likelihood for binary data only) | continuous_bernoulli
+    # (normalised on [0, 1], for grey levels) | gaussian (N(x; x̂, σ²I) with σ = model.sigma)
+    likelihood: str = "gaussian"
     output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
+    sigma: float = 0.5 ** 0.5  # gaussian likelihood only: the decoder's fixed σ (1/√2: the loss is the squared error + D/2·log π)
 
 
 @dataclass
@@ -66,12 +69,12 @@ class DatasetConfig:
 
 @dataclass
 class NoiseConfig:
-    kind: str = "none"  # none | gaussian | salt_pepper | masking (design §2)
+    kind: str = "none"  # none | gaussian | salt_pepper | masking
     sigma: float = 0.3  # gaussian: standard deviation
     clip: bool = True  # gaussian: clip x̃ to [v_min, v_max]
     p: float = 0.25  # salt_pepper / masking: corruption probability per entry
-    v_min: float = 0.0  # smallest data value (pepper, clip range)
-    v_max: float = 1.0  # largest data value (salt, clip range)
+    v_min: Optional[float] = None  # gaussian clip / salt_pepper: smallest data value (pepper); None = the train split's minimum
+    v_max: Optional[float] = None  # gaussian clip / salt_pepper: largest data value (salt); None = the train split's maximum
 
 
 @dataclass
@@ -196,7 +199,8 @@ def validate(cfg: TrainConfig) -> None:
     _choice("noise.kind", n.kind, NOISES)
     _check("noise.sigma", n.sigma, n.sigma >= 0, "a standard deviation ≥ 0")
     _check("noise.p", n.p, 0 <= n.p <= 1, "a probability in [0, 1]")
-    _check("noise.v_max", n.v_max, n.v_min < n.v_max, f"greater than noise.v_min={n.v_min}")
+    _check("noise.v_max", n.v_max, n.v_min is None or n.v_max is None or n.v_min < n.v_max,
+           f"greater than noise.v_min={n.v_min}")
 
     _choice("penalty.kind", p.kind, PENALTIES)
     _check("penalty.rho", p.rho, 0 < p.rho < 1, "a target activation in (0, 1)")
@@ -229,6 +233,70 @@ def validate(cfg: TrainConfig) -> None:
     _choice("trainer.on_nonfinite", t.on_nonfinite, ON_NONFINITE)
     _check("trainer.max_skipped_batches", t.max_skipped_batches, t.max_skipped_batches > 0, "an integer > 0")
     _choice("trainer.precision", t.precision, PRECISIONS)
+    _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
+    check_fields_apply(cfg)
+
+
+# The fields each option of a group reads; a field it does not read must keep its default, so
+# that `noise=masking noise.sigma=0.5` is refused instead of silently ignored.
+NOISE_FIELDS = {"none": (), "gaussian": ("sigma", "clip", "v_min", "v_max"), "salt_pepper": ("p", "v_min", "v_max"),
+                "masking": ("p",)}
+PENALTY_FIELDS = {"none": (), "kl_sparsity": ("rho", "beta"), "l1": ("weight",)}
+SCHEDULE_FIELDS = {"constant": (), "linear": ("warmup_steps",), "sigmoid": ("k", "x0"), "cyclical": ("cycles", "ratio")}
+_SPLIT_FIELDS = ("binarize", "val_fraction", "test_fraction", "split_seed", "limit")
+_DOWNLOADED = (*_SPLIT_FIELDS, "root", "download")
+DATASET_FIELDS = {
+    "digits": _SPLIT_FIELDS, "synthetic": (*_SPLIT_FIELDS, "num_samples", "shape"),
+    "mnist": _DOWNLOADED, "fashion_mnist": _DOWNLOADED, "kmnist": _DOWNLOADED, "cifar10": _DOWNLOADED,
+    "binarized_mnist": _DOWNLOADED,
+    "tensor_file": (*_SPLIT_FIELDS, "path", "key", "label_key", "label_column", "scale"),
+    "image_folder": (*_SPLIT_FIELDS, "path", "size", "channels", "in_memory", "workers"),
+}
+
+
+def _unused_fields(section, group: str, option: str, used: tuple[str, ...], skip: tuple[str, ...] = ()) -> None:
+    """Refuse a field set away from its default that the chosen option does not read."""
+    defaults = type(section)()
+    for f in fields(section):
+        if f.name in (*used, *skip) or getattr(section, f.name) == getattr(defaults, f.name):
+            continue
+        reads = ", ".join(used) if used else "none"
+        raise ConfigError(f"{group}.{f.name}", getattr(section, f.name),
+                          f"{group}={option} does not use {f.name} (its fields: {reads}); "
+                          f"remove it or choose a {group} that has it")
+
+
+def check_fields_apply(cfg: TrainConfig) -> None:
+    """Every field set must do something: refuse what the chosen options would silently ignore."""
+    m, d, n, p, s = cfg.model, cfg.dataset, cfg.noise, cfg.penalty, cfg.beta_schedule
+    _unused_fields(n, "noise", n.kind, NOISE_FIELDS[n.kind], ("kind",))
+    _unused_fields(p, "penalty", p.kind, PENALTY_FIELDS[p.kind], ("kind",))
+    _unused_fields(s, "beta_schedule", s.kind, SCHEDULE_FIELDS[s.kind], ("kind",))
+    _unused_fields(d, "dataset", d.name, DATASET_FIELDS[d.name], ("name",))
+    if d.name == "binarized_mnist" and d.binarize != "none":
+        raise ConfigError("dataset.binarize", d.binarize, "none for dataset=binarized_mnist (it is binary already, "
+                          "a fixed binarization); for dynamic binarization use dataset=mnist dataset.binarize=dynamic")
+    if m.kind != "vae":
+        _check("beta", cfg.beta, cfg.beta == 1.0, f"1.0 for model={m.kind}: beta weighs the KL term of model=vae")
+        _check("beta_schedule.kind", s.kind, s.kind == "constant",
+               f"constant for model={m.kind}: the schedule anneals the KL term of model=vae")
+    else:
+        _check("model.code_activation", m.code_activation, m.code_activation == "identity",
+               "identity for model=vae (its code is the Gaussian posterior's μ and log σ²)")
+    if m.likelihood != "gaussian":
+        _check("model.sigma", m.sigma, m.sigma == ModelConfig.sigma,
+               f"unset for model.likelihood={m.likelihood} (σ is the gaussian likelihood's)")
+        _check("model.output_activation", m.output_activation, m.output_activation == ModelConfig.output_activation,
+               f"unset for model.likelihood={m.likelihood} (its decoder emits logits; output_activation "
+               "squashes the gaussian mean)")
+
+
+def check_schedule_fits(s: BetaScheduleConfig, total_steps: int) -> None:
+    """A cyclical schedule needs at least two optimizer steps per cycle: with fewer, every step
+    starts a cycle and β stays 0 for the whole run."""
+    if s.kind == "cyclical" and s.cycles > total_steps // 2:
+        raise ConfigError("beta_schedule.cycles", s.cycles, f"at most {total_steps // 2} (this run has "
+                          f"{total_steps} optimizer steps; a cycle needs at least 2 for β to rise above 0)")
 
 
 SPLITS = ("train", "val", "test")

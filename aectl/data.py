@@ -1,7 +1,7 @@
 """Datasets → device-resident tensors in the likelihood's range, with seeded splits.
 
 Data that fits in memory is held as one tensor per split (uint8 where it came as uint8) and
-batched by slicing a permutation (design §6): no DataLoader, no per-sample Python. Only an image
+batched by slicing a permutation: no DataLoader, no per-sample Python. Only an image
 folder larger than memory is streamed, through a DataLoader with workers (`StreamedSplit`).
 
 `load_dataset` looks the name up in `LOADERS` (each reader in readers.py returns the splits the
@@ -9,6 +9,7 @@ dataset defines), then splits, scales, binarizes and limits the same way for eve
 """
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from aectl import readers
 from aectl.config import DATASETS, DatasetConfig, in_memory_choice
 from aectl.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
 MEMORY_SHARE = 0.5  # in_memory=auto decodes an image folder at once when it takes ≤ this share of free RAM
 UNKNOWN_MEMORY_BYTES = 2 * 1024 ** 3  # the budget where the OS does not say how much RAM is free
 
@@ -42,6 +44,9 @@ class DataSplits:
     binarize: str = "none"  # none | dynamic (threshold is applied once, at load)
     scaler: dict | None = None  # tensor_file: readers.fit_scaler statistics of the train split
     classes: list[str] | None = None  # class names indexed by label, where the dataset has them
+    # The range the model's inputs are known to lie in (the PSNR's MAX is its width): [0, 1] for
+    # images and min-max scaled files; None for standardised or unscaled tables.
+    known_range: tuple[float, float] | None = (0.0, 1.0)
 
     @property
     def input_shape(self) -> list[int]:
@@ -268,10 +273,23 @@ def _apply_binarize(data: DataSplits, how: str, seed: int) -> None:
             setattr(data, name, _binarize_fixed(getattr(data, name), data.scale, how, seed + i))
 
 
-def _scale(data: DataSplits, mode: str, scaler: dict | None) -> None:
-    """tensor_file scaling: statistics of the train split (or `scaler` given, e.g. from a checkpoint)."""
-    data.scaler = scaler if scaler is not None else readers.fit_scaler(data.train, mode)
+def _scale(data: DataSplits, raw: readers.RawData, mode: str, scaler: dict | None) -> None:
+    """tensor_file scaling: statistics of the train split (or `scaler` given, e.g. from a
+    checkpoint), per feature for tables and one for the whole array for images (uint8: /255).
+    minmax maps train onto [0, 1]; val/test values beyond the train split's range are clipped
+    into it (and the log says how many), so every split lies where the model's output can reach."""
+    fixed = raw.value_range if raw.value_range == (0.0, 255.0) and not raw.tabular else None
+    data.scaler = scaler if scaler is not None else readers.fit_scaler(data.train, mode, raw.tabular, fixed)
     data.train, data.val, data.test = (readers.apply_scaler(x, data.scaler) for x in (data.train, data.val, data.test))
+    data.known_range = (0.0, 1.0) if data.scaler["mode"] == "minmax" else None
+    if data.scaler["mode"] == "minmax":
+        for name in ("train", "val", "test"):
+            x = getattr(data, name)
+            outside = int(((x < 0) | (x > 1)).sum())
+            if outside:
+                log.warning("dataset.scale=minmax: clipped %d of %d %s values outside the train split's range "
+                            "into [0, 1]", outside, x.numel(), name)
+                setattr(data, name, x.clamp(0, 1))
 
 
 def load_dataset(name: str = "digits", *, scaler: dict | None = None, **options) -> DataSplits:
@@ -288,7 +306,7 @@ def load_dataset(name: str = "digits", *, scaler: dict | None = None, **options)
     data.classes = raw.classes
     data.scale = 1 / raw.value_range[1] if data.train.dtype == torch.uint8 else 1.0
     if name == "tensor_file":
-        _scale(data, d.scale, scaler)
+        _scale(data, raw, d.scale, scaler)
     _apply_binarize(data, d.binarize, d.split_seed)
     return _limit(data, d.limit)
 

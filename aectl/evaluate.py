@@ -24,12 +24,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aectl import losses, metrics, noise, pictures, tracking
+from aectl import metrics, pictures, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.config import DatasetConfig, EvalConfig, validate_dataset
 from aectl.data import DataSplits
 from aectl.errors import AectlError, CheckpointError, ConfigError, DataError
-from aectl.models import mean_reconstruction
+from aectl.noise import Corruption
+from aectl.objective import Objective, make_objective
+from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +56,30 @@ class Variant:
     variational: bool  # a VAE: ELBO, KL, IW log-likelihood, active units, prior pictures
     noise: dict  # the trained corruption: kind, sigma, clip, p, v_min, v_max
     penalty: dict  # the trained penalty: kind, rho, beta, weight
+    beta: float  # the target KL weight the model was trained for
 
     @classmethod
     def of(cls, ckpt: dict) -> "Variant":
         config = ckpt["config"]
         return cls(ckpt["model"]["kind"], ckpt["model"]["kind"] == "vae",
-                   dict(config.get("noise") or {"kind": "none"}), dict(config.get("penalty") or {"kind": "none"}))
+                   dict(config.get("noise") or {"kind": "none"}), dict(config.get("penalty") or {"kind": "none"}),
+                   float(config.get("beta", 1.0)))
 
-    def noises(self) -> dict[str, tuple[str, dict]]:
-        """name → (noise kind, parameters) of every corruption to score: the three robustness
-        checks, plus `trained` with the exact parameters the model was trained with."""
-        data_range = {k: self.noise[k] for k in ("v_min", "v_max") if k in self.noise}
-        chosen = {kind: (kind, {**params, **data_range}) for kind, params in ROBUSTNESS_NOISE.items()}
-        if self.noise["kind"] != "none":
-            chosen["trained"] = (self.noise["kind"], _noise_params(self.noise))
-        return chosen
+    def objective(self, model: nn.Module) -> Objective:
+        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty)
+
+    def trained_noise(self, data_range: tuple[float, float]) -> Corruption:
+        """The corruption the model was trained with; a range left unset is the data's."""
+        params = {k: self.noise[k] for k in ("sigma", "clip", "p") if k in self.noise}
+        low, high = self.noise.get("v_min"), self.noise.get("v_max")
+        return Corruption(self.noise["kind"], **params, v_min=data_range[0] if low is None else low,
+                          v_max=data_range[1] if high is None else high)
 
 
-def _noise_params(noise_config: dict) -> dict:
-    return {k: noise_config[k] for k in ("sigma", "clip", "p", "v_min", "v_max") if k in noise_config}
+def robustness_noises(data_range: tuple[float, float]) -> dict[str, Corruption]:
+    """The three corruptions every model faces, in the data's range."""
+    low, high = data_range
+    return {kind: Corruption(kind, **params, v_min=low, v_max=high) for kind, params in ROBUSTNESS_NOISE.items()}
 
 
 # ---------------------------------------------------------------- entry point
@@ -153,8 +160,8 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     torch.manual_seed(settings.seed)  # a dynamically binarized train split draws from the global RNG
     keep = max(N_PICTURES, settings.max_embed if settings.projector else 0)
     values, codes, first = split_metrics(model, data, x_all, variant, settings, keep)
+    likelihood = likelihood_info(model, values.pop("binary_data"))
     labels = None if labels is None else labels.cpu()
-    values.update(code_metrics(codes, variant))
     probe = probe_accuracy(model, data, codes, labels, settings.batch_size)
     if probe is not None:
         values["probe_acc"] = probe[0]
@@ -163,7 +170,8 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     tracker = tracking.TensorBoardTracker(run_dir)
     try:
         tracker.scalars(tracking.EVAL, values, step)
-        images = write_pictures(model, first, codes, labels, variant, settings.seed, run_dir / "eval", tracker, step)
+        images = write_pictures(model, first, codes, labels, variant, data, settings.seed, run_dir / "eval",
+                                tracker, step)
         if settings.projector:
             write_projector(run_dir, tracker, codes, labels, first, getattr(data, "classes", None), step,
                             settings.max_embed)
@@ -173,8 +181,9 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         "checkpoint": str(path), "run": str(run_dir), "model": variant.kind, "step": step,
         "epoch": ckpt["epoch"], "dataset": dataset.name, "split": settings.split, "n": len(x_all),
         "latent_dim": codes.shape[1], "seed": settings.seed, "k": settings.k if variant.variational else None,
-        "noise": _noise_params(variant.noise) | {"kind": variant.noise["kind"]},
-        "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty,
+        "noise": vars(variant.trained_noise(data_range(data))), "beta": variant.beta if variant.variational else None,
+        "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty, "likelihood": likelihood,
+        "psnr_max": None if data.known_range is None else data.known_range[1] - data.known_range[0],
         "probe_train_n": probe[1] if probe else None, "metrics": values, "pictures": images,
         "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if settings.projector else None,
         "time_s": round(time.perf_counter() - start, 3),
@@ -222,71 +231,56 @@ def _load_data(dataset: DatasetConfig, ckpt: dict, path: Path, cache: dict) -> D
 # ---------------------------------------------------------------- metrics
 
 
-class _Means:
-    """Sums per-example values on the device; one host sync at the end."""
+def data_range(data: DataSplits) -> tuple[float, float]:
+    """The range noise values come from: the data's known range, else the train split's."""
+    return data.known_range or data.value_range(("train",))
 
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
 
-    def add(self, name: str, per_example: torch.Tensor) -> None:
-        total = per_example.double().sum()
-        self.sums[name] = self.sums[name] + total if name in self.sums else total
-
-    def means(self) -> dict[str, float]:
-        return {name: total.item() / self.n for name, total in self.sums.items()}
+def likelihood_info(model: nn.Module, binary_data: bool) -> dict:
+    """What the likelihood numbers are: a Bernoulli mass on grey levels is a cross-entropy,
+    not a normalised likelihood, and the tables say so."""
+    info = {"kind": model.likelihood, "binary_data": binary_data, "normalised": True}
+    if model.likelihood == "gaussian":
+        info["sigma"] = model.sigma
+    if model.likelihood == "bernoulli" and not binary_data:
+        info["normalised"] = False
+        info["note"] = ("Bernoulli likelihood on grey levels: recon, −ELBO and the IW estimate are cross-entropies, "
+                        "not normalised likelihoods (use model.likelihood=continuous_bernoulli, or binarized data)")
+    return info
 
 
 @torch.no_grad()
 def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, settings: EvalConfig,
                   keep: int) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    """One pass over the split: mean per-example metrics, the codes (N, K) on the CPU and the
-    first `keep` inputs (for pictures and the projector sprite)."""
+    """One pass over the split: the metrics training's validation computes (aectl.validation,
+    at the trained β and noise), the robustness scores and the VAE's IW estimate; returns their
+    means, the codes (N, K) on the CPU and the first `keep` inputs (pictures, projector sprite)."""
     device = next(model.parameters()).device
-    noises = variant.noises()
+    noises = robustness_noises(data_range(data))
     gens = {name: torch.Generator(device=device).manual_seed(settings.seed + i)
-            for i, name in enumerate([*noises, "elbo", "iw"])}
-    means, codes, first = _Means(), [], []
+            for i, name in enumerate([*noises, "iw"])}
+    trained_noise = variant.trained_noise(data_range(data))
+    split = SplitMetrics(variant.objective(model), trained_noise, variant.beta, data.known_range, trained_noise.noisy)
+    codes, first = [], []
     batches = math.ceil(len(x_all) / settings.batch_size)
     desc = f"eval {variant.kind}" + (f" (IW k={settings.k})" if variant.variational else "")
     for x in tqdm(data.batches(x_all, settings.batch_size), total=batches, desc=desc, unit="batch",
                   disable=not settings.progress, leave=False, dynamic_ncols=True):
-        means.n += len(x)
-        code = metrics.latent_means(model, x)
-        raw = model.decode(code)
-        x_hat = mean_reconstruction(model, raw)
-        means.add("recon", losses.reconstruction_nll(raw, x, model.likelihood))
-        means.add("mse", metrics.per_element_mse(x_hat, x))
-        means.add("psnr", metrics.psnr(x_hat, x))
-        for name, (kind, params) in noises.items():
-            scores = metrics.denoising_psnr(model, x, kind, generator=gens[name], **params)
-            means.add(f"psnr_noisy_{name}", scores.noisy)
-            means.add(f"psnr_denoised_{name}", scores.denoised)
+        codes.append(split.add(model, x))  # kept on the device: no host sync per batch
+        if data.known_range is not None:
+            for name, corruption in noises.items():
+                scores = metrics.denoising_psnr(model, x, corruption, generator=gens[name],
+                                                max_val=split.psnr_max)
+                split.accumulate(f"psnr_noisy_{name}", scores.noisy)
+                split.accumulate(f"psnr_denoised_{name}", scores.denoised)
         if variant.variational:
-            means.add("kl", losses.gaussian_kl(*model.encode(x)))
-            means.add("elbo", metrics.elbo(model, x, generator=gens["elbo"]))
-            means.add("log_px_iw", metrics.iw_log_likelihood(model, x, settings.k, chunk=IW_CHUNK,
-                                                             generator=gens["iw"]))
-        codes.append(code.float())  # kept on the device: no host sync per batch
+            split.accumulate("nll_iw", -metrics.iw_log_likelihood(model, x, settings.k, chunk=IW_CHUNK, generator=gens["iw"]))
         if sum(len(f) for f in first) < keep:
             first.append(x)
-    return means.means(), torch.cat(codes).cpu(), torch.cat(first)[:keep].cpu()
-
-
-def code_metrics(codes: torch.Tensor, variant: Variant) -> dict[str, float]:
-    """Statistics of the codes over the whole split: active units (VAE), ρ̂ and the penalty
-    (sparse AE, as in training but over the whole split), the L1 activity (penalty=l1)."""
-    values: dict[str, float] = {}
-    if variant.variational:
-        values["active_units"] = metrics.active_units(codes)[0]
-    penalty = variant.penalty
-    if penalty.get("kind") == "kl_sparsity":
-        values.update(metrics.sparsity_stats(codes, penalty["rho"]))
-        values["penalty"] = penalty["beta"] * values["kl_sparsity"]
-    elif penalty.get("kind") == "l1":
-        values["code_l1"] = codes.double().abs().flatten(1).sum(1).mean().item()
-        values["penalty"] = penalty["weight"] * values["code_l1"]
-    return values
+    codes = torch.cat(codes)
+    values = split.result(codes)
+    values["binary_data"] = split.data_is_binary()
+    return values, codes.cpu(), torch.cat(first)[:keep].cpu()
 
 
 def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labels: torch.Tensor | None,
@@ -317,14 +311,14 @@ def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labe
 
 @torch.no_grad()
 def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
-                   variant: Variant, seed: int, out_dir: Path, tracker, step: int) -> list[str]:
+                   variant: Variant, data: DataSplits, seed: int, out_dir: Path, tracker, step: int) -> list[str]:
     """PNGs in out_dir and the same images in TensorBoard under eval/<name>; returns the file names."""
     device = next(model.parameters()).device
     x = first[:N_PICTURES].to(device)
     images = {"reconstruction": pictures.reconstruction_grid(x, metrics.reconstruct(model, x))}
     if variant.noise["kind"] != "none":
         g = torch.Generator(device=device).manual_seed(seed)
-        x_noisy = noise.corrupt(x, variant.noise["kind"], generator=g, **_noise_params(variant.noise))
+        x_noisy = variant.trained_noise(data_range(data))(x, generator=g)
         images["denoising"] = pictures.noisy_denoised_grid(x, x_noisy, metrics.reconstruct(model, x_noisy))
     if variant.variational:
         g = torch.Generator(device=device).manual_seed(seed)
@@ -362,20 +356,32 @@ def write_projector(run_dir: Path, tracker, codes: torch.Tensor, labels: torch.T
 # ---------------------------------------------------------------- terminal tables
 
 _ROWS = (  # metric → label, in the order shown
-    ("recon", "reconstruction loss (per example)"),
-    ("mse", "MSE (per element)"),
-    ("psnr", "PSNR (dB)"),
-    ("elbo", "ELBO (nats)"),
+    ("loss", "loss: the training objective{at_beta} (per example)"),
+    ("recon", "reconstruction −log p(x|z){recon_of} ({unit})"),
     ("kl", "KL(q(z|x) ‖ p(z)) (nats)"),
-    ("log_px_iw", "log p(x), IW k={k} (nats)"),
+    ("neg_elbo", "−ELBO = reconstruction + KL ({unit})"),
+    ("nll_iw", "−log p(x), IW bound k={k} ({unit})"),
+    ("penalty", "penalty (weighted, per batch as in training)"),
+    ("mse", "MSE per element (clean input{at_mu})"),
+    ("psnr", "PSNR, MAX={psnr_max:g} (dB)"),
     ("active_units", "active units (of K={latent_dim})"),
     ("rho_hat_mean", "sparsity: mean ρ̂ (ρ={rho})"),
     ("frac_within_2x", "sparsity: share of units with ρ/2 ≤ ρ̂ ≤ 2ρ"),
-    ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j)"),
+    ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j) over the split"),
     ("code_l1", "L1 of the code (per example)"),
-    ("penalty", "penalty (weighted)"),
     ("probe_acc", "linear probe accuracy"),
 )
+
+
+def _label_context(result: dict) -> dict:
+    likelihood, variational = result["likelihood"], result["model"] == "vae"
+    noisy = result["noise"]["kind"] != "none"
+    of = [s for s, on in (("noisy input", noisy), ("one z ~ q(z|x)", variational)) if on]
+    return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
+            "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
+            "at_beta": f" at β={result['beta']:g}" if variational else "",
+            "recon_of": f" of the {', '.join(of)}" if of else "",
+            "unit": "nats" if likelihood["normalised"] else "nats of a Bernoulli on grey levels, not a likelihood"}
 
 
 def _width(text: str) -> int:
@@ -390,27 +396,27 @@ def _fmt(value) -> str:
 
 
 def _noise_label(name: str, result: dict) -> str:
-    kind, params = (result["noise"]["kind"], result["noise"]) if name == "trained" else \
+    kind, params = (result["noise"]["kind"], result["noise"]) if name == "" else \
         (name, result["robustness_noise"][name])
     strength = f"σ={params['sigma']:g}" if kind == "gaussian" else f"p={params['p']:g}"
-    return f"{'trained: ' if name == 'trained' else ''}{kind} {strength}"
+    return f"{'trained: ' if name == '' else ''}{kind} {strength}"
 
 
-def _denoising_cell(values: dict, name: str) -> str:
-    return f"{_fmt(values[f'psnr_noisy_{name}'])} noisy → {_fmt(values[f'psnr_denoised_{name}'])} denoised"
+def _denoising_cell(values: dict, suffix: str) -> str:
+    return f"{_fmt(values[f'psnr_noisy{suffix}'])} noisy → {_fmt(values[f'psnr_denoised{suffix}'])} denoised"
 
 
 def format_table(result: dict) -> str:
     """The metrics of one run as a two-column table (denoising as noisy → denoised PSNR)."""
     values = result["metrics"]
-    context = {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho")}
+    context = _label_context(result)
     rows = []
     for key, label in _ROWS:
         if key in values:
             rows.append((label.format(**context), _fmt(values[key])))
         if key == "psnr":  # robustness right below the clean PSNR
-            rows += [(f"PSNR under {_noise_label(name, result)} (dB)", _denoising_cell(values, name))
-                     for name in ("trained", *ROBUSTNESS_NOISE) if f"psnr_noisy_{name}" in values]
+            rows += [(f"PSNR under {_noise_label(name, result)} (dB)", _denoising_cell(values, f"_{name}" if name else ""))
+                     for name in ("", *ROBUSTNESS_NOISE) if f"psnr_noisy{'_' + name if name else ''}" in values]
         if key == "rho_hat_mean" and "rho_hat_q50" in values:
             rows.append(("sparsity: ρ̂ quantiles 5/25/50/75/95%",
                          " / ".join(_fmt(values[f"rho_hat_q{q}"]) for q in ("05", "25", "50", "75", "95"))))
@@ -418,11 +424,12 @@ def format_table(result: dict) -> str:
     head = (f"{result['run']}: {result['model']}, step {result['step']}, "
             f"{result['dataset']} {result['split']} split ({result['n']} examples)")
     body = [f"  {label}{' ' * (width - _width(label))}  {value}" for label, value in rows]
-    return "\n".join([head, *body, f"  → {Path(result['run']) / 'eval'}"])
+    note = [f"  note: {result['likelihood']['note']}"] if "note" in result["likelihood"] else []
+    return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval'}"])
 
 
-_SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("elbo", "ELBO"),
-                  ("log_px_iw", "log p(x)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
+_SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("neg_elbo", "−ELBO"),
+                  ("nll_iw", "NLL (IW)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
                   ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"))
 
 

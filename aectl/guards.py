@@ -35,7 +35,7 @@ from aectl.objective import TERMS
 # A row per step: the TERMS, then the gradient norm (0 where it is not computed).
 GRAD_NORM = len(TERMS)
 # Order in which a bad row is blamed: the component that went bad, before the sums it spoils.
-BLAME = ("recon", "kl", "penalty", "loss", "mse")
+BLAME = ("recon", "kl", "penalty", "loss")
 
 
 class NonFiniteError(AectlError):

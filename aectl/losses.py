@@ -1,49 +1,70 @@
-"""Pure loss terms. Convention (design §2): every term is summed over features and averaged
-over the batch, so VAE numbers are per-example nats and compare with papers."""
+"""Pure loss terms. Convention: every term is summed over features and averaged over the batch,
+so VAE numbers are per-example nats and compare with papers.
+
+Likelihoods of the decoder p(x|z), each normalised (a true log-density or log-mass):
+  bernoulli              −log p = BCE(logits, x). A probability mass for binary x; on grey
+                         levels it is a cross-entropy, not a normalised likelihood.
+  continuous_bernoulli   the Bernoulli cross-entropy minus log C(λ), a density on [0, 1]
+                         (Loaiza-Ganem & Cunningham 2019, eq. 7).
+  gaussian               N(x; x̂, σ²I) with a fixed σ: ‖x − x̂‖²/(2σ²) + D/2·log(2πσ²).
+"""
 
 import math
 
 import torch
 import torch.nn.functional as F
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+# With σ = 1/√2 the gaussian NLL is the plain squared error plus D/2·log π.
+DEFAULT_SIGMA = 0.5 ** 0.5
 
 
-def reconstruction_nll(recon: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Per-example reconstruction loss, shape (batch,).
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(λ), λ = sigmoid(logits), elementwise: C(λ) = 2·atanh(1 − 2λ)/(1 − 2λ), C(½) = 2
+    (Loaiza-Ganem & Cunningham 2019, eq. 7). In logits l: C = l / tanh(l/2), even in l; near
+    l = 0 its Taylor series 2·(1 + l²/12) avoids 0/0."""
+    l = logits.abs()
+    small = l < 1e-2
+    safe = torch.where(small, torch.ones_like(l), l)
+    exact = torch.log(safe) - torch.log(torch.tanh(safe / 2))
+    return torch.where(small, math.log(2) + torch.log1p(l.square() / 12), exact)
 
-    bernoulli: −log p(x|z) with `recon` the decoder's logits (BCE with logits).
-    gaussian:  ‖x − x̂‖², the squared error of design §2; it is −log N(x; x̂, ½I) minus the
-               constant D/2·log π (see `gaussian_log_norm`).
-    """
-    if likelihood == "bernoulli":
-        per_element = F.binary_cross_entropy_with_logits(recon, x, reduction="none")
-    else:
-        per_element = (recon - x).square()
+
+def gaussian_log_norm(num_features: int, sigma: float) -> float:
+    """The gaussian NLL's constant: D/2·log(2πσ²)."""
+    return 0.5 * num_features * math.log(2 * math.pi * sigma ** 2)
+
+
+def reconstruction_nll(recon: torch.Tensor, x: torch.Tensor, likelihood: str,
+                       sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """−log p(x|z) per example, shape (batch,). `recon` is the decoder's output: logits for the
+    two Bernoulli likelihoods, the mean x̂ for the gaussian one."""
+    if likelihood == "gaussian":
+        squared = (recon - x).square().flatten(1).sum(1)
+        return squared / (2 * sigma ** 2) + gaussian_log_norm(x[0].numel(), sigma)
+    per_element = F.binary_cross_entropy_with_logits(recon, x, reduction="none")
+    if likelihood == "continuous_bernoulli":
+        per_element = per_element - continuous_bernoulli_log_norm(recon)
     return per_element.flatten(1).sum(1)
 
 
-def reconstruction_batch_mean(recon: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """reconstruction_nll(...).mean(), with the reduction fused into the loss kernel: the
-    training step's form (fewer kernels per step than a per-example sum and a mean)."""
-    if likelihood == "bernoulli":
-        total = F.binary_cross_entropy_with_logits(recon, x, reduction="sum")
-    else:
-        total = F.mse_loss(recon, x, reduction="sum")
+def reconstruction_batch_mean(recon: torch.Tensor, x: torch.Tensor, likelihood: str,
+                              sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """reconstruction_nll(...).mean(), with the sum fused into the loss kernel: the training
+    step's form (fewer kernels per step than a per-example sum and a mean)."""
+    if likelihood == "gaussian":
+        squared = F.mse_loss(recon, x, reduction="sum") / len(x)
+        return squared / (2 * sigma ** 2) + gaussian_log_norm(x[0].numel(), sigma)
+    total = F.binary_cross_entropy_with_logits(recon, x, reduction="sum")
+    if likelihood == "continuous_bernoulli":
+        total = total - continuous_bernoulli_log_norm(recon).sum()
     return total / len(x)
 
 
-def gaussian_log_norm(num_features: int) -> float:
-    """Constant that turns the gaussian squared error into an exact NLL: D/2·log π."""
-    return 0.5 * num_features * math.log(math.pi)
-
-
-def log_likelihood(recon: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Exact log p(x|z) per example (normalised), for likelihood estimates."""
-    nll = reconstruction_nll(recon, x, likelihood)
-    if likelihood == "gaussian":
-        nll = nll + gaussian_log_norm(x[0].numel())
-    return -nll
+def log_likelihood(recon: torch.Tensor, x: torch.Tensor, likelihood: str,
+                   sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """log p(x|z) per example (normalised), for likelihood estimates."""
+    return -reconstruction_nll(recon, x, likelihood, sigma)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Evaluation metrics as pure tensor functions (no file I/O), one per question `aectl eval` asks.
 
-Conventions (design §2): per-example quantities have shape (N,) and callers average them over
+Conventions: per-example quantities have shape (N,) and callers average them over
 the examples; VAE numbers are in nats per example. Functions that run the model do so under
 `torch.no_grad()` and do not change its train/eval mode.
 """
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from aectl import losses, noise
-from aectl.models import mean_reconstruction
+from aectl.models import mean_reconstruction, reparameterize
 
 PSNR_MIN_MSE = 1e-10  # relative to MAX²: identical images score 10·log10(1e10) = 100 dB, not inf
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -64,10 +64,10 @@ def _log_weights(model: nn.Module, x: torch.Tensor, mu: torch.Tensor, logvar: to
     log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²); the log 2π terms cancel.
     """
     s, n = eps.shape[:2]
-    z = mu + (0.5 * logvar).exp() * eps                                  # (S, N, K)
+    z = reparameterize(mu, logvar, eps)                                  # (S, N, K)
     recon = model.decode(z.reshape(s * n, -1))
     x_rep = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *x.shape[1:])
-    log_px_z = losses.log_likelihood(recon, x_rep, model.likelihood).view(s, n)
+    log_px_z = losses.log_likelihood(recon, x_rep, model.likelihood, model.sigma).view(s, n)
     return log_px_z - 0.5 * (z.square() - eps.square() - logvar).sum(-1)
 
 
@@ -125,8 +125,8 @@ def elbo(model: nn.Module, x: torch.Tensor, *, kl: str = "analytic",
     if eps is None:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     std = (0.5 * logvar).exp()
-    z = mu + std * eps
-    log_px_z = losses.log_likelihood(model.decode(z), x, model.likelihood)
+    z = reparameterize(mu, logvar, eps)
+    log_px_z = losses.log_likelihood(model.decode(z), x, model.likelihood, model.sigma)
     if kl == "analytic":
         return log_px_z - losses.gaussian_kl(mu, logvar)
     normal = torch.distributions.Normal
@@ -174,13 +174,12 @@ class DenoisingPSNR(NamedTuple):
     noisy: torch.Tensor
 
 
-def denoising_psnr(model: nn.Module, x: torch.Tensor, kind: str, *,
-                   generator: torch.Generator | None = None, max_val: float = 1.0,
-                   **noise_params) -> DenoisingPSNR:
-    """Corrupt the clean x with `noise.corrupt(x, kind, **noise_params)` (pass a seeded
-    torch.Generator on x's device for reproducible noise; None uses the global RNG), reconstruct
-    deterministically (`reconstruct`: sigmoid of logits for Bernoulli models) and score both the
-    reconstruction and the noisy input against the clean x (Vincent et al. 2010)."""
-    x_noisy = noise.corrupt(x, kind, generator=generator, **noise_params)
+def denoising_psnr(model: nn.Module, x: torch.Tensor, corruption: noise.Corruption, *,
+                   generator: torch.Generator | None = None, max_val: float = 1.0) -> DenoisingPSNR:
+    """Corrupt the clean x with `corruption` (pass a seeded torch.Generator on x's device for
+    reproducible noise; None uses the global RNG), reconstruct deterministically (`reconstruct`:
+    the decoder's mean at z = μ) and score both the reconstruction and the noisy input against
+    the clean x (Vincent et al. 2010)."""
+    x_noisy = corruption(x, generator=generator)
     x_hat = reconstruct(model, x_noisy)
     return DenoisingPSNR(psnr(x_hat, x, max_val), psnr(x_noisy, x, max_val))

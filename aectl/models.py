@@ -1,6 +1,6 @@
 """Encoder/decoder builders (mlp, conv) and the two model classes, built from plain kwargs.
 
-Every variant of design §2 is one of two modules: `Autoencoder` (ae, stacked_ae, sparse_ae, dae:
+Every variant is one of two modules: `Autoencoder` (ae, stacked_ae, sparse_ae, dae:
 they differ in depth, code activation, noise and penalty, not in code) and
 `VariationalAutoencoder`. `build_model(kind, **kwargs)` is the only way to construct one, so a
 checkpoint's (kind, kwargs) rebuilds it exactly.
@@ -10,6 +10,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
+
+from aectl.losses import DEFAULT_SIGMA
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -109,6 +111,17 @@ class Decoder(nn.Module):
         return self.body(z)
 
 
+def _output_activation(likelihood: str, name: str) -> nn.Module:
+    """Gaussian: the decoder emits the mean, squashed to the data range by `name`; the Bernoulli
+    likelihoods: it emits logits, unsquashed."""
+    return ACTIVATIONS[name]() if likelihood == "gaussian" else nn.Identity()
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = μ + σ ⊙ ε with σ = exp(½ log σ²) (Kingma & Welling 2014, §2.4)."""
+    return mu + (0.5 * logvar).exp() * eps
+
+
 class Autoencoder(nn.Module):
     """Deterministic AE: z = a(W h(x)), x̂ = G(z). With no hidden dims it is the basic AE
     (input → latent → output); a sigmoid code activation gives the sparse AE's code in (0, 1)."""
@@ -116,16 +129,14 @@ class Autoencoder(nn.Module):
     def __init__(self, *, input_shape: Sequence[int], latent_dim: int, arch: str = "mlp",
                  hidden_dims: Sequence[int] = (), conv_channels: Sequence[int] = (32, 64),
                  activation: str = "relu", code_activation: str = "identity",
-                 likelihood: str = "gaussian", output_activation: str = "sigmoid"):
+                 likelihood: str = "gaussian", output_activation: str = "sigmoid", sigma: float = DEFAULT_SIGMA):
         super().__init__()
-        self.likelihood = likelihood
+        self.likelihood, self.sigma = likelihood, sigma
         self.encoder = Encoder(input_shape, arch, hidden_dims, conv_channels, activation)
         self.code = nn.Sequential(nn.Linear(self.encoder.out_features, latent_dim),
                                   ACTIVATIONS[code_activation]())
         self.decoder = Decoder(input_shape, arch, hidden_dims, conv_channels, activation, latent_dim)
-        # Bernoulli: the decoder emits logits; Gaussian: its mean, squashed to the data range.
-        self.output_activation = (ACTIVATIONS[output_activation]() if likelihood == "gaussian"
-                                  else nn.Identity())
+        self.output_activation = _output_activation(likelihood, output_activation)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code(self.encoder(x))
@@ -144,15 +155,14 @@ class VariationalAutoencoder(nn.Module):
     def __init__(self, *, input_shape: Sequence[int], latent_dim: int, arch: str = "mlp",
                  hidden_dims: Sequence[int] = (), conv_channels: Sequence[int] = (32, 64),
                  activation: str = "relu", likelihood: str = "bernoulli",
-                 output_activation: str = "sigmoid"):
+                 output_activation: str = "sigmoid", sigma: float = DEFAULT_SIGMA):
         super().__init__()
-        self.likelihood = likelihood
+        self.likelihood, self.sigma = likelihood, sigma
         self.latent_dim = latent_dim
         self.encoder = Encoder(input_shape, arch, hidden_dims, conv_channels, activation)
         self.posterior = nn.Linear(self.encoder.out_features, 2 * latent_dim)
         self.decoder = Decoder(input_shape, arch, hidden_dims, conv_channels, activation, latent_dim)
-        self.output_activation = (ACTIVATIONS[output_activation]() if likelihood == "gaussian"
-                                  else nn.Identity())
+        self.output_activation = _output_activation(likelihood, output_activation)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of q(z|x)."""
@@ -164,7 +174,7 @@ class VariationalAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        z = reparameterize(mu, logvar, torch.randn_like(mu))
         return ModelOutput(self.decode(z), z, mu, logvar)
 
 
@@ -185,6 +195,21 @@ def build_model(kind: str, **kwargs) -> nn.Module:
     return MODEL_CLASSES[kind](**kwargs)
 
 
+def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
+    """E[x] of the continuous Bernoulli with λ = sigmoid(l): λ/(2λ − 1) + 1/(2·atanh(1 − 2λ))
+    (Loaiza-Ganem & Cunningham 2019, §3), i.e. sigmoid(l)/tanh(l/2) − 1/l; ½ + l/12 near l = 0.
+    Not λ itself: λ is the shape parameter, and reading it as the mean blurs reconstructions."""
+    small = logits.abs() < 1e-2
+    safe = torch.where(small, torch.ones_like(logits), logits)
+    exact = safe.sigmoid() / torch.tanh(safe / 2) - 1 / safe
+    return torch.where(small, 0.5 + logits / 12, exact)
+
+
 def mean_reconstruction(model: nn.Module, recon: torch.Tensor) -> torch.Tensor:
-    """E[x|z] in data space: sigmoid of the logits for a Bernoulli likelihood, else recon."""
-    return recon.sigmoid() if model.likelihood == "bernoulli" else recon
+    """E[x|z] in data space: the mean of the decoder's distribution (sigmoid of the logits for a
+    Bernoulli likelihood, the continuous Bernoulli's mean, the gaussian's x̂)."""
+    if model.likelihood == "bernoulli":
+        return recon.sigmoid()
+    if model.likelihood == "continuous_bernoulli":
+        return continuous_bernoulli_mean(recon)
+    return recon

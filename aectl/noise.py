@@ -1,7 +1,9 @@
-"""Input corruptions for denoising autoencoders (design §2), applied to each batch on the fly.
+"""Input corruptions for denoising autoencoders (Vincent et al. 2010), applied to each batch on the fly.
 
 Each is a pure function of (x, parameters, generator); the clean x is never modified.
 """
+
+from dataclasses import dataclass
 
 import torch
 
@@ -42,3 +44,25 @@ def corrupt(x: torch.Tensor, kind: str, *, sigma: float = 0.3, clip: bool = True
     if kind == "masking":
         return masking(x, p, generator)
     raise ValueError(f"unknown noise {kind!r}")
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A noise kind with its parameters, applied as `corruption(x)` to each batch. The range
+    [v_min, v_max] (clip range, pepper and salt values) is the data's: callers resolve it from
+    the train split when the config leaves it unset."""
+
+    kind: str = "none"
+    sigma: float = 0.3
+    clip: bool = True
+    p: float = 0.25
+    v_min: float = 0.0
+    v_max: float = 1.0
+
+    @property
+    def noisy(self) -> bool:
+        return self.kind != "none"
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return corrupt(x, self.kind, sigma=self.sigma, clip=self.clip, p=self.p, v_min=self.v_min,
+                       v_max=self.v_max, generator=generator)

@@ -1,4 +1,4 @@
-"""Readers: datasets in their real on-disk formats → tensors, with nothing else done (design §9).
+"""Readers: datasets in their real on-disk formats → tensors, with nothing else done.
 
 Every reader is a pure function of paths and options that returns a `RawData`: the splits the
 dataset itself defines, pixels kept as uint8 where the files store uint8, and the range of the
@@ -44,6 +44,7 @@ class RawData:
     splits: dict[str, ArraySplit]
     value_range: tuple[float, float]  # range of the stored values: (0, 255) for uint8 pixels
     classes: list[str] | None = None  # class names, indexed by label, where the dataset has them
+    tabular: bool = False  # tensor_file (N, D) tables: scaled per feature; images are scaled as a whole
 
 
 def _one_line(exc: BaseException) -> str:
@@ -462,7 +463,9 @@ def load_tensor_file(path, *, key: str | None = None, label_key: str | None = No
     x = _to_nchw(path, data)
     _check_finite(path, x)
     y = _to_labels(path, labels, len(x))
-    return RawData({"all": ArraySplit(x, y)}, (float(x.min()), float(x.max())))
+    # uint8 arrays are pixels 0..255 whatever their shape; other 2-D arrays are tables of features.
+    value_range = (0.0, 255.0) if data.dtype == np.uint8 else (float(x.min()), float(x.max()))
+    return RawData({"all": ArraySplit(x, y)}, value_range, tabular=data.ndim == 2 and data.dtype != np.uint8)
 
 
 # --- Feature scaling, fit on the train split only --------------------------------------------
@@ -471,17 +474,22 @@ SCALE_MODES = ("none", "minmax", "standard")
 _CONSTANT = 1e-8  # a range/std below this counts as a constant feature: divide by 1, not by ~0
 
 
-def fit_scaler(x_train: torch.Tensor, mode: str) -> dict:
-    """Per-feature statistics (features = all dims after N) of the TRAIN split, as plain floats.
-
-    Plain python data so the stats go into a checkpoint and load with weights_only=True.
-    """
+def fit_scaler(x_train: torch.Tensor, mode: str, per_feature: bool = True,
+               fixed_range: tuple[float, float] | None = None) -> dict:
+    """Statistics of the TRAIN split, as plain floats (so they go into a checkpoint and load with
+    weights_only=True): per feature (all dims after N) for tables; one for the whole array for
+    images, whose pixels share one scale (per-pixel statistics would blow up near-constant border
+    pixels). `fixed_range` (uint8 pixels: 0..255) replaces the fitted min/max."""
     if mode not in SCALE_MODES:
         raise ConfigError("scale", mode, f"one of {', '.join(SCALE_MODES)}")
     if mode == "none":
         return {"mode": "none"}
     flat = x_train.reshape(len(x_train), -1).double()
+    if not per_feature:
+        flat = flat.reshape(-1, 1)
     if mode == "minmax":
+        if fixed_range is not None:
+            return {"mode": "minmax", "min": [fixed_range[0]], "max": [fixed_range[1]]}
         return {"mode": "minmax", "min": flat.amin(0).tolist(), "max": flat.amax(0).tolist()}
     return {"mode": "standard", "mean": flat.mean(0).tolist(), "std": flat.std(0, correction=0).tolist()}
 
@@ -496,7 +504,7 @@ def apply_scaler(x: torch.Tensor, stats: dict) -> torch.Tensor:
     low, spread = ((stats["min"], np.subtract(stats["max"], stats["min"])) if stats["mode"] == "minmax"
                    else (stats["mean"], stats["std"]))
     flat = x.reshape(len(x), -1).to(torch.float32)
-    if flat.shape[1] != len(low):
+    if len(low) != 1 and flat.shape[1] != len(low):  # one statistic: the whole image
         raise DataError(f"data has {flat.shape[1]} features per example but the scaler was fit on {len(low)}")
     low = torch.as_tensor(low, dtype=torch.float32, device=x.device)
     spread = torch.as_tensor(spread, dtype=torch.float32, device=x.device)

@@ -21,18 +21,20 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aectl import guards, metrics, tracking
+from aectl import guards, tracking
 from aectl.checkpoint import save_checkpoint
 from aectl.config import TrainerConfig
 from aectl.data import DataSplits
 from aectl.distributed import Distributed
 from aectl.errors import ConfigError
 from aectl.models import ModelOutput, mean_reconstruction
-from aectl.objective import TERMS, Objective, weighted_terms
+from aectl.noise import Corruption
+from aectl.objective import TERMS, Objective
 from aectl.signals import Interrupted
+from aectl.validation import evaluate_split
 
 log = logging.getLogger(__name__)
-Corrupt = Callable[[torch.Tensor], torch.Tensor]
+Corrupt = Corruption
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,32 +102,12 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.T
     return terms, grad_norm
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective: Objective, corrupt: Corrupt,
              beta: float, batch_size: int, seed: int = 0) -> dict[str, float]:
-    """Mean loss terms over a split at the target β, plus PSNR and code statistics. Runs on a
-    forked RNG with a fixed seed: comparable across epochs, and invisible to training."""
-    was_training = model.training
-    model.eval()
-    devices = [x_all.device] if x_all.device.type == "cuda" else []
-    sums, psnr_sum, mus = torch.zeros(len(TERMS), device=x_all.device), 0.0, []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for x in data.batches(x_all, batch_size):
-            out = model(corrupt(x))
-            _, terms = objective(out, x, beta)
-            sums += terms * len(x)
-            psnr_sum += metrics.psnr(mean_reconstruction(model, out.recon).float(), x).sum()
-            mus.append(out.mu if out.mu is not None else out.z)
-    model.train(was_training)
-    result = weighted_terms(dict(zip(TERMS, (sums / len(x_all)).tolist())), beta)
-    result["psnr"] = float(psnr_sum / len(x_all))
-    code = torch.cat(mus).float()
-    if objective.variational:
-        result["active_units"] = metrics.active_units(code)[0]
-    if objective.penalty != "none":
-        result["rho_hat_mean"] = float(code.mean())
-    return result
+    """The metrics of a split at the target β (aectl.validation: the same definitions as
+    `aectl eval`), on a fixed seed: comparable across epochs, and invisible to training."""
+    return evaluate_split(model, data.batches(x_all, batch_size), objective, corrupt, beta, data.known_range,
+                          corrupt.noisy, seed)
 
 
 @torch.no_grad()
@@ -158,9 +140,10 @@ class IntervalLog:
     every `every` steps: the only host sync of the loop. The same read shows `watch` every
     step's values, so non-finite ones are caught without a sync of their own (aectl.guards)."""
 
-    def __init__(self, tracker, every: int, batch_size: int, device: torch.device, dist: Distributed | None = None,
-                 watch: guards.NonFiniteWatch | None = None):
+    def __init__(self, tracker, every: int, batch_size: int, device: torch.device, objective: Objective,
+                 dist: Distributed | None = None, watch: guards.NonFiniteWatch | None = None):
         self.tracker, self.every, self.batch_size, self.dist = tracker, every, batch_size, dist or Distributed()
+        self.objective = objective
         self.watch = watch or guards.NonFiniteWatch("stop", 1)
         self.rows = torch.zeros(every, len(TERMS) + 1, device=device)  # TERMS, then the gradient norm
         self.term_rows, self.norm_rows = self.rows[:, :len(TERMS)].unbind(0), self.rows[:, len(TERMS)].unbind(0)
@@ -188,7 +171,7 @@ class IntervalLog:
     def write(self, step: int, lr: float, bar) -> None:
         self.check(step)
         # Skipped batches (skip_batch) are left out of the means; β·KL is averaged step by step.
-        finite = [weighted_terms(dict(zip(TERMS, row)), beta)
+        finite = [self.objective.named(row, beta)
                   for row, beta in zip(self.read, self.betas) if guards.blame(row) is None]
         speed = self.steps * self.batch_size / (time.perf_counter() - self.start)
         if finite:
@@ -306,14 +289,19 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
             watch.last_good = run_dir / "checkpoints" / name
         return run_dir / "checkpoints" / name
 
+    def flush_interval() -> None:  # the last, partial log_every interval: a short run has curves too
+        if interval.steps:
+            interval.write(progress.step, loop.optimizer.param_groups[0]["lr"], bar)
+
     def interrupt(signum: int):
         path = checkpoint("last.pt")
+        flush_interval()
         tracker.flush()
         return Interrupted(signum, progress.step, path)
 
     bar = tqdm(total=settings.epochs * math.ceil(len(data.train) / settings.batch_size), initial=progress.step,
                unit="step", disable=not settings.progress or not dist.is_main, dynamic_ncols=True, mininterval=0.5)
-    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device, dist, watch)
+    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device, objective, dist, watch)
     val_history, train_start = [], time.perf_counter()
     model.train()
     with logging_redirect_tqdm():
@@ -340,6 +328,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
             tracker.flush()
             if stop_requested is not None and stop_requested() and progress.epoch < settings.epochs:
                 raise interrupt(stop_requested())  # it came during validation: stop at the epoch boundary
+    flush_interval()
     bar.close()
     final = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, eval_batch)
              for split in ("train", "val", "test") if len(getattr(data, split))}

@@ -60,8 +60,7 @@ FIELDS = {
     "model.conv_channels": (int_list(1, 16, 1), choice("[]", "[0]", "[-3,4]")),
     "model.activation": (choice(*config.ACTIVATIONS), choice("swish")),
     "model.code_activation": (choice("identity", "sigmoid", "tanh"), choice("swish")),
-    "model.likelihood": (choice("bernoulli", "gaussian"), choice("poisson")),
-    "noise.kind": (choice(*config.NOISES), choice("blur")),
+    "model.likelihood": (choice(*config.LIKELIHOODS), choice("poisson")),
     "noise.sigma": (floats(0, 1), floats(-0.5, -0.01)),
     "noise.p": (floats(0, 1), st.one_of(floats(-0.5, -0.01), floats(1.01, 1.5))),
     "noise.clip": (choice("true", "false"), choice("maybe")),
@@ -96,7 +95,35 @@ SCHEMA_KEYS = {f"{f.name}.{sub.name}" for f in dataclasses.fields(config.TrainCo
               {f"{g}=" for g in (*GROUPS, "dataset", "trainer")} | {"beta="}
 
 
-valid_override = st.sampled_from(sorted(FIELDS)).flatmap(lambda k: FIELDS[k][0].map(lambda v: f"{k}={v}"))
+def _chosen(groups: tuple[str, ...]) -> dict[str, str]:
+    """The option of each group a combination ends up with (the model presets choose the noise
+    and penalty defaults of the denoising and sparse AE)."""
+    given = dict(g.split("=", 1) for g in groups)
+    model = given.get("model", "vae")
+    return {"model": model, "beta_schedule": given.get("beta_schedule", "constant"),
+            "noise": given.get("noise", "gaussian" if model == "dae" else "none"),
+            "penalty": given.get("penalty", "kl_sparsity" if model == "sparse_ae" else "none")}
+
+
+def _applies(key: str, groups: tuple[str, ...]) -> bool:
+    """Whether the options of `groups` read field `key` (a field they ignore is refused, so a
+    valid draw only sets fields that do something)."""
+    chosen, (section, _, name) = _chosen(groups), key.partition(".")
+    tables = {"noise": config.NOISE_FIELDS, "penalty": config.PENALTY_FIELDS, "beta_schedule": config.SCHEDULE_FIELDS}
+    if section in tables:
+        return name in tables[section].get(chosen[section], ()) and \
+            (section != "beta_schedule" or chosen["model"] == "vae")
+    if key == "beta":
+        return chosen["model"] == "vae"
+    return key != "model.code_activation" or chosen["model"] != "vae"
+
+
+def _valid_overrides(groups: tuple[str, ...]):
+    keys = [k for k in sorted(FIELDS) if _applies(k, groups)]
+    return st.lists(st.sampled_from(keys).flatmap(lambda k: FIELDS[k][0].map(lambda v: f"{k}={v}")), max_size=7)
+
+
+
 invalid_override = st.one_of(
     st.sampled_from(sorted(FIELDS)).flatmap(lambda k: FIELDS[k][1].map(lambda v: f"{k}={v}")),
     st.tuples(st.sampled_from(sorted(FIELDS)), WRONG_TYPE).map("=".join),
@@ -104,11 +131,9 @@ invalid_override = st.one_of(
 )
 # Mostly valid values, so that about half the sets are valid and train; at most one bad value
 # per set is enough to test the error (the first bad key is reported).
-override_sets = st.tuples(
-    st.sampled_from(_group_combinations()),
-    st.lists(valid_override, max_size=7),
-    st.lists(invalid_override, max_size=1),
-).map(lambda d: (d[0], d[1] + d[2]))
+override_sets = st.sampled_from(_group_combinations()).flatmap(lambda groups: st.tuples(
+    st.just(groups), _valid_overrides(groups), st.lists(invalid_override, max_size=1),
+)).map(lambda d: (d[0], d[1] + d[2]))
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,13 @@ VARIANTS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
 EVAL_ARGS = ("k=20", "max_embed=100", "progress=false", "device=cpu")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOISES = ("gaussian", "salt_pepper", "masking")
-COMMON = {"recon", "mse", "psnr", "probe_acc",
+COMMON = {"loss", "recon", "mse", "psnr", "probe_acc",
           *(f"psnr_{which}_{kind}" for which in ("noisy", "denoised") for kind in NOISES)}
 ONLY = {  # metrics that must appear for these variants and for no other
-    "dae": {"psnr_noisy_trained", "psnr_denoised_trained"},
+    "dae": {"psnr_noisy", "psnr_denoised"},
     "sparse_ae": {"rho_hat_mean", "rho_hat_q05", "rho_hat_q25", "rho_hat_q50", "rho_hat_q75", "rho_hat_q95",
                   "kl_sparsity", "frac_within_2x", "penalty"},
-    "vae": {"elbo", "kl", "log_px_iw", "active_units"},
+    "vae": {"neg_elbo", "kl", "kl_weighted", "beta", "nll_iw", "active_units"},
 }
 PICTURES = {"dae": {"denoising.png"}, "vae": {"samples.png", "traversal.png"}}
 
@@ -81,13 +81,17 @@ def test_eval_writes_the_metrics_that_apply(evaluated, variant):
     # posterior still near the prior) to 0.98 (sparse AE, 128 units), so 0.3 leaves slack.
     assert 0.3 < values["probe_acc"] <= 1.0
     if variant == "vae":
-        assert values["log_px_iw"] >= values["elbo"] - 0.5  # k=20 bound: not below the ELBO
+        assert values["nll_iw"] <= values["neg_elbo"] + 0.5  # k=20 bound: not looser than the ELBO
+        # The table's terms add up: −ELBO = recon + KL (one z per example, as in training at β = 1).
+        assert values["neg_elbo"] == pytest.approx(values["recon"] + values["kl"], rel=1e-5)
+        assert values["loss"] == pytest.approx(values["recon"] + values["beta"] * values["kl"], rel=1e-5)
         assert values["kl"] >= 0 and 0 <= values["active_units"] <= result["latent_dim"] == 8
         assert result["k"] == 20
     if variant == "sparse_ae":
         quantiles = [values[f"rho_hat_q{q}"] for q in ("05", "25", "50", "75", "95")]
         assert quantiles == sorted(quantiles) and 0 < values["rho_hat_mean"] < 1
-        assert values["penalty"] == pytest.approx(3.0 * values["kl_sparsity"])  # β = 3 in the preset
+        # The test split (180) is one batch of 256: the batch's ρ̂ is the split's. β = 3 in the preset.
+        assert values["penalty"] == pytest.approx(3.0 * values["kl_sparsity"], rel=1e-4)
 
 
 def test_the_same_seed_gives_the_same_noisy_inputs_to_every_variant(evaluated):
@@ -135,11 +139,16 @@ def test_eval_prints_a_table_and_leaves_the_working_folder_alone(evaluated, vari
     assert cwd_after == []  # no outputs/, .hydra/ or log file where the command was run
     values = json.loads((run_dir / "eval" / "metrics.json").read_text())["metrics"]
     assert out.startswith(f"{run_dir}: {variant}, step 24, digits test split (180 examples)")
-    assert "PSNR (dB)  " in out and f"{values['psnr']:.4g}" in out
+    assert "PSNR, MAX=1 (dB)  " in out and f"{values['psnr']:.4g}" in out
     assert "linear probe accuracy" in out and f"{values['probe_acc']:.4g}" in out
     assert f"{values['psnr_noisy_masking']:.4g} noisy → {values['psnr_denoised_masking']:.4g} denoised" in out
     if variant == "vae":
-        assert "log p(x), IW k=20 (nats)" in out and f"{values['log_px_iw']:.4g}" in out
+        # The default VAE is a Bernoulli on grey digits: its numbers are labelled as cross-entropies.
+        assert "−log p(x), IW bound k=20 (nats of a Bernoulli on grey levels, not a likelihood)" in out
+        assert f"{values['nll_iw']:.4g}" in out
+        plain_nats = [line.split()[0] for line in out.splitlines() if "(nats)" in line]
+        assert plain_nats == ["KL(q(z|x)"]  # the KL is in nats whatever the likelihood; nothing else
+        assert "note: Bernoulli likelihood on grey levels" in out
         assert "active units (of K=8)" in out
     if variant == "sparse_ae":
         assert "sparsity: mean ρ̂ (ρ=0.05)" in out and f"{values['frac_within_2x']:.4g}" in out

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from aectl import losses
@@ -41,20 +42,63 @@ def test_kl_sparsity_is_zero_at_target_and_finite_at_extremes():
     assert math.isfinite(losses.kl_sparsity(torch.ones(4, 3), 0.05).item())
 
 
-def test_reconstruction_sums_features_and_returns_per_example():
+def test_gaussian_reconstruction_is_the_normalised_nll_with_sigma():
+    # −log N(x; x̂, σ²I) = ‖x − x̂‖²/(2σ²) + D/2·log(2πσ²), by hand for D = 2, σ = 0.5.
     x = torch.tensor([[[[0.0, 1.0]]], [[[1.0, 1.0]]]])
     x_hat = torch.tensor([[[[0.5, 0.5]]], [[[1.0, 0.0]]]])
-    assert torch.allclose(losses.reconstruction_nll(x_hat, x, "gaussian"), torch.tensor([0.5, 1.0]))
-    logits = torch.zeros(1, 1, 1, 3)  # p = 0.5 everywhere → 3·log 2 nats
-    assert math.isclose(losses.reconstruction_nll(logits, torch.ones(1, 1, 1, 3), "bernoulli").item(),
-                        3 * math.log(2), rel_tol=1e-6)
+    const = math.log(2 * math.pi * 0.25)  # D/2 · log(2πσ²) with D = 2
+    expected = torch.tensor([0.5 / 0.5 + const, 1.0 / 0.5 + const])
+    assert torch.allclose(losses.reconstruction_nll(x_hat, x, "gaussian", sigma=0.5), expected)
 
 
-def test_gaussian_log_likelihood_is_normalised():
-    # ‖x − x̂‖² + D/2·log π is the NLL of N(x̂, ½I).
-    x, x_hat = torch.randn(2, 1, 1, 5), torch.randn(2, 1, 1, 5)
-    expected = torch.distributions.Normal(x_hat, math.sqrt(0.5)).log_prob(x).flatten(1).sum(1)
-    assert torch.allclose(losses.log_likelihood(x_hat, x, "gaussian"), expected, atol=1e-5)
+@pytest.mark.parametrize("sigma", [0.05, 0.3, losses.DEFAULT_SIGMA, 2.0])
+def test_gaussian_log_likelihood_matches_torch_distributions(sigma):
+    torch.manual_seed(0)
+    x, x_hat = torch.randn(3, 1, 2, 5), torch.randn(3, 1, 2, 5)
+    expected = torch.distributions.Normal(x_hat, sigma).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(losses.log_likelihood(x_hat, x, "gaussian", sigma), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_default_sigma_is_the_squared_error_plus_a_constant():
+    x, x_hat = torch.rand(4, 1, 1, 6), torch.rand(4, 1, 1, 6)
+    squared = (x - x_hat).square().flatten(1).sum(1)
+    assert torch.allclose(losses.reconstruction_nll(x_hat, x, "gaussian"), squared + 3 * math.log(math.pi))
+
+
+def test_bernoulli_reconstruction_is_the_exact_mass_of_binary_data():
+    torch.manual_seed(0)
+    logits, x = torch.randn(4, 1, 3, 3) * 3, torch.randint(0, 2, (4, 1, 3, 3)).float()
+    expected = -torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(losses.reconstruction_nll(logits, x, "bernoulli"), expected, atol=1e-5)
+    half = losses.reconstruction_nll(torch.zeros(1, 1, 1, 3), torch.ones(1, 1, 1, 3), "bernoulli")
+    assert math.isclose(half.item(), 3 * math.log(2), rel_tol=1e-6)  # p = ½ everywhere: 3·log 2 nats
+
+
+def test_continuous_bernoulli_matches_torch_distributions_also_near_half():
+    logits = torch.tensor([-30.0, -4.0, -0.5, -1e-3, 0.0, 2e-3, 0.7, 5.0, 25.0]).view(1, 1, 1, 9)
+    x = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.5, 0.9, 0.6, 1.0, 0.99]).view(1, 1, 1, 9)
+    expected = -torch.distributions.ContinuousBernoulli(logits=logits.double()).log_prob(x.double())
+    got = losses.reconstruction_nll(logits, x, "continuous_bernoulli")
+    assert math.isclose(got.item(), expected.sum().item(), rel_tol=1e-4, abs_tol=1e-3)
+
+
+@pytest.mark.parametrize("logit", [-6.0, -0.3, 0.0, 1e-3, 2.5])
+def test_continuous_bernoulli_density_integrates_to_one(logit):
+    x = torch.linspace(0, 1, 20001).view(-1, 1, 1, 1)
+    density = losses.log_likelihood(torch.full_like(x, logit), x, "continuous_bernoulli").exp()
+    assert math.isclose(torch.trapezoid(density.flatten(), x.flatten()).item(), 1.0, rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("likelihood", losses.LIKELIHOODS)
+def test_batch_mean_is_the_mean_of_the_per_example_losses(likelihood):
+    torch.manual_seed(1)
+    recon, x = torch.randn(5, 1, 3, 4), torch.rand(5, 1, 3, 4)
+    per_example = losses.reconstruction_nll(recon, x, likelihood, 0.4)
+    batch_mean = losses.reconstruction_batch_mean(recon, x, likelihood, 0.4)
+    assert math.isclose(batch_mean.item(), per_example.mean().item(), rel_tol=1e-5)
+    # Summed over features, not averaged: doubling the features (same values) doubles it.
+    doubled = losses.reconstruction_batch_mean(recon.repeat(1, 1, 2, 1), x.repeat(1, 1, 2, 1), likelihood, 0.4)
+    assert math.isclose(doubled.item(), 2 * batch_mean.item(), rel_tol=1e-5)
 
 
 def test_l1_activity():

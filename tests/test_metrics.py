@@ -9,6 +9,7 @@ from torch import nn
 
 from aectl import losses, metrics, pictures
 from aectl.models import build_model
+from aectl.noise import Corruption
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -203,12 +204,12 @@ def test_active_units_of_trained_vae_are_counted_from_latent_means(trained_vae, 
 def test_denoising_psnr_is_seeded_and_scores_the_noisy_input():
     model = build_model("dae", input_shape=[1, 8, 8], latent_dim=4, hidden_dims=[16])
     x = torch.full((50, 1, 8, 8), 0.5)
-    runs = [metrics.denoising_psnr(model, x, "gaussian", sigma=0.3, clip=False,
+    runs = [metrics.denoising_psnr(model, x, Corruption("gaussian", sigma=0.3, clip=False),
                                    generator=torch.Generator().manual_seed(1)) for _ in range(2)]
     assert torch.equal(runs[0].noisy, runs[1].noisy) and torch.equal(runs[0].denoised, runs[1].denoised)
     # Unclipped N(0, 0.3²) noise: MSE ≈ 0.09 → ≈ 10.46 dB; 3200 draws keep it within ±0.3 dB.
     assert runs[0].noisy.mean().item() == pytest.approx(10 * math.log10(1 / 0.09), abs=0.3)
-    clean = metrics.denoising_psnr(model, x, "none")
+    clean = metrics.denoising_psnr(model, x, Corruption("none"))
     assert torch.allclose(clean.noisy, torch.full((50,), 100.0))
     assert torch.allclose(clean.denoised, metrics.psnr(metrics.reconstruct(model, x), x))
 

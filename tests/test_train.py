@@ -40,7 +40,8 @@ def test_default_run_folder_layout(train_run):
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= {"train", "val", "test", "best_val_loss", "epochs", "steps"}
-    assert set(metrics["val"]) >= {"loss", "recon", "kl", "kl_weighted", "beta", "mse", "psnr", "active_units"}
+    assert set(metrics["val"]) >= {"loss", "recon", "kl", "kl_weighted", "beta", "neg_elbo", "mse", "psnr",
+                                   "active_units"}
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["step"] == metrics["steps"]
     assert ckpt["model"]["kind"] == "vae" and ckpt["config"]["model"]["kind"] == "vae"
@@ -53,15 +54,23 @@ def test_tensorboard_tags(train_run):
     run = train_run("model=dae", "trainer.epochs=2", "trainer.log_every=3")
     events = EventAccumulator(str(run), size_guidance={"images": 0, "histograms": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss", "train/recon", "train/kl", "train/kl_weighted", "train/beta", "train/penalty",
-                "train/mse", "val/loss", "val/psnr", "charts/lr", "charts/samples_per_s"):
+    for tag in ("train/loss", "train/recon", "val/loss", "val/recon", "val/mse", "val/psnr", "val/psnr_noisy",
+                "val/psnr_denoised", "charts/lr", "charts/samples_per_s"):
         assert tag in scalars, tag
+    # An AE has no KL, β or penalty: none is logged (not even as zeros).
+    assert not {t for t in scalars if t.split("/")[-1] in ("kl", "kl_weighted", "beta", "penalty")}
     assert {"images/input", "images/noisy", "images/reconstruction"} <= set(events.Tags()["images"])
     assert "latent/z" in events.Tags()["histograms"]
 
-    vae = EventAccumulator(str(train_run("trainer.epochs=1")), size_guidance={"images": 0}).Reload()
+    vae = EventAccumulator(str(train_run("trainer.epochs=1", "trainer.log_every=5")),
+                           size_guidance={"images": 0}).Reload()
+    assert {"train/kl", "train/kl_weighted", "train/beta", "val/neg_elbo", "val/active_units"} <= \
+        set(vae.Tags()["scalars"])
     assert "images/samples" in vae.Tags()["images"]
     assert {"latent/mu", "latent/logvar"} <= set(vae.Tags()["histograms"])
+
+    sparse = EventAccumulator(str(train_run("model=sparse_ae", "trainer.epochs=1", "trainer.log_every=5"))).Reload()
+    assert {"train/penalty", "val/penalty", "val/rho_hat_mean"} <= set(sparse.Tags()["scalars"])
 
 
 def test_beta_logged_follows_the_schedule(train_run):

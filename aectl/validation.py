@@ -1,0 +1,114 @@
+"""The metrics of a split, with one definition each, shared by training's per-epoch validation
+(val/*, metrics.json) and `aectl eval` (eval/metrics.json):
+
+  loss, recon, kl, kl_weighted, beta, penalty
+             the training objective at the target β, as training computes it: from the noisy
+             input for a denoising model, from one sampled z per example for a VAE.
+  neg_elbo   VAE: −ELBO = E_q[−log p(x|z)] + KL(q(z|x) ‖ p(z)) of the clean input, one z per
+             example (Kingma & Welling 2014, eq. 10); equals `loss` when β = 1 and no noise.
+  mse, psnr  the deterministic reconstruction of the clean input (z = μ for a VAE), per element
+             / per image averaged; PSNR = 10·log10(MAX²/MSE) with MAX the width of the data's
+             known range, and absent where the data has none (standardised tables).
+  psnr_noisy, psnr_denoised
+             denoising models: the noisy input's PSNR and that of the reconstruction from it.
+  active_units, rho_hat_*, kl_sparsity, frac_within_2x, code_l1
+             statistics of the codes (μ for a VAE) of the clean inputs over the whole split.
+"""
+
+import torch
+from torch import nn
+
+from aectl import losses, metrics
+from aectl.models import mean_reconstruction
+from aectl.objective import TERMS, Objective
+
+
+class SplitMetrics:
+    """Sums per-batch metrics on the device (one host sync, in `result`). `add` each batch of
+    clean inputs; it returns the batch's codes for the statistics of the whole split."""
+
+    def __init__(self, objective: Objective, corrupt, beta: float, known_range: tuple[float, float] | None,
+                 noisy: bool):
+        self.objective, self.corrupt, self.beta, self.noisy = objective, corrupt, beta, noisy
+        self.psnr_max = None if known_range is None else known_range[1] - known_range[0]
+        self.terms: torch.Tensor | float = 0.0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.binary: torch.Tensor | bool = True
+        self.n = 0
+
+    def accumulate(self, name: str, per_example: torch.Tensor) -> None:
+        total = per_example.double().sum()
+        self.sums[name] = self.sums[name] + total if name in self.sums else total
+
+    @torch.no_grad()
+    def add(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        self.n += len(x)
+        x_in = self.corrupt(x) if self.noisy else x
+        out = model(x_in)
+        _, terms = self.objective(out, x, self.beta)
+        self.terms = self.terms + terms.double() * len(x)
+        if self.noisy:  # the codes and reconstruction of the clean input
+            code = metrics.latent_means(model, x)
+        else:
+            code = out.mu if out.mu is not None else out.z
+        # An AE's clean forward pass is already deterministic: reuse its reconstruction.
+        raw = out.recon if not self.noisy and out.mu is None else model.decode(code)
+        x_hat = mean_reconstruction(model, raw).float()
+        self.accumulate("mse", metrics.per_element_mse(x_hat, x))
+        if self.psnr_max is not None:
+            self.accumulate("psnr", metrics.psnr(x_hat, x, self.psnr_max))
+            if self.noisy:
+                self.accumulate("psnr_noisy", metrics.psnr(x_in, x, self.psnr_max))
+                self.accumulate("psnr_denoised", metrics.psnr(metrics.reconstruct(model, x_in).float(), x, self.psnr_max))
+        if self.objective.variational:
+            self.accumulate("neg_elbo", self._neg_elbo(model, x, out, terms))
+        self.binary = self.binary & ((x == 0) | (x == 1)).all()
+        return code.float()
+
+    def _neg_elbo(self, model: nn.Module, x: torch.Tensor, out, terms: torch.Tensor) -> torch.Tensor:
+        """Per-example −ELBO of the clean x: the objective's recon + KL when the model saw x."""
+        if not self.noisy:
+            return (terms[TERMS.index("recon")] + terms[TERMS.index("kl")]).expand(len(x))
+        clean = model(x)
+        return (losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma)
+                + losses.gaussian_kl(clean.mu, clean.logvar))
+
+    def result(self, codes: torch.Tensor) -> dict[str, float]:
+        values = self.objective.named((self.terms / self.n).tolist(), self.beta)
+        values.update({name: total.item() / self.n for name, total in self.sums.items()})
+        values.update(code_statistics(codes, self.objective))
+        return values
+
+    def data_is_binary(self) -> bool:
+        """Whether every value the model was scored on was 0 or 1 (a Bernoulli mass applies)."""
+        return bool(self.binary)
+
+
+def code_statistics(codes: torch.Tensor, objective: Objective) -> dict[str, float]:
+    """Statistics of the codes (N, K) of a whole split: active units (VAE, Burda et al. 2016
+    §5.2), the distribution of ρ̂ and Σ_j KL(ρ ‖ ρ̂_j) over the split (kl_sparsity), the mean L1
+    of the code (l1)."""
+    values: dict[str, float] = {}
+    if objective.variational:
+        values["active_units"] = metrics.active_units(codes)[0]
+    if objective.penalty == "kl_sparsity":
+        values.update(metrics.sparsity_stats(codes, objective.rho))
+    elif objective.penalty == "l1":
+        values["code_l1"] = codes.double().abs().flatten(1).sum(1).mean().item()
+    return values
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, batches, objective: Objective, corrupt, beta: float,
+                   known_range: tuple[float, float] | None, noisy: bool, seed: int = 0) -> dict[str, float]:
+    """The metrics of one split in eval mode, on a forked RNG seeded with `seed`: the same
+    noise and ε at every call, and the caller's random stream left untouched."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    split = SplitMetrics(objective, corrupt, beta, known_range, noisy)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        codes = torch.cat([split.add(model, x) for x in batches])
+    model.train(was_training)
+    return split.result(codes)
