@@ -1,4 +1,4 @@
-"""Self-describing checkpoints (design §4): saved atomically, loaded as data only.
+"""Self-describing checkpoints: saved atomically, loaded as data only.
 
 A checkpoint is a dict of plain Python values and tensors, loadable with
 `torch.load(weights_only=True)`: loading one never imports or calls anything named in the file.

@@ -3,7 +3,7 @@
 Everything is rebuilt from the checkpoint alone (loaded with weights_only): the model from its
 (kind, kwargs) and state_dict, the data and noise from its resolved config, where the command
 line may override dataset fields. One pass over the chosen split computes every metric that
-applies to the variant (design §2). Results go to <run>/eval/ (metrics.json and PNGs), into the
+applies to the variant. Results go to <run>/eval/ (metrics.json and PNGs), into the
 run's TensorBoard (`eval/*` scalars and images, the projector) and to the terminal as a table.
 
 Every random draw (input noise, posterior and prior samples) comes from generators seeded by
@@ -35,7 +35,7 @@ from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
 
-# Every model also faces the three corruptions at the strengths of design §10's reference
+# Every model also faces the three corruptions at the strengths of the published noisy-MNIST
 # numbers, whatever it was trained with, so robustness compares across variants.
 ROBUSTNESS_NOISE = {"gaussian": {"sigma": 0.3, "clip": True}, "salt_pepper": {"p": 0.25}, "masking": {"p": 0.25}}
 IW_CHUNK = 4096  # decoder rows per pass of the IW estimate: bounds memory for any k; on a CPU

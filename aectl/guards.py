@@ -5,7 +5,7 @@ RNG. A checkpoint written mid-epoch holds the batch index within the epoch and t
 after that batch: the resumed run redraws the epoch's permutation from the epoch seed, skips the
 batches already done, restores the RNG state and goes on exactly as the uninterrupted run did.
 
-Non-finite values, without a host sync per step (design §6). The loop already keeps every
+Non-finite values, without a host sync per step. The loop already keeps every
 step's loss terms on the device and reads them at log time; `NonFiniteWatch` looks at those
 same rows, plus once before every checkpoint, so nothing non-finite is ever validated or saved:
 - `stop` (default): no extra work per step. A non-finite value is seen at the next read (at

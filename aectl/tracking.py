@@ -1,6 +1,6 @@
 """TensorBoard logging behind a small interface, plus a null tracker when logging is off.
 
-Tag names live here and nowhere else (design §5).
+Tag names live here and nowhere else.
 """
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Quality on real MNIST with the shipped presets, next to the reference numbers of design §10.
+"""Quality on real MNIST with the shipped presets, next to published reference numbers.
 
     python benchmarks/quality.py --root <folder holding MNIST/raw/*.gz> [--threads 1]
 
@@ -6,10 +6,10 @@ Trains (in-process, through `aectl train`) the stacked AE at K = 2, 10, 32 (expe
 the denoising AE with gaussian σ=0.3 and masking 25% noise (experiment=mnist_dae) and the VAE on
 dynamically binarized MNIST (experiment=mnist_vae), then prints one table:
 
-- stacked AE: test per-pixel MSE against PCA at the same K, fitted here on the same train split
-  (a live baseline) and as quoted in design §10;
+- stacked AE: test per-pixel MSE against PCA at the same K (the optimal linear autoencoder),
+  fitted here on the same train split and as published for MNIST; it passes below both;
 - DAE: test PSNR of the reconstruction from the noisy input against the noisy input's own PSNR
-  (same noise draw), both averaged over images; it must win by ≥ 5 dB;
+  (same noise draw), both averaged over images; it passes above the noisy input;
 - VAE: test NLL by importance sampling with k samples (Burda et al. 2016) on the test set
   binarized by a fixed-seed draw, with the test ELBO, epochs and minutes.
 
@@ -30,11 +30,14 @@ from aectl import cli
 from aectl import data as data_mod
 from aectl.checkpoint import load_checkpoint, rebuild_model
 
-PCA_REFERENCE = {2: 0.0555, 10: 0.0329, 32: 0.0152, 50: 0.0100}  # design §10, MNIST test per-pixel MSE
-NOISY_PSNR_REFERENCE = {"gaussian": 13.3, "masking": 15.8}  # dB, design §10
+# The pass marks, one per quantity; the presets' comments and the README quote these.
+PCA_REFERENCE = {2: 0.0555, 10: 0.0329, 32: 0.0152, 50: 0.0100}  # PCA on MNIST test, per-pixel MSE
+NOISY_PSNR_REFERENCE = {"gaussian": 13.3, "masking": 15.8}  # dB of the noisy MNIST test input itself
+# Test NLL (nats) of a VAE on dynamically binarized MNIST: 784-400-40 trained to convergence
+# (pythae's reproduction, 500 epochs), Burda et al. (2016)'s one-layer VAE (k = 5000), and a
+# model of independent pixels.
 VAE_REFERENCE = {"mlp_784_400_40": 89.8, "burda_1layer_k5000": 86.76, "independent_bernoulli": 206.0}
-DAE_MARGIN_DB = 5.0
-VAE_TARGET_NATS = 95.0
+VAE_TARGET_NATS = VAE_REFERENCE["mlp_784_400_40"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,12 +102,13 @@ def stacked_ae(args, device) -> list[str]:
         ref = PCA_REFERENCE.get(k, math.nan)
         verdict = "beats PCA" if mse < min(baseline[k], PCA_REFERENCE.get(k, math.inf)) else "DOES NOT beat PCA"
         rows.append(f"| stacked AE K={k:<2} | test MSE/pixel | {mse:.4f} | PCA here {baseline[k]:.4f}, "
-                    f"design §10 {ref:.4f} | {verdict} | {args.ae_epochs} ep, {minutes:.1f} min |")
+                    f"published {ref:.4f} | {verdict} | {args.ae_epochs} ep, {minutes:.1f} min |")
     return rows
 
 
 def denoising(args, device) -> list[str]:
     from aectl import metrics
+    from aectl.noise import Corruption
 
     x_test = mnist(args).test.to(device).float() / 255
     rows = []
@@ -112,52 +116,25 @@ def denoising(args, device) -> list[str]:
                             ("masking", ["noise=masking", "noise.p=0.25"])):
         run_dir, minutes = train(args, f"dae_{kind}", "mnist_dae", args.dae_epochs, *overrides)
         model, _, ckpt = load_run(run_dir, device)
-        n = ckpt["config"]["noise"]
-        result = metrics.denoising_psnr(model, x_test, kind, sigma=n["sigma"], clip=n["clip"], p=n["p"],
-                                        generator=torch.Generator(device).manual_seed(0))
+        corruption = Corruption(**{k: v for k, v in ckpt["config"]["noise"].items() if v is not None})
+        result = metrics.denoising_psnr(model, x_test, corruption, generator=torch.Generator(device).manual_seed(0))
         denoised, noisy = float(result.denoised.mean()), float(result.noisy.mean())
         gain = denoised - noisy
-        verdict = f"+{gain:.1f} dB ≥ {DAE_MARGIN_DB:.0f}" if gain >= DAE_MARGIN_DB else f"+{gain:.1f} dB < {DAE_MARGIN_DB:.0f}"
+        verdict = f"beats the noisy input by {gain:.1f} dB" if gain > 0 else f"{gain:.1f} dB: DOES NOT denoise"
         label = "gaussian σ=0.3" if kind == "gaussian" else "masking 25%"
         rows.append(f"| DAE {label} | test PSNR denoised | {denoised:.2f} dB | noisy input here {noisy:.2f} dB, "
-                    f"design §10 {NOISY_PSNR_REFERENCE[kind]:.1f} dB | {verdict} | {args.dae_epochs} ep, "
+                    f"published {NOISY_PSNR_REFERENCE[kind]:.1f} dB | {verdict} | {args.dae_epochs} ep, "
                     f"{minutes:.1f} min |")
     return rows
 
 
 def iw_nll(model, x: torch.Tensor, k: int) -> torch.Tensor:
     """−log p(x) per example by importance sampling with k samples (Burda et al. 2016, eq. 8)."""
+    from aectl.metrics import iw_log_likelihood
+
     gen = torch.Generator(x.device).manual_seed(0)
-    try:
-        from aectl.metrics import iw_log_likelihood
-    except ImportError:
-        iw_log_likelihood = None
-    out = []
-    for start in range(0, len(x), 100):
-        xb = x[start:start + 100]
-        if iw_log_likelihood is not None:
-            out.append(-iw_log_likelihood(model, xb, k, chunk=20_000, generator=gen))
-        else:
-            out.append(-_local_iw_log_likelihood(model, xb, k, gen))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def _local_iw_log_likelihood(model, x: torch.Tensor, k: int, gen: torch.Generator, chunk: int = 200) -> torch.Tensor:
-    """log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), with a streaming logsumexp."""
-    from aectl import losses
-
-    mu, logvar = model.encode(x)
-    total = torch.full((len(x),), -math.inf, device=x.device)
-    for start in range(0, k, chunk):
-        s = min(chunk, k - start)
-        eps = torch.randn((s, *mu.shape), generator=gen, device=x.device)
-        z = mu + (0.5 * logvar).exp() * eps
-        recon = model.decode(z.flatten(0, 1))
-        log_px = losses.log_likelihood(recon, x.repeat(s, 1, 1, 1), model.likelihood).view(s, -1)
-        log_w = log_px - 0.5 * (z.square() - eps.square() - logvar).sum(-1)
-        total = torch.logaddexp(total, log_w.logsumexp(0))
-    return total - math.log(k)
+    return torch.cat([-iw_log_likelihood(model, x[i:i + 100], k, chunk=20_000, generator=gen)
+                      for i in range(0, len(x), 100)])
 
 
 def vae(args, device) -> list[str]:
@@ -170,10 +147,11 @@ def vae(args, device) -> list[str]:
     start = time.perf_counter()
     nll = float(iw_nll(model, x_test, args.iw_k).mean())
     iw_minutes = (time.perf_counter() - start) / 60
-    elbo = metrics_json["test"]["loss"]
-    verdict = f"≤ {VAE_TARGET_NATS:.0f}" if nll <= VAE_TARGET_NATS else f"> {VAE_TARGET_NATS:.0f} (aim missed)"
+    neg_elbo = metrics_json["test"]["neg_elbo"]
+    verdict = (f"≤ {VAE_TARGET_NATS} (the converged level)" if nll <= VAE_TARGET_NATS else
+               f"> {VAE_TARGET_NATS}: the converged level is not reached at this budget")
     return [f"| VAE 784-400-40, dyn. binarized | test NLL, IW k={args.iw_k} ({len(x_test)} images) | "
-            f"{nll:.2f} nats | −ELBO {elbo:.2f}; design §10: {VAE_REFERENCE['mlp_784_400_40']} (784-400-40), "
+            f"{nll:.2f} nats | −ELBO {neg_elbo:.2f}; published {VAE_REFERENCE['mlp_784_400_40']} (784-400-40), "
             f"{VAE_REFERENCE['burda_1layer_k5000']} (Burda k=5000), {VAE_REFERENCE['independent_bernoulli']:.0f} "
             f"(pixel-independent) | {verdict} | {args.vae_epochs} ep, {minutes:.1f} min + IW {iw_minutes:.1f} min |"]
 

@@ -118,10 +118,11 @@ def train_losses(run: Path) -> list[tuple[int, float]]:
 
 
 def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
-    # 600 examples in global batches of 128: the last batch (88) splits 44/44, the others 64/64;
-    # with batch 100 → 6 batches, the ranks' shards are 50/50. Noise is drawn for the global batch.
+    # 600 examples in global batches of 199: shards of 100/99, and a last batch of 3 split 2/1.
+    # Gradients weighted by shard size (2/3, 1/3) give the single-process step; DDP's plain
+    # average (1/2, 1/2) would not. Noise is drawn for the global batch.
     overrides = ["model=dae", "noise=masking", "model.hidden_dims=[32]", "trainer.epochs=2",
-                 "trainer.batch_size=128", "trainer.log_every=1", "trainer.images_every=100",
+                 "trainer.batch_size=199", "trainer.log_every=1", "trainer.images_every=100",
                  "dataset.limit=600", "trainer.device=cpu", "trainer.progress=false"]
     proc = torchrun(*overrides, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -133,7 +134,7 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
     assert sorted(p.name for p in run.iterdir() if p.is_file() and not p.name.startswith("events")) == \
         ["metrics.json", "train.log"]
     ddp_losses, losses = train_losses(run), train_losses(single)
-    assert [s for s, _ in ddp_losses] == [s for s, _ in losses] == list(range(1, 11))
+    assert [s for s, _ in ddp_losses] == [s for s, _ in losses] == list(range(1, 9))
     # Same global batches, same noise, gradients weighted by shard size: only the order of float
     # sums differs (measured: relative differences ~1e-7).
     for (_, a), (_, b) in zip(ddp_losses, losses):
@@ -152,6 +153,48 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
         assert main(["eval", f"ckpt={run}", "k=5", "max_embed=50", "progress=false", "device=cpu",
                      "projector=false"]) == 0
         assert json.loads((run / "eval" / "metrics.json").read_text())
+
+
+def test_torchrun_vae_draws_each_ranks_epsilon_from_one_seeded_scheme(tmp_path, train_run):
+    # Rank 0 draws ε from the run's stream, rank 1 from a stream seeded by (seed, step, rank): the
+    # run differs from one process only in which ε each example gets, and repeats exactly.
+    overrides = ["model.hidden_dims=[32]", "trainer.epochs=2", "trainer.batch_size=100", "trainer.log_every=1",
+                 "trainer.images_every=100", "dataset.limit=400", "trainer.device=cpu", "trainer.progress=false"]
+    runs = []
+    for name in ("a", "b"):
+        proc = torchrun(*overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(tmp_path / name)
+    a, b = (load_checkpoint(run)["state_dict"] for run in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ddp, single = train_losses(runs[0]), train_losses(train_run(*overrides))
+    assert [s for s, _ in ddp] == [s for s, _ in single] == list(range(1, 9))
+    assert ddp[0][1] != single[0][1]  # rank 1's half of the batch got other ε than one process gives it
+    for (_, x), (_, y) in zip(ddp, single):
+        assert x == pytest.approx(y, rel=0.05)
+
+
+def test_own_rng_gives_each_rank_its_own_stream_and_leaves_the_shared_one_alone():
+    from aectl.distributed import DataParallel
+
+    def rank(r: int) -> DataParallel:
+        dp = object.__new__(DataParallel)  # no process group: only the RNG scheme is tested
+        dp.rank, dp.world_size, dp.is_main = r, 2, r == 0
+        return dp
+
+    def draws(r: int, seed: int = 0, step: int = 7):
+        torch.manual_seed(5)
+        with rank(r).own_rng(seed, step):
+            inside = torch.randn(4)
+        return inside, torch.randn(4)  # the shared stream after the step
+
+    torch.manual_seed(5)
+    shared = torch.randn(4), torch.randn(4)
+    zero, one = draws(0), draws(1)
+    assert torch.equal(zero[0], shared[0])  # rank 0 draws from the shared stream
+    assert not torch.equal(one[0], zero[0]) and torch.equal(one[1], shared[0])  # rank 1: its own, shared untouched
+    assert torch.equal(draws(1)[0], one[0])  # the same (seed, step, rank): the same ε
+    assert not torch.equal(draws(1, step=8)[0], one[0]) and not torch.equal(draws(1, seed=1)[0], one[0])
 
 
 def test_torchrun_refuses_a_sweep():

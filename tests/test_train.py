@@ -1,5 +1,5 @@
 """`aectl train` end to end on the bundled digits set: every variant learns, the run folder
-holds what design §4 promises, TensorBoard gets the tags of design §5."""
+holds what the README promises, TensorBoard gets the documented tags."""
 
 import json
 

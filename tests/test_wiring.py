@@ -60,6 +60,10 @@ def test_validation_is_at_the_target_beta_not_the_annealed_one(train_run):
         assert values["beta"] == 0.8
         assert values["loss"] == pytest.approx(values["recon"] + 0.8 * values["kl"], rel=1e-6)
     assert all(v == pytest.approx(0.8) for v in scalars(run, "val/beta").values())
+    evaluated = eval_metrics(run, "k=2")  # eval scores the same objective: at the trained β
+    values = evaluated["metrics"]
+    assert evaluated["beta"] == values["beta"] == 0.8
+    assert values["loss"] == pytest.approx(values["recon"] + 0.8 * values["kl"], rel=1e-6)
 
 
 # ---------------------------------------------------------------- noise through the training path

@@ -1,0 +1,128 @@
+"""Break each piece of the math by hand, run the tests that guard it, and report which test
+went red. A mutant that no test catches is a hole in the suite.
+
+    .venv/bin/python devtools/mutation_check.py            # every mutant (a few minutes)
+    .venv/bin/python devtools/mutation_check.py beta kl     # the mutants whose name contains a word
+
+Each mutant replaces one exact snippet of one file (it must occur exactly once), runs the named
+test files with -x, and restores the file, also on Ctrl-C. Not part of the test suite: it runs
+the suite many times over. It edits the tree it lives in: run it in a copy while you keep
+working (`cp -r` the checkout without .venv, then run this copy's script with your venv's python).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name: (file, original snippet, broken snippet, test files that must catch it)
+MUTANTS = {
+    "beta ignored": ("aectl/objective.py", "loss = loss + beta * kl", "loss = loss + kl",
+                     ["tests/test_objective.py"]),
+    "sparsity weight dropped": ("aectl/objective.py", "penalty = self.penalty_beta * losses.kl_sparsity",
+                                "penalty = losses.kl_sparsity", ["tests/test_objective.py"]),
+    "l1 weight dropped": ("aectl/objective.py", "penalty = self.l1_weight * losses.l1_activity",
+                          "penalty = losses.l1_activity", ["tests/test_objective.py"]),
+    "kl summed over the batch": ("aectl/objective.py", "kl = losses.gaussian_kl(out.mu, out.logvar).mean()",
+                                 "kl = losses.gaussian_kl(out.mu, out.logvar).sum()", ["tests/test_objective.py"]),
+    "z = mu + sigma^2 eps": ("aectl/models.py", "return mu + (0.5 * logvar).exp() * eps",
+                             "return mu + logvar.exp() * eps", ["tests/test_objective.py"]),
+    "forward ignores the reparameterisation": (
+        "aectl/models.py", "z = reparameterize(mu, logvar, torch.randn_like(mu))",
+        "z = mu + torch.randn_like(mu)", ["tests/test_objective.py"]),
+    "cyclical period in epochs": ("aectl/cli.py", "ratio=s.ratio, total_steps=total_steps)",
+                                  "ratio=s.ratio, total_steps=t.epochs)", ["tests/test_wiring.py"]),
+    "validation at the current beta": (
+        "aectl/trainer.py", "val = evaluate(model, data.val, data, objective, corrupt, target_beta, eval_batch)",
+        "val = evaluate(model, data.val, data, objective, corrupt, loop.beta_at(progress.step), eval_batch)",
+        ["tests/test_wiring.py"]),
+    "eval ignores the trained beta": ("aectl/evaluate.py", 'float(config.get("beta", 1.0)))', "1.0)",
+                                      ["tests/test_wiring.py"]),
+    "recon averaged over features": ("aectl/losses.py",
+                                     'squared = F.mse_loss(recon, x, reduction="sum") / len(x)',
+                                     "squared = F.mse_loss(recon, x) / len(x)", ["tests/test_objective.py"]),
+    "gaussian constant dropped": ("aectl/losses.py",
+                                  "return squared / (2 * sigma ** 2) + gaussian_log_norm(x[0].numel(), sigma)\n"
+                                  "    per_element", "return squared / (2 * sigma ** 2)\n    per_element",
+                                  ["tests/test_losses.py"]),
+    "sigma for sigma^2 in the training loss": (
+        "aectl/losses.py", "squared = F.mse_loss(recon, x, reduction=\"sum\") / len(x)\n        return squared / "
+        "(2 * sigma ** 2)", "squared = F.mse_loss(recon, x, reduction=\"sum\") / len(x)\n        return squared / "
+        "(2 * sigma)", ["tests/test_objective.py"]),
+    "sigma for sigma^2 in the likelihood": (
+        "aectl/losses.py", "squared = (recon - x).square().flatten(1).sum(1)\n        return squared / (2 * sigma ** 2)",
+        "squared = (recon - x).square().flatten(1).sum(1)\n        return squared / (2 * sigma)",
+        ["tests/test_wiring.py"]),
+    "sigma not wired to eval": ("aectl/metrics.py",
+                                "losses.log_likelihood(recon, x_rep, model.likelihood, model.sigma)",
+                                "losses.log_likelihood(recon, x_rep, model.likelihood)", ["tests/test_wiring.py"]),
+    "continuous Bernoulli normaliser sign": ("aectl/losses.py",
+                                             "per_element = per_element - continuous_bernoulli_log_norm(recon)",
+                                             "per_element = per_element + continuous_bernoulli_log_norm(recon)",
+                                             ["tests/test_losses.py"]),
+    "kl term of the closed form": ("aectl/losses.py", "(1 + logvar - mu.square() - logvar.exp())",
+                                   "(1 + logvar - mu.square() - logvar)", ["tests/test_losses.py"]),
+    "rho hat over all entries": ("aectl/losses.py", "rho_hat = code.mean(0).clamp(eps, 1 - eps)",
+                                 "rho_hat = code.mean().clamp(eps, 1 - eps)", ["tests/test_objective.py"]),
+    "iw without -log k": ("aectl/metrics.py", "return total - math.log(k)", "return total",
+                          ["tests/test_wiring.py"]),
+    "masking probability halved": ("aectl/noise.py", "return corrupt(x, self.kind, sigma=self.sigma, clip=self.clip, "
+                                   "p=self.p,", "return corrupt(x, self.kind, sigma=self.sigma, clip=self.clip, "
+                                   "p=self.p / 2,", ["tests/test_wiring.py"]),
+    "salt and pepper at p each": ("aectl/noise.py", "noisy = torch.where(u < p / 2, torch.full_like(x, v_min), x)",
+                                  "noisy = torch.where(u < p, torch.full_like(x, v_min), x)",
+                                  ["tests/test_wiring.py"]),
+    "gaussian noise with sigma^2": ("aectl/noise.py", "noisy = x + sigma * torch.randn",
+                                    "noisy = x + sigma ** 2 * torch.randn", ["tests/test_wiring.py"]),
+    "noise range fixed to [0, 1]": ("aectl/cli.py", "    low, high = data.value_range((\"train\",))\n    return {",
+                                    "    low, high = 0.0, 1.0\n    return {", ["tests/test_data_integrity.py"]),
+    "binarization drawn once": ("aectl/data.py", "return torch.bernoulli(x) if self.binarize",
+                                "return torch.bernoulli(x, generator=torch.Generator().manual_seed(0)) if "
+                                "self.binarize", ["tests/test_wiring.py"]),
+    "image files scaled per pixel": ("aectl/data.py", "readers.fit_scaler(data.train, mode, raw.tabular, fixed)",
+                                     "readers.fit_scaler(data.train, mode, True, None)",
+                                     ["tests/test_data_integrity.py"]),
+    "minmax val/test left unclipped": ("aectl/data.py", "setattr(data, name, x.clamp(0, 1))", "pass",
+                                       ["tests/test_data_integrity.py"]),
+    "psnr in amplitude dB": ("aectl/metrics.py", "return 10 * torch.log10(max_val ** 2 / mse)",
+                             "return 20 * torch.log10(max_val ** 2 / mse)", ["tests/test_wiring.py"]),
+    "psnr from the noisy input": ("aectl/validation.py", "raw = out.recon if not self.noisy and out.mu is None "
+                                  "else model.decode(code)", "raw = out.recon", ["tests/test_wiring.py"]),
+    "active units by std": ("aectl/metrics.py", "variances = mu_all.var(0, unbiased=False)",
+                            "variances = mu_all.std(0)", ["tests/test_wiring.py"]),
+    "ddp plain average": ("aectl/distributed.py", "buffer = bucket.buffer().mul_(state.weight)",
+                          "buffer = bucket.buffer().mul_(1 / state.world_size)", ["tests/test_scaling.py"]),
+    "ddp ranks share epsilon": ("aectl/distributed.py", "        if not self.rank:\n            return contextlib",
+                                "        if True:\n            return contextlib", ["tests/test_scaling.py"]),
+}
+
+
+def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
+    """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
+    path = ROOT / file
+    source = path.read_text()
+    if source.count(original) != 1:
+        raise SystemExit(f"{name}: the snippet occurs {source.count(original)} times in {file}; expected once")
+    path.write_text(source.replace(original, broken))
+    try:
+        # PYTHONPATH: the subprocesses of the tests (torchrun's ranks) import this tree's aectl too.
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        path.write_text(source)
+    failed = [line.split(" - ")[0] for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+    print(f"{'caught  ' if proc.returncode else 'SURVIVED'}  {name}: {failed[0] if failed else '-'}", flush=True)
+    return proc.returncode != 0
+
+
+def main(words: list[str]) -> int:
+    chosen = {n: m for n, m in MUTANTS.items() if not words or any(w in n for w in words)}
+    survived = [name for name, mutant in chosen.items() if not run(name, *mutant)]
+    print(f"{len(chosen) - len(survived)} of {len(chosen)} mutants caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
