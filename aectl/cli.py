@@ -97,7 +97,7 @@ def _train_task(cfg) -> dict:
     source = _resume_source(cfg.trainer.resume, run_dir) if cfg.trainer.resume else None
     if source:
         resume = _load_resume_checkpoint(source)
-        cfg = _resumed_config(resume["config"], hydra_cfg.overrides.task, cfg)
+        cfg = _resumed_config(resume["config"], hydra_cfg.overrides.task, cfg, mid_epoch=bool(resume.get("batch")))
         if hydra_cfg.output_subdir:  # Hydra recorded the command line's config; the run's is the resumed one
             OmegaConf.save(cfg, run_dir / hydra_cfg.output_subdir / "config.yaml")
     elif preemption.requeued(run_dir):  # the same job again, same overrides: continue its checkpoint
@@ -110,8 +110,27 @@ def _train_task(cfg) -> dict:
         print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
               f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
         return {}
+    if resume is not None:
+        resume.setdefault("overrides", [])  # checkpoints written before runs stored their overrides
+        resume["resumed_with"] = [*resume.get("resumed_with", []), list(hydra_cfg.overrides.task)]
+        if source:
+            _adopt_best_checkpoint(Path(source), run_dir)
     with preemption.requeue_on_preemption():
-        return train(config, config_dict, run_dir, resume)
+        return train(config, config_dict, run_dir, resume, list(hydra_cfg.overrides.task))
+
+
+def _adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
+    """Continuing a run into a new folder: its best.pt so far comes along, so the new folder is
+    complete and its metrics.json's best is a checkpoint in it."""
+    import shutil
+
+    from aectl.checkpoint import resolve_checkpoint
+
+    source_dir = resolve_checkpoint(source).parent
+    best, target = source_dir / "best.pt", run_dir / "checkpoints" / "best.pt"
+    if best.is_file() and source_dir.resolve() != target.parent.resolve() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(best, target)
 
 
 def _resume_source(value: str, run_dir: Path) -> str | None:
@@ -138,23 +157,46 @@ def _load_resume_checkpoint(path: str) -> dict:
         raise AectlError(f"trainer.resume={path}: {err}") from None
 
 
-def _resumed_config(saved: dict, overrides: list[str], composed=None):
-    """A resumed run keeps the checkpoint's config; dotted overrides given now apply on top
-    (e.g. trainer.epochs=50 to train longer). Group choices cannot change a resumed run; they
-    may repeat it (the original command run again with trainer.resume=auto), i.e. give a
-    `composed` group section equal to the saved one."""
+# Overrides that keep a resumed run the same run: how long and how fast it trains, how it logs
+# and where it runs. Anything else would train another model on the saved weights and optimizer.
+RESUME_SAFE = ("trainer.epochs", "trainer.lr", "trainer.weight_decay", "trainer.grad_clip", "trainer.log_every",
+               "trainer.images_every", "trainer.save_every", "trainer.progress", "trainer.device", "trainer.threads",
+               "trainer.resume", "trainer.compile", "trainer.precision", "trainer.on_nonfinite",
+               "trainer.max_skipped_batches")
+GROUPS = ("model", "dataset", "noise", "penalty", "beta_schedule", "trainer")
+
+
+def _resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: bool = False):
+    """A resumed run keeps the checkpoint's config; the overrides of RESUME_SAFE given now apply
+    on top (e.g. trainer.epochs=50 to train longer; trainer.batch_size too, at an epoch
+    boundary). Any other override must repeat the saved value (the original command run again
+    with trainer.resume=auto), else the resume is refused naming the key: the same holds for
+    group choices (`model=vae`) and presets, which must compose to the saved sections."""
     from omegaconf import OmegaConf
 
     from aectl.config import TrainConfig
 
-    groups = ("model", "dataset", "noise", "penalty", "beta_schedule", "trainer")
     group_of = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
-    dotted = [o.lstrip("+") for o in overrides if "=" in o and not o.startswith("~") and group_of(o) not in groups]
-    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved, OmegaConf.from_dotlist(dotted))
-    changed_groups = [o for o in overrides if group_of(o) in groups and not _same_section(composed, merged, group_of(o))]
-    if changed_groups:
-        raise AectlError(f"trainer.resume: {changed_groups[0]} would change the resumed run's config group; "
-                         "allowed with resume: dotted overrides such as trainer.epochs=50")
+    dotted = [o.lstrip("+") for o in overrides
+              if "=" in o and not o.startswith("~") and group_of(o) not in (*GROUPS, "experiment")]
+    original = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+    merged = OmegaConf.merge(original, OmegaConf.from_dotlist(dotted))
+    safe = (*RESUME_SAFE, *(() if mid_epoch else ("trainer.batch_size",)))
+    for override in dotted:
+        key = group_of(override)
+        old, new = OmegaConf.select(original, key), OmegaConf.select(merged, key)
+        if key not in safe and old != new:
+            why = ("mid-epoch: the rest of the epoch must use the batches it started with; resume at an epoch "
+                   "boundary to change it" if key == "trainer.batch_size" else
+                   f"the run was trained with {key}={old!r}; a resume may only change {', '.join(safe)}")
+            raise AectlError(f"trainer.resume: {key}={new!r} would make it another run ({why}); "
+                             "start a new run (without trainer.resume) to train that")
+    for override in overrides:
+        group = group_of(override)
+        sections = GROUPS[:-1] if group == "experiment" else (group,)
+        if group in (*GROUPS, "experiment") and not all(_same_section(composed, merged, g) for g in sections):
+            raise AectlError(f"trainer.resume: {override} would change the resumed run's config group; a resume "
+                             "may only change " + ", ".join(safe))
     return merged
 
 
@@ -168,7 +210,8 @@ def _same_section(composed, merged, group: str) -> bool:
     return {k: v for k, v in mine.items() if k != "resume"} == {k: v for k, v in theirs.items() if k != "resume"}
 
 
-def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) -> dict:
+def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None,
+          overrides: list[str] | None = None) -> dict:
     """Build every component from the config and train, holding the run folder's lock
     (aectl.runfolder); a first SIGINT/SIGTERM stops after the current step (aectl.signals)."""
     from aectl import preemption, runfolder, signals
@@ -176,13 +219,14 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None) 
     with runfolder.claim(run_dir, resuming=resume is not None), \
             signals.StopSignals(preemption.stop_signals()) as stop:
         try:
-            return _build_and_fit(config, config_dict, run_dir, resume, stop)
+            return _build_and_fit(config, config_dict, run_dir, resume, stop, overrides or [])
         except signals.Interrupted as stopped:
             stopped.run_dir = run_dir
             raise
 
 
-def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None, stop_requested) -> dict:
+def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None, stop_requested,
+                   overrides: list[str]) -> dict:
     """Build every component from the config and run the trainer."""
     import functools
 
@@ -220,12 +264,16 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
     model.to(device)
     objective = make_objective(m.kind, m.likelihood, m.sigma, vars(p))
     steps_per_epoch = -(-len(data.train) // t.batch_size)
-    total_steps = t.epochs * steps_per_epoch
+    # The β curve is laid out once, when the run starts: a resume with more epochs continues it.
+    total_steps = t.epochs * steps_per_epoch if resume is None else resume.get("schedule", {}).get(
+        "total_steps", resume["config"]["trainer"]["epochs"] * steps_per_epoch)
     check_schedule_fits(s, total_steps)
     beta_at = functools.partial(schedules.beta_at, beta=config.beta if m.kind == "vae" else 0.0,
                                 kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
                                 ratio=s.ratio, total_steps=total_steps)
-    meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
+    meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict, "schedule": {"total_steps": total_steps},
+            "overrides": resume["overrides"] if resume else overrides,
+            "resumed_with": resume["resumed_with"] if resume else [],
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
     log.info("run folder: %s", run_dir)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import shutil
+import textwrap
 import time
 import unicodedata
 import warnings
@@ -376,12 +377,12 @@ _ROWS = (  # metric → label, in the order shown
 def _label_context(result: dict) -> dict:
     likelihood, variational = result["likelihood"], result["model"] == "vae"
     noisy = result["noise"]["kind"] != "none"
-    of = [s for s, on in (("noisy input", noisy), ("one z ~ q(z|x)", variational)) if on]
+    of = [s for s, on in (("the noisy input", noisy), ("one z ~ q(z|x)", variational)) if on]
     return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
             "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
             "at_beta": f" at β={result['beta']:g}" if variational else "",
-            "recon_of": f" of the {', '.join(of)}" if of else "",
-            "unit": "nats" if likelihood["normalised"] else "nats of a Bernoulli on grey levels, not a likelihood"}
+            "recon_of": f" of {', '.join(of)}" if of else "",
+            "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
 
 
 def _width(text: str) -> int:
@@ -424,7 +425,8 @@ def format_table(result: dict) -> str:
     head = (f"{result['run']}: {result['model']}, step {result['step']}, "
             f"{result['dataset']} {result['split']} split ({result['n']} examples)")
     body = [f"  {label}{' ' * (width - _width(label))}  {value}" for label, value in rows]
-    note = [f"  note: {result['likelihood']['note']}"] if "note" in result["likelihood"] else []
+    note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
+        if "note" in result["likelihood"] else []
     return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval'}"])
 
 

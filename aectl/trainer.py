@@ -79,6 +79,8 @@ class Progress:
     epoch: int = 0  # epochs completed
     best_val_loss: float = math.inf
     batch: int = 0  # batches done in the current epoch (non-zero in a checkpoint written mid-epoch)
+    val_history: list[float] = field(default_factory=list)  # val loss after each epoch, over every resume
+    train_time_s: float = 0.0  # training time before this process (the resumed segments)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.Tensor, x: torch.Tensor,
@@ -267,7 +269,9 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
         loop.optimizer.load_state_dict(resume["optimizer"])
         for group in loop.optimizer.param_groups:  # the config wins: `trainer.lr=…` at resume applies
             group.update(lr=settings.lr, weight_decay=settings.weight_decay)
-        progress = Progress(resume["step"], resume["epoch"], resume["best_val_loss"], resume.get("batch", 0))
+        history = resume.get("history", {})
+        progress = Progress(resume["step"], resume["epoch"], resume["best_val_loss"], resume.get("batch", 0),
+                            list(history.get("val_loss", [])), history.get("train_time_s", 0.0))
         watch = guards.NonFiniteWatch(settings.on_nonfinite, settings.max_skipped_batches, watch.last_good,
                                       **resume.get("nonfinite", {}))
         if progress.epoch >= settings.epochs:
@@ -276,6 +280,10 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
         log.info("resuming at epoch %d, batch %d, step %d", progress.epoch, progress.batch, progress.step)
     eval_batch = max(settings.batch_size, 512)
     device = next(model.parameters()).device
+    start = time.perf_counter()
+
+    def elapsed() -> float:  # training time of the whole run, over every resume
+        return progress.train_time_s + time.perf_counter() - start
 
     def checkpoint(name: str) -> Path | None:
         watch.check_weights(model, progress.step)  # a checkpoint never holds non-finite weights
@@ -284,7 +292,8 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
         save_checkpoint(run_dir / "checkpoints" / name, {
             **checkpoint_meta, "state_dict": model.state_dict(), "optimizer": loop.optimizer.state_dict(),
             "step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
-            "best_val_loss": progress.best_val_loss, "rng": guards.rng_state(device), "nonfinite": watch.state()})
+            "best_val_loss": progress.best_val_loss, "rng": guards.rng_state(device), "nonfinite": watch.state(),
+            "history": {"val_loss": progress.val_history, "train_time_s": elapsed()}})
         if name == "last.pt":
             watch.last_good = run_dir / "checkpoints" / name
         return run_dir / "checkpoints" / name
@@ -302,7 +311,6 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     bar = tqdm(total=settings.epochs * math.ceil(len(data.train) / settings.batch_size), initial=progress.step,
                unit="step", disable=not settings.progress or not dist.is_main, dynamic_ncols=True, mininterval=0.5)
     interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device, objective, dist, watch)
-    val_history, train_start = [], time.perf_counter()
     model.train()
     with logging_redirect_tqdm():
         for epoch in range(progress.epoch, settings.epochs):
@@ -314,7 +322,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
                 raise interrupt(signum)
             progress.epoch, progress.batch = epoch + 1, 0
             val = evaluate(model, data.val, data, objective, corrupt, target_beta, eval_batch)
-            val_history.append(val["loss"])
+            progress.val_history.append(val["loss"])
             tracker.scalars(tracking.VAL, val, progress.step)
             log.info("epoch %d/%d step %d: val loss %.5g", progress.epoch, settings.epochs, progress.step,
                      val["loss"])
@@ -326,14 +334,16 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
             if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs:
                 checkpoint("last.pt")
             tracker.flush()
-            if stop_requested is not None and stop_requested() and progress.epoch < settings.epochs:
-                raise interrupt(stop_requested())  # it came during validation: stop at the epoch boundary
+            signum = stop_requested() if stop_requested is not None else 0  # read once: a read may consume it
+            if signum and progress.epoch < settings.epochs:
+                raise interrupt(signum)  # it came during validation: stop at the epoch boundary
     flush_interval()
     bar.close()
     final = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, eval_batch)
              for split in ("train", "val", "test") if len(getattr(data, split))}
-    final.update(best_val_loss=progress.best_val_loss, val_loss_history=val_history, epochs=progress.epoch,
-                 steps=progress.step, train_time_s=round(time.perf_counter() - train_start, 3))
+    final.update(best_val_loss=progress.best_val_loss, val_loss_history=progress.val_history, epochs=progress.epoch,
+                 steps=progress.step, train_time_s=round(elapsed(), 3), overrides=checkpoint_meta.get("overrides", []),
+                 resumed_with=checkpoint_meta.get("resumed_with", []))
     if dist.is_main:
         (run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
     return final

@@ -71,16 +71,18 @@ MUTANTS = {
     "masking probability halved": ("aectl/noise.py", "return corrupt(x, self.kind, sigma=self.sigma, clip=self.clip, "
                                    "p=self.p,", "return corrupt(x, self.kind, sigma=self.sigma, clip=self.clip, "
                                    "p=self.p / 2,", ["tests/test_wiring.py"]),
-    "salt and pepper at p each": ("aectl/noise.py", "noisy = torch.where(u < p / 2, torch.full_like(x, v_min), x)",
-                                  "noisy = torch.where(u < p, torch.full_like(x, v_min), x)",
-                                  ["tests/test_wiring.py"]),
+    # (Pepper at u < p with salt at p/2 ≤ u < p would be the same distribution: not a mutant.)
+    "pepper at p/4": ("aectl/noise.py", "noisy = torch.where(u < p / 2, torch.full_like(x, v_min), x)",
+                      "noisy = torch.where(u < p / 4, torch.full_like(x, v_min), x)", ["tests/test_wiring.py"]),
+    "salt at p": ("aectl/noise.py", "torch.where((u >= p / 2) & (u < p), torch.full_like(x, v_max), noisy)",
+                  "torch.where((u >= p / 2) & (u < 1.5 * p), torch.full_like(x, v_max), noisy)",
+                  ["tests/test_wiring.py"]),
     "gaussian noise with sigma^2": ("aectl/noise.py", "noisy = x + sigma * torch.randn",
                                     "noisy = x + sigma ** 2 * torch.randn", ["tests/test_wiring.py"]),
     "noise range fixed to [0, 1]": ("aectl/cli.py", "    low, high = data.value_range((\"train\",))\n    return {",
                                     "    low, high = 0.0, 1.0\n    return {", ["tests/test_data_integrity.py"]),
-    "binarization drawn once": ("aectl/data.py", "return torch.bernoulli(x) if self.binarize",
-                                "return torch.bernoulli(x, generator=torch.Generator().manual_seed(0)) if "
-                                "self.binarize", ["tests/test_wiring.py"]),
+    "binarization drawn once": ("aectl/data.py", 'if how == "threshold" or name != "train":', "if True:",
+                                ["tests/test_wiring.py"]),
     "image files scaled per pixel": ("aectl/data.py", "readers.fit_scaler(data.train, mode, raw.tabular, fixed)",
                                      "readers.fit_scaler(data.train, mode, True, None)",
                                      ["tests/test_data_integrity.py"]),
@@ -96,6 +98,21 @@ MUTANTS = {
                           "buffer = bucket.buffer().mul_(1 / state.world_size)", ["tests/test_scaling.py"]),
     "ddp ranks share epsilon": ("aectl/distributed.py", "        if not self.rank:\n            return contextlib",
                                 "        if True:\n            return contextlib", ["tests/test_scaling.py"]),
+    # Resume and logging paths.
+    "stop request read twice": ("aectl/trainer.py", "raise interrupt(signum)  # it came during validation",
+                                "raise interrupt(stop_requested())  # it came during validation",
+                                ["tests/test_resume.py"]),
+    "beta curve laid out anew at resume": ("aectl/cli.py", "total_steps = t.epochs * steps_per_epoch if resume is None",
+                                           "total_steps = t.epochs * steps_per_epoch if True",
+                                           ["tests/test_resume.py"]),
+    "resume takes any override": ("aectl/cli.py", "if key not in safe and old != new:", "if False:",
+                                  ["tests/test_resume.py"]),
+    "history of one segment": ("aectl/trainer.py", 'list(history.get("val_loss", []))', "[]",
+                               ["tests/test_resume.py"]),
+    "no best.pt in a continued run": ("aectl/cli.py", "            _adopt_best_checkpoint(Path(source), run_dir)",
+                                      "            pass", ["tests/test_resume.py"]),
+    "last partial log interval dropped": ("aectl/trainer.py", "        if interval.steps:\n", "        if False:\n",
+                                          ["tests/test_train.py"]),
 }
 
 

@@ -1,0 +1,94 @@
+"""Resuming is exact or refused in one line: overrides that would make another run are refused,
+the β curve and the history continue, a run continued into a new folder is complete."""
+
+import signal
+
+import pytest
+import torch
+
+from aectl.checkpoint import load_checkpoint, save_checkpoint
+from aectl.cli import main
+from tests.conftest import read_metrics
+
+TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")
+STEPS_PER_EPOCH = 12  # 1437 training digits in batches of 128
+
+
+def refused(capsys, tmp_path, *overrides: str) -> str:
+    assert main(["train", *overrides, f"hydra.run.dir={tmp_path / 'resumed'}", "trainer.progress=false",
+                 "trainer.device=cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+@pytest.fixture
+def finished(train_run):
+    return train_run(*TINY, "trainer.epochs=1")
+
+
+@pytest.mark.parametrize("override,key", [
+    ("model.latent_dim=16", "model.latent_dim=16"),
+    ("model.hidden_dims=[32]", "model.hidden_dims"),
+    ("dataset.limit=100", "dataset.limit=100"),
+    ("dataset=synthetic", "dataset=synthetic"),
+    ("beta=0.5", "beta=0.5"),
+    ("trainer.seed=3", "trainer.seed=3"),
+    ("model=ae", "model=ae"),
+])
+def test_a_resume_that_would_train_another_model_is_refused(capsys, tmp_path, finished, override, key):
+    line = refused(capsys, tmp_path, f"trainer.resume={finished}", "trainer.epochs=2", override)
+    assert line.startswith("aectl train: error: trainer.resume: ") and key in line, line
+    assert "trainer.epochs" in line  # says what may change
+
+
+def test_batch_size_may_change_at_an_epoch_boundary_but_not_mid_epoch(capsys, tmp_path, train_run, finished):
+    ckpt = load_checkpoint(finished)
+    ckpt["batch"] = 3  # as if a signal had stopped it after the 3rd batch of epoch 2
+    save_checkpoint(tmp_path / "mid" / "checkpoints" / "last.pt", ckpt)
+    line = refused(capsys, tmp_path, f"trainer.resume={tmp_path / 'mid'}", "trainer.epochs=2",
+                   "trainer.batch_size=64")
+    assert "trainer.batch_size=64" in line and "mid-epoch" in line, line
+    resumed = train_run(f"trainer.resume={finished}", "trainer.epochs=2", "trainer.batch_size=64")
+    assert read_metrics(resumed)["steps"] == STEPS_PER_EPOCH + 23  # 1437 / 64 → 23 steps in epoch 2
+
+
+def test_the_beta_curve_continues_unchanged_when_epochs_grow(train_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cyclical = ("beta_schedule=cyclical", "beta_schedule.cycles=4", "beta_schedule.ratio=0.5", "trainer.log_every=1")
+    half = train_run(*TINY, *cyclical, "trainer.epochs=2")  # 24 steps: 4 cycles of 6 steps
+    resumed = train_run(f"trainer.resume={half}", "trainer.epochs=4")
+    betas = {e.step: e.value for e in EventAccumulator(str(resumed)).Reload().Scalars("train/beta")}
+    assert sorted(betas) == list(range(25, 49))
+    for step, value in betas.items():  # the same 6-step period, not 4 cycles over 48 steps
+        assert value == pytest.approx(min(1.0, ((step - 1) % 6) / 6 / 0.5), abs=1e-6), step
+
+
+def test_a_run_continued_into_a_new_folder_is_complete_and_holds_the_whole_history(train_run):
+    first = train_run(*TINY, "trainer.epochs=2", "model.latent_dim=4")
+    continued = train_run(f"trainer.resume={first}", "trainer.epochs=4")
+    before, after = read_metrics(first), read_metrics(continued)
+    assert after["val_loss_history"][:2] == before["val_loss_history"] and len(after["val_loss_history"]) == 4
+    assert after["train_time_s"] > before["train_time_s"]
+    assert "model.latent_dim=4" in after["overrides"]
+    assert [o for o in after["resumed_with"][-1] if o.startswith("trainer.epochs")] == ["trainer.epochs=4"]
+    best = load_checkpoint(continued / "checkpoints" / "best.pt")  # in the new folder, always
+    assert best["best_val_loss"] == after["best_val_loss"] == min(after["val_loss_history"])
+
+
+def test_a_stop_seen_at_an_epoch_boundary_exits_with_its_signal_and_a_resumable_checkpoint(
+        tmp_path, capsys, monkeypatch):
+    from aectl import distributed
+
+    def agree(self, stop_requested):  # like DDP's agreement: a request is reported by one read only
+        calls = iter(range(1, 10 ** 6))
+        return lambda: signal.SIGTERM if next(calls) == STEPS_PER_EPOCH + 1 else 0
+
+    monkeypatch.setattr(distributed.Distributed, "agree", agree)
+    run = tmp_path / "run"
+    rc = main(["train", *TINY, "trainer.epochs=3", f"hydra.run.dir={run}", "trainer.progress=false",
+               "trainer.device=cpu"])
+    assert rc == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    ckpt = load_checkpoint(run)
+    assert ckpt["epoch"] == 1 and ckpt["batch"] == 0 and torch.isfinite(ckpt["state_dict"]["decoder.body.0.weight"]).all()
