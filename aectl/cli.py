@@ -103,6 +103,7 @@ def _train_task(cfg) -> dict:
     elif preemption.requeued(run_dir):  # the same job again, same overrides: continue its checkpoint
         log.info("requeued job: resuming from %s", run_dir / "checkpoints" / "last.pt")
         resume = _load_resume_checkpoint(str(run_dir))
+    _resolve_data_paths(cfg)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     config = OmegaConf.to_object(cfg)
     validate(config)
@@ -117,6 +118,15 @@ def _train_task(cfg) -> dict:
             _adopt_best_checkpoint(Path(source), run_dir)
     with preemption.requeue_on_preemption():
         return train(config, config_dict, run_dir, resume, list(hydra_cfg.overrides.task))
+
+
+def _resolve_data_paths(cfg) -> None:
+    """dataset.path and dataset.root as absolute paths: the checkpoint's config must find the data
+    from any folder (aectl eval, a resume started elsewhere)."""
+    for key in ("path", "root"):
+        value = cfg.dataset.get(key)
+        if value and not Path(str(value)).expanduser().is_absolute():
+            cfg.dataset[key] = str(Path(str(value)).expanduser().resolve())
 
 
 def _adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
@@ -234,8 +244,8 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
 
     from aectl import data as data_mod
     from aectl import noise, schedules
-    from aectl.distributed import current as current_distributed
     from aectl.config import check_schedule_fits
+    from aectl.distributed import current as current_distributed
     from aectl.models import build_model
     from aectl.objective import make_objective
     from aectl.tracking import NullTracker, TensorBoardTracker

@@ -321,6 +321,7 @@ class EvalConfig:
     projector: bool = True  # write the TensorBoard projector (latent means, labels, sprite) into the run
     max_embed: int = 1000  # examples of the split shown in the projector
     progress: bool = True  # tqdm progress bar over the batches of the IW estimate
+    limit: int = 0  # evaluate the first N examples of the split only (0 = all): quick IW estimates
     dataset: DatasetOverrides = field(default_factory=DatasetOverrides)  # fields set here override the checkpoint's
 
 
@@ -330,6 +331,7 @@ def validate_eval(cfg: EvalConfig) -> None:
            "a checkpoint file, run folder or multirun folder, e.g. ckpt=outputs/<date>/<time>")
     _choice("split", cfg.split, SPLITS)
     _check("k", cfg.k, cfg.k >= 1, "an integer ≥ 1")
+    _check("limit", cfg.limit, cfg.limit >= 0, "an integer ≥ 0 (0 = the whole split)")
     _check("batch_size", cfg.batch_size, cfg.batch_size > 0, "an integer > 0")
     _choice("device", cfg.device, DEVICES)
     _check("threads", cfg.threads, cfg.threads >= 0, "an integer ≥ 0 (0 = torch's default)")

@@ -32,6 +32,7 @@ from aectl.data import DataSplits
 from aectl.errors import AectlError, CheckpointError, ConfigError, DataError
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
+from aectl.runfolder import eval_name
 from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     data = _load_data(dataset, ckpt, path, {} if data_cache is None else data_cache).to(device)
     model = rebuild_model(ckpt).to(device)
     x_all, labels = data.split(settings.split)
+    if settings.limit:  # the first N examples: quick estimates (IW with a large k)
+        x_all, labels = x_all[:settings.limit], None if labels is None else labels[:settings.limit]
     if len(x_all) == 0:
         raise ConfigError("split", settings.split, f"a split with examples (dataset {dataset.name} has none in it)")
     torch.manual_seed(settings.seed)  # a dynamically binarized train split draws from the global RNG
@@ -168,11 +171,13 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         values["probe_acc"] = probe[0]
 
     run_dir, step = run_folder(path), ckpt["step"]
+    name = eval_name(path, settings.split, settings.k if variant.variational else None, settings.limit)
+    out_dir, tag = run_dir / "eval" / name, f"{tracking.EVAL}/{name}"
     tracker = tracking.TensorBoardTracker(run_dir)
     try:
-        tracker.scalars(tracking.EVAL, values, step)
-        images = write_pictures(model, first, codes, labels, variant, data, settings.seed, run_dir / "eval",
-                                tracker, step)
+        tracker.scalars(tag, values, step)
+        images = write_pictures(model, first, codes, labels, variant, data, settings.seed, out_dir, tracker, tag,
+                                step)
         if settings.projector:
             write_projector(run_dir, tracker, codes, labels, first, getattr(data, "classes", None), step,
                             settings.max_embed)
@@ -181,6 +186,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     result = {
         "checkpoint": str(path), "run": str(run_dir), "model": variant.kind, "step": step,
         "epoch": ckpt["epoch"], "dataset": dataset.name, "split": settings.split, "n": len(x_all),
+        "limit": settings.limit or None, "name": name,
         "latent_dim": codes.shape[1], "seed": settings.seed, "k": settings.k if variant.variational else None,
         "noise": vars(variant.trained_noise(data_range(data))), "beta": variant.beta if variant.variational else None,
         "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty, "likelihood": likelihood,
@@ -189,7 +195,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if settings.projector else None,
         "time_s": round(time.perf_counter() - start, 3),
     }
-    (run_dir / "eval" / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -312,8 +318,9 @@ def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labe
 
 @torch.no_grad()
 def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
-                   variant: Variant, data: DataSplits, seed: int, out_dir: Path, tracker, step: int) -> list[str]:
-    """PNGs in out_dir and the same images in TensorBoard under eval/<name>; returns the file names."""
+                   variant: Variant, data: DataSplits, seed: int, out_dir: Path, tracker, tag: str,
+                   step: int) -> list[str]:
+    """PNGs in out_dir and the same images in TensorBoard under <tag>/<picture>; returns the file names."""
     device = next(model.parameters()).device
     x = first[:N_PICTURES].to(device)
     images = {"reconstruction": pictures.reconstruction_grid(x, metrics.reconstruct(model, x))}
@@ -336,7 +343,7 @@ def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, l
         if name != "latent_scatter":  # small images (8×8 digits) enlarged, pixel for pixel
             image = image.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
         pictures.save_png(image, out_dir / f"{name}.png")
-        tracker.image(f"{tracking.EVAL}/{name}", image, step)
+        tracker.image(f"{tag}/{name}", image, step)
     return [f"{name}.png" for name in images]
 
 
@@ -427,7 +434,7 @@ def format_table(result: dict) -> str:
     body = [f"  {label}{' ' * (width - _width(label))}  {value}" for label, value in rows]
     note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
         if "note" in result["likelihood"] else []
-    return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval'}"])
+    return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval' / result['name']}"])
 
 
 _SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("neg_elbo", "−ELBO"),

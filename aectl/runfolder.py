@@ -146,3 +146,15 @@ def resume_source(value: str, run_dir: Path, explicit: bool, outputs: Path = Pat
         raise AectlError(f"trainer.resume=auto: no run under {outputs}/ has a checkpoints/last.pt; give a run "
                          "folder or .pt file, or hydra.run.dir=<folder> to start a run there")
     return str(max(found, key=lambda p: p.stat().st_mtime).parent.parent)
+
+
+def eval_name(checkpoint: Path, split: str, k: int | None, limit: int = 0) -> str:
+    """The folder under <run>/eval/ that one evaluation writes: one per checkpoint, split, k and
+    limit, so `aectl eval` of best.pt, of another split or with more samples keeps the others."""
+    parts = [checkpoint.stem, split, *([f"k{k}"] if k else []), *([f"first{limit}"] if limit else [])]
+    return "_".join(parts)
+
+
+def eval_results(run_dir: Path) -> list[Path]:
+    """The eval metrics.json files of a run, newest last."""
+    return sorted((run_dir / "eval").glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)

@@ -30,3 +30,10 @@ def train_run(tmp_path):
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def eval_file(run_dir: Path, name: str = "metrics.json") -> Path:
+    """A file of the run's newest `aectl eval` (each evaluation writes <run>/eval/<name>/)."""
+    folders = sorted((run_dir / "eval").glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    assert folders, f"no eval results in {run_dir}"
+    return folders[-1].parent / name

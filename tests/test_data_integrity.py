@@ -13,7 +13,7 @@ from aectl import trainer
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.data import load_dataset
-from tests.conftest import read_metrics
+from tests.conftest import eval_file, read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")
 
@@ -63,7 +63,7 @@ def test_no_psnr_for_standardised_data(train_run, standardised_csv, capsys):
     run = train_run("model=dae", *standardised_csv, *TINY, "trainer.epochs=1")
     assert not {k for k in read_metrics(run)["val"] if "psnr" in k}
     assert main(["eval", f"ckpt={run}", "progress=false", "device=cpu", "projector=false"]) == 0
-    result = json.loads((run / "eval" / "metrics.json").read_text())
+    result = json.loads(eval_file(run).read_text())
     assert not {k for k in result["metrics"] if "psnr" in k} and result["psnr_max"] is None
     assert "PSNR" not in capsys.readouterr().out
 

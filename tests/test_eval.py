@@ -16,6 +16,7 @@ import torch
 
 from aectl import evaluate
 from aectl.cli import main
+from tests.conftest import eval_file
 
 VARIANTS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
 EVAL_ARGS = ("k=20", "max_embed=100", "progress=false", "device=cpu")
@@ -67,7 +68,7 @@ def evaluated(tmp_path_factory):
 def test_eval_writes_the_metrics_that_apply(evaluated, variant):
     rc, _, run_dir, _, _ = evaluated[variant]
     assert rc == 0
-    result = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    result = json.loads(eval_file(run_dir).read_text())
     values = result["metrics"]
     expected = COMMON | ONLY.get(variant, set())
     others = set().union(*ONLY.values()) - expected
@@ -95,7 +96,7 @@ def test_eval_writes_the_metrics_that_apply(evaluated, variant):
 
 
 def test_the_same_seed_gives_the_same_noisy_inputs_to_every_variant(evaluated):
-    noisy = {v: json.loads((evaluated[v][2] / "eval" / "metrics.json").read_text())["metrics"]["psnr_noisy_gaussian"]
+    noisy = {v: json.loads(eval_file(evaluated[v][2]).read_text())["metrics"]["psnr_noisy_gaussian"]
              for v in VARIANTS}
     assert len(set(noisy.values())) == 1
     # σ = 0.3 noise clipped to [0, 1]: clipping removes much of the noise on the many pixels at 0,
@@ -106,11 +107,11 @@ def test_the_same_seed_gives_the_same_noisy_inputs_to_every_variant(evaluated):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_eval_writes_pictures_projector_and_tensorboard(evaluated, variant):
     _, _, run_dir, before, _ = evaluated[variant]
-    result = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    result = json.loads(eval_file(run_dir).read_text())
     pngs = {"reconstruction.png", "latent_scatter.png"} | PICTURES.get(variant, set())
     assert set(result["pictures"]) == pngs
     for name in pngs:
-        assert (run_dir / "eval" / name).read_bytes()[:8] == PNG_SIGNATURE
+        assert eval_file(run_dir, name).read_bytes()[:8] == PNG_SIGNATURE
     step = result["step"]
     assert step == 24
     embedding = run_dir / f"{step:05d}" / "eval_latent"
@@ -128,16 +129,18 @@ def test_eval_writes_pictures_projector_and_tensorboard(evaluated, variant):
 
     events = EventAccumulator(str(run_dir)).Reload()
     scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
-    assert {f"eval/{m}" for m in result["metrics"]} <= scalars
-    assert {f"eval/{p.removesuffix('.png')}" for p in pngs} <= images
-    assert events.Scalars("eval/psnr")[-1].value == pytest.approx(result["metrics"]["psnr"], rel=1e-6)
+    tag = f"eval/{result['name']}"  # one tag folder per checkpoint, split and k
+    assert result["name"] == ("last_test_k20" if variant == "vae" else "last_test")
+    assert {f"{tag}/{m}" for m in result["metrics"]} <= scalars
+    assert {f"{tag}/{p.removesuffix('.png')}" for p in pngs} <= images
+    assert events.Scalars(f"{tag}/psnr")[-1].value == pytest.approx(result["metrics"]["psnr"], rel=1e-6)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_eval_prints_a_table_and_leaves_the_working_folder_alone(evaluated, variant):
     _, out, run_dir, _, cwd_after = evaluated[variant]
     assert cwd_after == []  # no outputs/, .hydra/ or log file where the command was run
-    values = json.loads((run_dir / "eval" / "metrics.json").read_text())["metrics"]
+    values = json.loads(eval_file(run_dir).read_text())["metrics"]
     assert out.startswith(f"{run_dir}: {variant}, step 24, digits test split (180 examples)")
     assert "PSNR, MAX=1 (dB)  " in out and f"{values['psnr']:.4g}" in out
     assert "linear probe accuracy" in out and f"{values['probe_acc']:.4g}" in out
@@ -165,8 +168,8 @@ def test_a_sweep_folder_evaluates_every_job_reproducibly(evaluated, tmp_path, ca
     assert main(["eval", f"ckpt={sweep}", *EVAL_ARGS, "projector=false"]) == 0
     out = capsys.readouterr().out
     for variant in ("ae", "vae"):
-        fresh = json.loads((sweep / f"model={variant}" / "eval" / "metrics.json").read_text())["metrics"]
-        first = json.loads((evaluated[variant][2] / "eval" / "metrics.json").read_text())["metrics"]
+        fresh = json.loads(eval_file(sweep / f"model={variant}").read_text())["metrics"]
+        first = json.loads(eval_file(evaluated[variant][2]).read_text())["metrics"]
         assert fresh == first  # same checkpoint, same seed: the same numbers
     table = out[out.index(f"{sweep}: 2 runs"):].splitlines()
     assert table[1].split()[:3] == ["job", "model", "PSNR"]
@@ -185,7 +188,7 @@ def test_a_sweep_with_a_broken_job_evaluates_the_rest_and_fails(evaluated, tmp_p
     assert main(["eval", f"ckpt={sweep}", *EVAL_ARGS, "projector=false"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 of 2 jobs could not be evaluated" in err[0] and "bad" in err[0]
-    assert (sweep / "good" / "eval" / "metrics.json").is_file()
+    assert eval_file(sweep / "good").is_file()
 
 
 # ---------------------------------------------------------------- checkpoints refused in one line
@@ -282,3 +285,33 @@ def test_dataset_overrides_apply_on_top_of_the_checkpoint(evaluated, capsys):
                  *EVAL_ARGS]) == 2
     err = capsys.readouterr().err
     assert "dataset.name=synthetic: examples of shape [1, 4, 4]" in err and "takes [1, 8, 8]" in err
+
+
+def test_evaluations_of_other_checkpoints_splits_and_k_are_kept_apart(train_run):
+    run = train_run("model.hidden_dims=[16]", "trainer.epochs=2")
+    common = ["progress=false", "device=cpu", "projector=false"]
+    for args in (["k=5"], [f"ckpt={run / 'checkpoints' / 'best.pt'}", "k=5"], ["split=val", "k=5"], ["k=7"],
+                 ["k=5", "limit=50"]):
+        ckpt = [] if any(a.startswith("ckpt=") for a in args) else [f"ckpt={run}"]
+        assert main(["eval", *ckpt, *args, *common]) == 0
+    results = {p.parent.name: json.loads(p.read_text()) for p in (run / "eval").glob("*/metrics.json")}
+    assert set(results) == {"last_test_k5", "best_test_k5", "last_val_k5", "last_test_k7", "last_test_k5_first50"}
+    assert results["last_val_k5"]["split"] == "val" and results["best_test_k5"]["checkpoint"].endswith("best.pt")
+    assert results["last_test_k5_first50"]["n"] == 50 and results["last_test_k5"]["n"] == 180
+    assert results["last_test_k7"]["k"] == 7
+
+
+def test_a_relative_data_path_is_stored_resolved_so_eval_works_from_anywhere(tmp_path, train_run, monkeypatch):
+    import numpy as np
+
+    (tmp_path / "data").mkdir()
+    np.savetxt(tmp_path / "data" / "table.csv", np.random.default_rng(0).random((120, 5)), delimiter=",")
+    monkeypatch.chdir(tmp_path)
+    run = train_run("dataset=tensor_file", "dataset.path=data/table.csv", "model.hidden_dims=[8]", "trainer.epochs=1")
+    from aectl.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run)["config"]["dataset"]["path"] == str(tmp_path / "data" / "table.csv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", f"ckpt={run}", "k=2", "progress=false", "device=cpu", "projector=false"]) == 0

@@ -14,6 +14,7 @@ import torch
 
 from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.cli import main
+from tests.conftest import eval_file
 
 # 90 steps per epoch (~0.3 s here): long enough to be caught mid-run; the noise draws from the RNG.
 SWEEP = ["model=dae", "noise=gaussian", "model.latent_dim=2,4", "model.hidden_dims=[256,256]", "trainer.epochs=3",
@@ -152,7 +153,7 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
     if importlib.util.find_spec("aectl.evaluate") is not None:  # `aectl eval` reads it like any checkpoint
         assert main(["eval", f"ckpt={run}", "k=5", "max_embed=50", "progress=false", "device=cpu",
                      "projector=false"]) == 0
-        assert json.loads((run / "eval" / "metrics.json").read_text())
+        assert json.loads(eval_file(run).read_text())
 
 
 def test_torchrun_vae_draws_each_ranks_epsilon_from_one_seeded_scheme(tmp_path, train_run):

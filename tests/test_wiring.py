@@ -12,7 +12,7 @@ from aectl import trainer
 from aectl.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
 from aectl.cli import main
 from aectl.data import load_dataset
-from tests.conftest import read_metrics
+from tests.conftest import eval_file, read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")
 STEPS_PER_EPOCH = 12  # 1437 training digits in batches of 128
@@ -26,7 +26,7 @@ def scalars(run, tag: str) -> dict[int, float]:
 
 def eval_metrics(run, *args: str) -> dict:
     assert main(["eval", f"ckpt={run}", "progress=false", "device=cpu", "projector=false", *args]) == 0
-    return json.loads((run / "eval" / "metrics.json").read_text())
+    return json.loads(eval_file(run).read_text())
 
 
 # ---------------------------------------------------------------- β(t) as the CLI wires it
