@@ -299,9 +299,22 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
             tracker.hparams(_hparams(config_dict), {f"hparam/{k}": v for k, v in metrics["val"].items()})
             log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
                      metrics["test"]["loss"] if "test" in metrics else float("nan"), run_dir / "metrics.json")
+            log.info(_summary(metrics, m.latent_dim))
     finally:
         tracker.close()
     return metrics
+
+
+def _summary(metrics: dict, latent_dim: int) -> str:
+    """What says at a glance whether the model works: its val PSNR against the mean image's
+    (a model that ignores its input scores the latter), the VAE's active units and KL."""
+    val, parts = metrics["val"], []
+    if "psnr" in val:
+        parts.append(f"val PSNR {val['psnr']:.2f} dB (the mean training image scores "
+                     f"{metrics.get('val_psnr_mean_image', float('nan')):.2f} dB)")
+    if "active_units" in val:
+        parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {val['kl']:.3g} nats")
+    return "; ".join(parts) or f"val loss {val['loss']:.5g}"
 
 
 def _noise_in_data_range(params: dict, data) -> dict:

@@ -97,7 +97,7 @@ class BetaScheduleConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 30  # passes over the training split
+    epochs: int = 100  # passes over the training split
     batch_size: int = 128  # examples per optimizer step
     lr: float = 1e-3  # learning rate
     optimizer: str = "adam"  # adam | adamw | sgd
@@ -284,8 +284,6 @@ def check_fields_apply(cfg: TrainConfig) -> None:
         _check("model.code_activation", m.code_activation, m.code_activation == "identity",
                "identity for model=vae (its code is the Gaussian posterior's μ and log σ²)")
     if m.likelihood != "gaussian":
-        _check("model.sigma", m.sigma, m.sigma == ModelConfig.sigma,
-               f"unset for model.likelihood={m.likelihood} (σ is the gaussian likelihood's)")
         _check("model.output_activation", m.output_activation, m.output_activation == ModelConfig.output_activation,
                f"unset for model.likelihood={m.likelihood} (its decoder emits logits; output_activation "
                "squashes the gaussian mean)")

@@ -31,7 +31,7 @@ from aectl.models import ModelOutput, mean_reconstruction
 from aectl.noise import Corruption
 from aectl.objective import TERMS, Objective
 from aectl.signals import Interrupted
-from aectl.validation import evaluate_split
+from aectl.validation import evaluate_split, mean_image_psnr
 
 log = logging.getLogger(__name__)
 Corrupt = Corruption
@@ -341,6 +341,9 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     bar.close()
     final = {split: evaluate(model, getattr(data, split), data, objective, corrupt, target_beta, eval_batch)
              for split in ("train", "val", "test") if len(getattr(data, split))}
+    if len(data.val):
+        final["val_psnr_mean_image"] = mean_image_psnr(data.batches(data.train, eval_batch),
+                                                       data.batches(data.val, eval_batch), data.known_range)
     final.update(best_val_loss=progress.best_val_loss, val_loss_history=progress.val_history, epochs=progress.epoch,
                  steps=progress.step, train_time_s=round(elapsed(), 3), overrides=checkpoint_meta.get("overrides", []),
                  resumed_with=checkpoint_meta.get("resumed_with", []))

@@ -112,3 +112,18 @@ def evaluate_split(model: nn.Module, batches, objective: Objective, corrupt, bet
         codes = torch.cat([split.add(model, x) for x in batches])
     model.train(was_training)
     return split.result(codes)
+
+
+@torch.no_grad()
+def mean_image_psnr(train_batches, split_batches, known_range: tuple[float, float] | None) -> float | None:
+    """PSNR of the mean training example taken as every reconstruction: the score of a model
+    that ignores its input (a collapsed VAE's), the bar a working model clears."""
+    if known_range is None:
+        return None
+    total, n = None, 0
+    for x in train_batches:
+        total = x.double().sum(0) if total is None else total + x.double().sum(0)
+        n += len(x)
+    mean = (total / n).float()
+    scores = [metrics.psnr(mean.expand_as(x), x, known_range[1] - known_range[0]) for x in split_batches]
+    return torch.cat(scores).mean().item()

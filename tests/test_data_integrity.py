@@ -120,7 +120,6 @@ REFUSED = [
     (("beta_schedule=linear", "beta_schedule.cycles=3"), "beta_schedule.cycles=3", "does not use cycles"),
     (("model=ae", "beta=0.5"), "beta=0.5", "beta weighs the KL term of model=vae"),
     (("model=ae", "beta_schedule=linear"), "beta_schedule.kind='linear'", "the schedule anneals the KL"),
-    (("model.likelihood=bernoulli", "model.sigma=0.3"), "model.sigma=0.3", "σ is the gaussian likelihood's"),
     (("experiment=mnist_vae", "dataset=binarized_mnist"), "dataset.binarize='dynamic'", "binary already"),
     (("beta_schedule=cyclical", "beta_schedule.cycles=10", "trainer.epochs=1"), "beta_schedule.cycles=10",
      "at most 6 (this run has 12 optimizer steps"),

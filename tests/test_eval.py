@@ -146,12 +146,9 @@ def test_eval_prints_a_table_and_leaves_the_working_folder_alone(evaluated, vari
     assert "linear probe accuracy" in out and f"{values['probe_acc']:.4g}" in out
     assert f"{values['psnr_noisy_masking']:.4g} noisy → {values['psnr_denoised_masking']:.4g} denoised" in out
     if variant == "vae":
-        # The default VAE is a Bernoulli on grey digits: its numbers are labelled as cross-entropies.
-        assert "−log p(x), IW bound k=20 (grey-level Bernoulli CE†)" in out
-        assert f"{values['nll_iw']:.4g}" in out
-        plain_nats = [line.split()[0] for line in out.splitlines() if "(nats)" in line]
-        assert plain_nats == ["KL(q(z|x)"]  # the KL is in nats whatever the likelihood; nothing else
-        assert "† Bernoulli likelihood on grey levels: recon, −ELBO and the IW estimate are" in out
+        # The default VAE's gaussian decoder is a normalised likelihood: its numbers are nats.
+        assert "−log p(x), IW bound k=20 (nats)" in out and f"{values['nll_iw']:.4g}" in out
+        assert "−ELBO = reconstruction + KL (nats)" in out and "†" not in out
         assert "active units (of K=8)" in out
     if variant == "sparse_ae":
         assert "sparsity: mean ρ̂ (ρ=0.05)" in out and f"{values['frac_within_2x']:.4g}" in out
@@ -315,3 +312,23 @@ def test_a_relative_data_path_is_stored_resolved_so_eval_works_from_anywhere(tmp
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["eval", f"ckpt={run}", "k=2", "progress=false", "device=cpu", "projector=false"]) == 0
+
+
+def test_a_bernoulli_on_grey_levels_is_labelled_a_cross_entropy_and_on_binary_data_nats(train_run, capsys):
+    grey = train_run("model.likelihood=bernoulli", "model.hidden_dims=[16]", "trainer.epochs=1")
+    binary = train_run("model.likelihood=bernoulli", "dataset.binarize=dynamic", "model.hidden_dims=[16]",
+                       "trainer.epochs=1")
+    outputs = {}
+    for name, run in (("grey", grey), ("binary", binary)):
+        capsys.readouterr()
+        assert main(["eval", f"ckpt={run}", "k=3", "progress=false", "device=cpu", "projector=false"]) == 0
+        outputs[name] = (capsys.readouterr().out, json.loads(eval_file(run).read_text())["likelihood"])
+    out, likelihood = outputs["grey"]
+    assert likelihood["normalised"] is False and likelihood["binary_data"] is False
+    assert "−log p(x), IW bound k=3 (grey-level Bernoulli CE†)" in out
+    assert "† Bernoulli likelihood on grey levels: recon, −ELBO and the IW estimate are" in out
+    plain_nats = [line.split()[0] for line in out.splitlines() if "(nats)" in line]
+    assert plain_nats == ["KL(q(z|x)"]  # the KL is in nats whatever the likelihood; nothing else
+    out, likelihood = outputs["binary"]
+    assert likelihood["normalised"] is True and likelihood["binary_data"] is True
+    assert "−log p(x), IW bound k=3 (nats)" in out and "†" not in out
