@@ -296,7 +296,8 @@ def _build_and_fit(config, config_dict: dict, run_dir: Path, resume: dict | None
         metrics = fit(model, data, objective, corrupt, beta_at, config.beta, t, run_dir, tracker, meta, resume,
                       dist=dist, stop_requested=dist.agree(stop_requested))
         if metrics:
-            tracker.hparams(_hparams(config_dict), {f"hparam/{k}": v for k, v in metrics["val"].items()})
+            tracker.hparams(_hparams(config_dict, _swept_overrides() or meta["overrides"]),
+                            {f"hparam/{k}": v for k, v in metrics["val"].items()})
             log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
                      metrics["test"]["loss"] if "test" in metrics else float("nan"), run_dir / "metrics.json")
             log.info(_summary(metrics, m.latent_dim))
@@ -341,15 +342,30 @@ def _eval_task(cfg) -> list[dict]:
     return evaluate.run(settings)
 
 
-def _hparams(config_dict: dict) -> dict:
-    """Flat {'model.latent_dim': 8, ...} of the config's scalar and list values."""
+def _swept_overrides() -> list[str]:
+    """The overrides a sweep varies for this job (its folder name), [] outside a Hydra sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        job = HydraConfig.get()
+    except ValueError:  # called without Hydra (the Python API, tests)
+        return []
+    return job.job.override_dirname.split(",") if job.mode == RunMode.MULTIRUN else []
+
+
+def _hparams(config_dict: dict, overrides: list[str] = ()) -> dict:
+    """Flat {'model.latent_dim': 8, ...} of the config's scalar and list values, the keys set on
+    the command line first (a sweep's HPARAMS tab then leads with what it swept)."""
     flat = {}
     for group, values in config_dict.items():
         if isinstance(values, dict):
             flat.update({f"{group}.{k}": v for k, v in values.items() if v is not None})
         elif values is not None:
             flat[group] = values
-    return flat
+    given = [o.split("=", 1)[0].lstrip("+") for o in overrides if "=" in o]
+    first = [k for k in given if k in flat] + [k for k in flat if k.split(".")[0] in given and k not in given]
+    return {k: flat[k] for k in dict.fromkeys([*first, *flat])}
 
 
 def _hydra_app(task, config_name: str):

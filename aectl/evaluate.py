@@ -176,8 +176,8 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     tracker = tracking.TensorBoardTracker(run_dir)
     try:
         tracker.scalars(tag, values, step)
-        images = write_pictures(model, first, codes, labels, variant, data, settings.seed, out_dir, tracker, tag,
-                                step)
+        images = write_pictures(model, first, codes, labels, variant, data, settings.split, settings.seed, out_dir,
+                                tracker, tag, step)
         if settings.projector:
             write_projector(run_dir, tracker, codes, labels, first, getattr(data, "classes", None), step,
                             settings.max_embed)
@@ -318,30 +318,40 @@ def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labe
 
 @torch.no_grad()
 def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
-                   variant: Variant, data: DataSplits, seed: int, out_dir: Path, tracker, tag: str,
+                   variant: Variant, data: DataSplits, split: str, seed: int, out_dir: Path, tracker, tag: str,
                    step: int) -> list[str]:
     """PNGs in out_dir and the same images in TensorBoard under <tag>/<picture>; returns the file names."""
     device = next(model.parameters()).device
     x = first[:N_PICTURES].to(device)
-    images = {"reconstruction": pictures.reconstruction_grid(x, metrics.reconstruct(model, x))}
+    examples = f"{len(x)} {split} examples"
+    grids = {"reconstruction": (pictures.reconstruction_grid(x, metrics.reconstruct(model, x)),
+                                f"{variant.kind}: {examples} and their reconstructions"
+                                + (" (z = μ)" if variant.variational else ""), ["input", "reconstruction"])}
     if variant.noise["kind"] != "none":
         g = torch.Generator(device=device).manual_seed(seed)
-        x_noisy = variant.trained_noise(data_range(data))(x, generator=g)
-        images["denoising"] = pictures.noisy_denoised_grid(x, x_noisy, metrics.reconstruct(model, x_noisy))
+        noise = variant.trained_noise(data_range(data))
+        x_noisy = noise(x, generator=g)
+        grids["denoising"] = (pictures.noisy_denoised_grid(x, x_noisy, metrics.reconstruct(model, x_noisy)),
+                              f"{variant.kind}: denoising under the trained {noise.kind} noise",
+                              ["clean", "noisy", "denoised"])
     if variant.variational:
         g = torch.Generator(device=device).manual_seed(seed)
-        images["samples"] = pictures.samples_grid(pictures.prior_samples(model, N_PRIOR_SAMPLES, g))
+        grids["samples"] = (pictures.samples_grid(pictures.prior_samples(model, N_PRIOR_SAMPLES, g)),
+                            f"{N_PRIOR_SAMPLES} samples: z ~ N(0, I) decoded to E[x|z]", [])
         most_active = codes.var(0).argsort(descending=True)[:MAX_TRAVERSED].tolist()
         z0 = torch.zeros(codes.shape[1], device=device)  # the prior's mean; one row per traversed dim
-        images["traversal"] = pictures.traversal_grid(model, z0, dims=most_active)
+        grids["traversal"] = (pictures.traversal_grid(model, z0, dims=most_active),
+                              "traversals: z_j from −3 to 3, the other units at 0 (most active first)",
+                              [f"z{j}" for j in most_active])
+    zoom = max(1, math.ceil(MIN_TILE_PX / first.shape[-2]))  # small images (8×8 digits) enlarged, pixel for pixel
+    images = {name: pictures.labelled(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2), title, rows)
+              for name, (grid, title, rows) in grids.items()}
     images["latent_scatter"] = pictures.latent_scatter_png(
         codes[:SCATTER_MAX], None if labels is None else labels[:SCATTER_MAX], None,
-        title=f"{variant.kind}: latent {'means' if variant.variational else 'code'}")
-    zoom = max(1, math.ceil(MIN_TILE_PX / first.shape[-2]))
+        title=f"{variant.kind}: latent {'means' if variant.variational else 'code'}",
+        class_names=getattr(data, "classes", None))
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, image in images.items():
-        if name != "latent_scatter":  # small images (8×8 digits) enlarged, pixel for pixel
-            image = image.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
         pictures.save_png(image, out_dir / f"{name}.png")
         tracker.image(f"{tag}/{name}", image, step)
     return [f"{name}.png" for name in images]

@@ -78,9 +78,10 @@ def _project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str, tuple[str, str]]:
 
 
 def latent_scatter_png(z: torch.Tensor, labels: torch.Tensor | None, path: str | Path | None,
-                       title: str = "latent") -> torch.Tensor:
+                       title: str = "latent", class_names: Sequence[str] | None = None) -> torch.Tensor:
     """Scatter of the latent (N, K) in 2-D (the latent itself when K = 2, else its first two
-    principal components), coloured by `labels` (a legend for ≤ 20 classes, else a colorbar).
+    principal components), coloured by `labels` (a legend for ≤ 20 classes, named by
+    `class_names` where the dataset has them, else a colorbar).
     Saved as PNG at `path` (skipped if None); returns the figure as a (3, H, W) uint8 tensor."""
     import matplotlib
     import numpy as np
@@ -102,8 +103,9 @@ def latent_scatter_png(z: torch.Tensor, labels: torch.Tensor | None, path: str |
             palette = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
             for i, c in enumerate(classes.tolist()):
                 m = labels == c
-                ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.6, color=palette(i), label=str(c))
-            ax.legend(markerscale=3, fontsize="small", title="label",   # outside: "best" is slow
+                name = class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+                ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.6, color=palette(i), label=name)
+            ax.legend(markerscale=3, fontsize="small", title="class",   # outside: "best" is slow
                       loc="upper left", bbox_to_anchor=(1.01, 1.0))
         else:
             points = ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.6, c=labels, cmap="viridis")
@@ -115,6 +117,35 @@ def latent_scatter_png(z: torch.Tensor, labels: torch.Tensor | None, path: str |
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png")
+    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
+    return rgba[..., :3].permute(2, 0, 1).contiguous()
+
+
+def labelled(grid: torch.Tensor, title: str, row_labels: Sequence[str] = (), pixels_per_row: int = 0) -> torch.Tensor:
+    """A grid image (3, H, W) in [0, 1] drawn with a title above it and a name left of each row
+    (rows of equal height, `pixels_per_row` each: 0 = H / len(row_labels)); returns the figure
+    as a (3, H', W') uint8 tensor, the form `save_png` and TensorBoard take."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    image = grid.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    height, width = image.shape[:2]
+    margin = 110 if row_labels else 10  # pixels for the row names
+    dpi = 100
+    fig = Figure(figsize=((width + margin + 10) / dpi, (height + 50) / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((margin / (width + margin + 10), 10 / (height + 50), width / (width + margin + 10),
+                       height / (height + 50)))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    row_height = pixels_per_row or (height / len(row_labels) if row_labels else height)
+    ax.set_yticks([row_height * (i + 0.5) for i in range(len(row_labels))], list(row_labels), fontsize=9)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.suptitle(title, fontsize=10, y=1 - 8 / (height + 50), va="top")
+    canvas.draw()
     rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
     return rgba[..., :3].permute(2, 0, 1).contiguous()
 

@@ -172,3 +172,12 @@ def test_with_beta_swept_the_loss_is_not_ranked(tmp_path):
     report = rep.build_report([tmp_path])
     assert report.best["val/loss"] == set() and report.best["test/loss"] == set()  # different objectives
     assert report.best["val/recon"] == {0} and report.best["val/psnr"] == {0}
+
+
+def test_a_sweeps_hparams_lead_with_the_swept_keys():
+    from aectl.cli import _hparams
+
+    config = {"model": {"kind": "vae", "latent_dim": 8}, "trainer": {"lr": 0.001}, "beta": 0.5}
+    assert list(_hparams(config, ["trainer.lr=0.001", "beta=0.5"]))[:2] == ["trainer.lr", "beta"]
+    assert list(_hparams(config, ["model=vae"]))[:2] == ["model.kind", "model.latent_dim"]  # a group: its fields
+    assert list(_hparams(config, [])) == ["model.kind", "model.latent_dim", "trainer.lr", "beta"]
