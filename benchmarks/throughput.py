@@ -27,6 +27,7 @@ from aectl import schedules
 from aectl.config import TrainerConfig
 from aectl.data import DataSplits
 from aectl.models import build_model
+from aectl.noise import Corruption
 from aectl.objective import Objective
 from aectl.tracking import TensorBoardTracker
 from aectl.trainer import IntervalLog, Progress, make_loop, train_epoch
@@ -78,10 +79,11 @@ def make_runners(conv: bool, n: int, device: torch.device, compile_: bool, bf16:
     model = build_model("vae", **kwargs).to(device)
     settings = TrainerConfig(batch_size=128, lr=1e-3, compile=compile_, precision="bf16" if bf16 else "fp32")
     beta_at = lambda step: schedules.beta_at(step, beta=1.0)  # noqa: E731
-    loop = make_loop(model, Objective("bernoulli", variational=True), lambda x: x, beta_at, settings)
+    objective = Objective("bernoulli", variational=True)
+    loop = make_loop(model, objective, Corruption("none"), beta_at, settings)
     progress = Progress()
     tracker = TensorBoardTracker(log_dir)
-    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, device)
+    interval = IntervalLog(tracker, settings.log_every, settings.batch_size, device, objective)
     bar = tqdm(total=10**9, file=open(os.devnull, "w"), mininterval=0.5)  # updated every step, as in a run
     epoch = iter(range(10**9))
 
