@@ -169,7 +169,7 @@ def test_iw_estimate_through_eval_is_the_exact_log_likelihood_of_a_constant_deco
 
 
 def test_psnr_mse_and_active_units_through_eval_match_hand_values(train_run):
-    run = train_run(*TINY, "trainer.epochs=2")
+    run = train_run("model.likelihood=bernoulli", *TINY, "trainer.epochs=2")
     model = rebuild_model(load_checkpoint(run))
     data = load_dataset("digits")
     x = data.as_float(data.test)
