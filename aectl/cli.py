@@ -60,6 +60,9 @@ def _single_run_errors(task):
 
         try:
             return task(cfg)
+        except (Interrupted, KeyboardInterrupt) as stopped:
+            _record_interruption(stopped)
+            raise
         except Exception as err:
             if HydraConfig.get().mode == RunMode.RUN:
                 if isinstance(err, AectlError):
@@ -82,6 +85,20 @@ def _record_failure(err: Exception) -> None:
         (Path(HydraConfig.get().runtime.output_dir) / "error.txt").write_text(line + "\n")
     except OSError:
         pass  # an unwritable folder must not hide the original error
+
+
+def _record_interruption(stopped: BaseException) -> None:
+    """A run stopped by a signal or Ctrl-C leaves <run>/interrupted.txt, so `aectl report` says
+    "interrupted" rather than "running" (and, in a sweep, tells it from the jobs never started)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from aectl.runfolder import mark_interrupted
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.job.name != "train":  # eval writes into the evaluated run, not a run folder of its own
+        return
+    line = "; ".join(stopped.message().splitlines()) if isinstance(stopped, Interrupted) else "interrupted by Ctrl-C"
+    mark_interrupted(hydra_cfg.runtime.output_dir, line)
 
 
 def _train_task(cfg) -> dict:
@@ -228,6 +245,7 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None,
 
     with runfolder.claim(run_dir, resuming=resume is not None), \
             signals.StopSignals(preemption.stop_signals()) as stop:
+        runfolder.clear_interrupted(run_dir)  # this process trains here now
         try:
             return _build_and_fit(config, config_dict, run_dir, resume, stop, overrides or [])
         except signals.Interrupted as stopped:

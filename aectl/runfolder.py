@@ -18,6 +18,7 @@ except ImportError:  # Windows
 
 LOCK_NAME = ".lock"
 KEY = "hydra.run.dir"
+INTERRUPTED = "interrupted.txt"  # one line left by a run stopped by a signal or Ctrl-C (aectl report reads it)
 
 
 def _try_lock(fd: int) -> bool:
@@ -158,3 +159,20 @@ def eval_name(checkpoint: Path, split: str, k: int | None, limit: int = 0) -> st
 def eval_results(run_dir: Path) -> list[Path]:
     """The eval metrics.json files of a run, newest last."""
     return sorted((run_dir / "eval").glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+
+
+def mark_interrupted(run_dir: str | Path, line: str) -> None:
+    """Leave `line` in <run_dir>/interrupted.txt: without it a stopped run (no metrics.json,
+    files unchanged since) would look like one still running."""
+    try:
+        (Path(run_dir) / INTERRUPTED).write_text(line.strip() + "\n")
+    except OSError:
+        pass  # an unwritable folder must not hide how the run ended
+
+
+def clear_interrupted(run_dir: str | Path) -> None:
+    """A run (re)starting in the folder: the stop it recorded is over."""
+    try:
+        (Path(run_dir) / INTERRUPTED).unlink(missing_ok=True)
+    except OSError:
+        pass
