@@ -295,3 +295,23 @@ def test_load_dataset_refuses_unknown_names_and_bad_files():
         load_dataset("imagenet")
     with pytest.raises(DataError, match="file does not exist"):
         load_dataset("tensor_file", path="no-such-file.csv")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_a_csv_too_small_to_split_is_one_line_naming_file_rows_and_minimum(tmp_path, capsys, rows):
+    path = tmp_path / "tiny.csv"
+    path.write_text("".join(f"{i},{i + 1},{i % 3}\n" for i in range(rows)))
+    line = run_error(tmp_path, capsys, "dataset=tensor_file", f"dataset.path={path}")
+    assert line == (f"aectl train: error: {path}: {rows} row{'s' if rows > 1 else ''}, too few to split into train, "
+                    "val and test (dataset.val_fraction=0.1, dataset.test_fraction=0.1); at least 6 rows are needed")
+
+
+def test_the_smallest_data_that_splits_gives_every_split_an_example(tmp_path):
+    path = tmp_path / "six.csv"
+    path.write_text("".join(f"{i},{i + 1}\n" for i in range(6)))
+    data = load_dataset("tensor_file", path=str(path))
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 1, 1)
+    np.save(tmp_path / "four.npy", np.ones((4, 3), np.float32))
+    with pytest.raises(DataError, match=r"four.npy: 4 examples, too few to split into train and val \("
+                                        r".*at least 6 examples are needed"):
+        load_dataset("tensor_file", path=str(tmp_path / "four.npy"), test_fraction=0.0)
