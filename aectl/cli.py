@@ -405,7 +405,9 @@ def _one_line(err: BaseException) -> str:
         return line
     parts = [str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__]
     cause = err.__cause__
-    if cause is not None and str(cause).strip():
+    # An AectlError's message is complete: the exception it was raised from (a reader's
+    # OSError, PIL's error) is already quoted in it, and appending it would say it twice.
+    if cause is not None and str(cause).strip() and not isinstance(err, AectlError):
         parts.append(str(cause).strip().splitlines()[0])
         schema = getattr(cause, "object_type", None)
         if dataclasses.is_dataclass(schema) and "not in" in parts[-1]:

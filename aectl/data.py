@@ -124,7 +124,7 @@ class StreamedSplit:
         cuda = self.device.type == "cuda"
         loader = DataLoader(Subset(self.dataset, self.indices.tolist()), batch_size=batch_size, shuffle=shuffle,
                             num_workers=self.workers, pin_memory=cuda)
-        for images, _ in loader:
+        for images, _ in readers.worker_errors_named(loader):
             yield images.to(self.device, non_blocking=cuda)
 
 

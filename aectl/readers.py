@@ -600,6 +600,20 @@ def estimate_folder_bytes(n_files: int, size, channels: int) -> int:
     return n_files * channels * height * width
 
 
+def worker_errors_named(loader):
+    """The batches of a DataLoader. A DataError raised in a worker process reaches the main
+    process wrapped by torch ("Caught DataError in DataLoader worker process 0", then the
+    traceback); it is raised again as the worker's own one-line message, naming the file."""
+    try:
+        yield from loader
+    except DataError as err:
+        text = str(err)
+        if "Original Traceback" not in text:
+            raise
+        last = text.strip().splitlines()[-1]  # the traceback's "aectl.errors.DataError: <message>"
+        raise DataError(last.split("DataError: ", 1)[-1]) from None
+
+
 class ImageFolderStream(Dataset):
     """The images of `load_image_folder`, decoded one per __getitem__, for folders larger than memory."""
 

@@ -315,3 +315,13 @@ def test_the_smallest_data_that_splits_gives_every_split_an_example(tmp_path):
     with pytest.raises(DataError, match=r"four.npy: 4 examples, too few to split into train and val \("
                                         r".*at least 6 examples are needed"):
         load_dataset("tensor_file", path=str(tmp_path / "four.npy"), test_fraction=0.0)
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_a_broken_image_is_named_once_in_memory_and_streamed(tmp_path, capsys, in_memory):
+    root = image_folder(tmp_path, n_per_class=4)
+    (root / "dogs" / "2.png").write_bytes(b"not an image")
+    line = run_error(tmp_path, capsys, "dataset=image_folder", f"dataset.path={root}", "dataset.size=8",
+                     f"dataset.in_memory={in_memory}", "dataset.workers=1", "model=ae", "trainer.batch_size=4")
+    assert line.startswith(f"aectl train: error: {root / 'dogs' / '2.png'}: cannot decode image (")
+    assert "worker" not in line and line.count("cannot identify image file") == 1, line
