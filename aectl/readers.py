@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aectl.errors import ConfigError, DataError
+from aectl.errors import ConfigError, DataError, refused_global
 
 
 @dataclass
@@ -458,6 +458,11 @@ def load_tensor_file(path, *, key: str | None = None, label_key: str | None = No
         data, labels = _TENSOR_READERS[ext](path, key=key, label_key=label_key, label_column=label_column)
     except DataError:
         raise
+    except pickle.UnpicklingError as exc:  # torch.load's weights_only refusal, or not a pickle at all
+        name = refused_global(exc)
+        reason = f"refused: it refers to {name}; a .pt data file may hold only tensors and plain data" if name \
+            else "not a pickle of tensors and plain data"
+        raise DataError(f"{path}: cannot read as {ext} ({reason})") from None
     except Exception as exc:  # numpy, zipfile, pickle and torch each raise their own kinds
         raise DataError(f"{path}: cannot read as {ext} ({_one_line(exc)})") from exc
     x = _to_nchw(path, data)
