@@ -32,6 +32,7 @@ BAD_INPUT = [
     (["trainer.optimizer=rmsprop"], ["trainer.optimizer='rmsprop'", "adam"]),
     (["model.kind=gan"], ["model.kind='gan'", "vae"]),
     (["trainer.resume=no/such/run"], ["trainer.resume=no/such/run", "no such checkpoint"]),
+    (["model=vae", "penalty=kl_sparsity"], ["penalty.kind='kl_sparsity' is not allowed: none for model=vae"]),
 ]
 
 
