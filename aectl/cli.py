@@ -5,6 +5,7 @@ Nothing here imports torch at module level, so `aectl --help` and tab completion
 """
 
 import dataclasses
+import itertools
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ commands:
   eval     evaluate a checkpoint, run folder or sweep folder: aectl eval ckpt=outputs/<date>/<time>
   report   compare the runs of a sweep: aectl report multirun/<date>/<time>
 
-Run `aectl <command> --help` for the options of a command.
+Run `aectl <command> --help` for the options of a command, `aectl --version` for the version.
 Tab completion (bash): eval "$(aectl train -sc install=bash)"
 """
 COMMANDS = ("train", "eval", "report")
@@ -432,6 +433,10 @@ def _run_hydra(command: str, args: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     task, config_name = {"train": (_train_task, "train"), "eval": (_eval_task, "eval")}[command]
+    stray = _stray_word(command, args)
+    if stray:
+        print(f"aectl {command}: error: {stray}", file=sys.stderr)
+        return 2
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     if "-m" in args or "--multirun" in args:
@@ -472,6 +477,26 @@ def _run_hydra(command: str, args: list[str]) -> int:
         else:
             os.environ["HYDRA_FULL_ERROR"] = full_error
     return 0
+
+
+# Hydra flags whose value is the next word (--cfg job, --info defaults), not an override.
+_VALUE_FLAGS = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+                "--config-dir", "--experimental-rerun", "-i", "--info")
+
+
+def _stray_word(command: str, args: list[str]) -> str | None:
+    """The error line for a word that is neither an override nor a flag, or None. Most often it
+    is the rest of a value the shell split at a space (dataset.path=my data.csv): say how to quote it."""
+    for i, arg in enumerate(args):
+        if "=" in arg or arg.startswith(("-", "~")) or (i and args[i - 1] in _VALUE_FLAGS):
+            continue
+        before = args[i - 1] if i else ""
+        if "=" not in before or before.startswith("-"):
+            return f"{arg}: not an override; overrides are key=value (e.g. model=vae), see aectl {command} --help"
+        words = [arg, *itertools.takewhile(lambda a: "=" not in a and not a.startswith(("-", "~")), args[i + 1:])]
+        return (f"{arg}: not an override (key=value); a value with spaces must be quoted, "
+                f"e.g. \"{' '.join([before, *words])}\"")
+    return None
 
 
 # Hydra flags after which no run starts (so no run folder to claim).
@@ -526,10 +551,26 @@ def _completion(args: list[str]) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version; the package's own where it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("aectl")
+    except PackageNotFoundError:
+        from aectl import __version__
+
+        return __version__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
+        return 0
+    if "--version" in argv[:1] or (argv[0] in COMMANDS and "--version" in argv[1:]):  # before Hydra's own --version
+        print(f"aectl {version()}")
         return 0
     if argv[0] == "-sc":
         return _completion(argv)

@@ -133,3 +133,46 @@ def test_wheel_ships_the_configs(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for config in ("train.yaml", "model/vae.yaml", "noise/masking.yaml", "hydra/help/train.yaml"):
         assert f"aectl/configs/{config}" in names
+
+
+@pytest.mark.parametrize("command, args, line", [
+    ("train", ["dataset=tensor_file", "dataset.path=my", "data.csv"],
+     'data.csv: not an override (key=value); a value with spaces must be quoted, e.g. "dataset.path=my data.csv"'),
+    ("train", ["dataset.path=my", "big", "data.csv", "trainer.epochs=1"],
+     'big: not an override (key=value); a value with spaces must be quoted, e.g. "dataset.path=my big data.csv"'),
+    ("eval", ["ckpt=runs/my", "run"],
+     'run: not an override (key=value); a value with spaces must be quoted, e.g. "ckpt=runs/my run"'),
+    ("train", ["vae"], "vae: not an override; overrides are key=value (e.g. model=vae), see aectl train --help"),
+])
+def test_an_unquoted_value_with_spaces_gets_a_hint_to_quote_it(tmp_path, capsys, command, args, line):
+    assert main([command, *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"aectl {command}: error: {line}"]
+    assert not list(tmp_path.iterdir())  # refused before anything was created
+
+
+def test_flag_values_are_not_mistaken_for_stray_words(capsys):
+    assert main(["train", "--cfg", "job", "model=ae"]) == 0
+    assert "kind: ae" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["train", "--version"], ["eval", "--version"],
+                                  ["report", "--version"], ["train", "model=ae", "--version"]])
+def test_version_is_aectls(capsys, argv):
+    from importlib.metadata import version
+
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"aectl {version('aectl')}\n"
+
+
+def test_version_without_installed_metadata_is_the_packages(capsys, monkeypatch):
+    import importlib.metadata
+
+    import aectl
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.setattr(aectl, "__version__", "9.9.9")
+    assert main(["train", "--version"]) == 0
+    assert capsys.readouterr().out == "aectl 9.9.9\n"
