@@ -432,11 +432,14 @@ def _run_hydra(command: str, args: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from aectl.runfolder import forget_new_run_dir, remove_refused_run_dir
+
     task, config_name = {"train": (_train_task, "train"), "eval": (_eval_task, "eval")}[command]
     stray = _stray_word(command, args)
     if stray:
         print(f"aectl {command}: error: {stray}", file=sys.stderr)
         return 2
+    forget_new_run_dir()  # a folder noted by an earlier command of this process is not this one's
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     if "-m" in args or "--multirun" in args:
@@ -453,6 +456,7 @@ def _run_hydra(command: str, args: list[str]) -> int:
         err = err.args[0] if isinstance(err, _InputError) else err
         if full_error == "1":
             raise err
+        remove_refused_run_dir()
         print(f"aectl {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except Interrupted as stopped:
@@ -464,6 +468,7 @@ def _run_hydra(command: str, args: list[str]) -> int:
     except OSError as err:  # e.g. a run folder Hydra cannot create, a full disk
         if full_error == "1":
             raise
+        remove_refused_run_dir()
         print(f"aectl {command}: error: {err.strerror or err}{f': {err.filename}' if err.filename else ''} "
               "(check hydra.run.dir and the paths in the config)", file=sys.stderr)
         return 2
@@ -510,7 +515,7 @@ def _claim_explicit_run_dir(command: str, argv: list[str]):
     untouched. Resuming in place keeps the folder's original .hydra/ record."""
     import contextlib
 
-    from aectl.runfolder import claim
+    from aectl.runfolder import claim, note_new_run_dir
 
     args = argv[1:]
     given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
@@ -522,6 +527,7 @@ def _claim_explicit_run_dir(command: str, argv: list[str]):
     if resuming and (run_dir / "checkpoints" / "last.pt").is_file() and \
             not any(a.startswith("hydra.output_subdir=") for a in args):
         argv.append("hydra.output_subdir=null")
+    note_new_run_dir(run_dir)  # before the lock creates it
     return claim(run_dir, resuming)
 
 

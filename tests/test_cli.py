@@ -176,3 +176,30 @@ def test_version_without_installed_metadata_is_the_packages(capsys, monkeypatch)
     monkeypatch.setattr(aectl, "__version__", "9.9.9")
     assert main(["train", "--version"]) == 0
     assert capsys.readouterr().out == "aectl 9.9.9\n"
+
+
+REFUSED_IN_THE_TASK = [["model.latent_dim=0"], ["model=vae", "penalty=kl_sparsity"], ["trainer.resume=no/such/run"],
+                       ["dataset=tensor_file", "dataset.path=tiny.csv"], ["trainer.optimizer=rmsprop"]]
+
+
+def test_refused_commands_leave_no_run_folder_behind(tmp_path, capsys):
+    Path("tiny.csv").write_text("1,2\n3,4\n")
+    for overrides in REFUSED_IN_THE_TASK:
+        assert main(["train", *overrides, "trainer.epochs=1", "trainer.progress=false"]) == 2
+        assert not Path("outputs").exists(), (overrides, list(Path("outputs").rglob("*")))
+        assert main(["train", *overrides, "hydra.run.dir=new/run", "trainer.epochs=1"]) == 2
+        assert not Path("new").exists(), overrides
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2 * len(REFUSED_IN_THE_TASK)
+
+
+def test_a_refused_command_keeps_folders_that_existed_before(tmp_path, capsys):
+    old = tmp_path / "old"
+    (old / ".hydra").mkdir(parents=True)
+    (old / "train.log").write_text("an earlier run's log\n")
+    assert main(["train", "model.latent_dim=0", f"hydra.run.dir={old}"]) == 2
+    assert (old / "train.log").read_text().startswith("an earlier run's log\n") and (old / ".hydra").is_dir()
+    assert main(["train", "model.hidden_dims=[16]", "trainer.epochs=1", "trainer.progress=false",
+                 "trainer.device=cpu", "hydra.run.dir=outputs/day/first"]) == 0
+    assert main(["train", "model.latent_dim=0", "hydra.run.dir=outputs/day/second"]) == 2
+    assert sorted(p.name for p in Path("outputs/day").iterdir()) == ["first"]  # its parent stays, and the run
+    assert (Path("outputs/day/first") / "metrics.json").is_file()
