@@ -203,3 +203,20 @@ def test_a_refused_command_keeps_folders_that_existed_before(tmp_path, capsys):
     assert main(["train", "model.latent_dim=0", "hydra.run.dir=outputs/day/second"]) == 2
     assert sorted(p.name for p in Path("outputs/day").iterdir()) == ["first"]  # its parent stays, and the run
     assert (Path("outputs/day/first") / "metrics.json").is_file()
+
+
+def _complete(capsys, monkeypatch, line: str) -> list[str]:
+    monkeypatch.setenv("COMP_LINE", line)
+    monkeypatch.setenv("COMP_POINT", str(len(line)))
+    assert main(["-sc", "query=bash"]) == 0
+    return capsys.readouterr().out.split()
+
+
+def test_tab_completion_of_report_completes_folders(tmp_path, capsys, monkeypatch):
+    for folder in ("multirun/2026-01-01/10-00-00", "multirun/2026-01-02", "outputs"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("")
+    assert _complete(capsys, monkeypatch, "aectl report ") == ["multirun/", "outputs/"]
+    assert _complete(capsys, monkeypatch, "aectl report multirun/") == ["multirun/2026-01-01/", "multirun/2026-01-02/"]
+    assert _complete(capsys, monkeypatch, "aectl report outputs --") == ["--out", "--help"]
+    assert _complete(capsys, monkeypatch, "aectl ") == ["train", "eval", "report"]
