@@ -583,9 +583,9 @@ def _decode_image(path: Path, size_hw: tuple[int, int], mode: str) -> torch.Tens
 def _progress(items: list, desc: str):
     if len(items) < _PROGRESS_MIN_FILES:
         return items
-    from tqdm import tqdm
+    from aectl.progress import progress_bar
 
-    return tqdm(items, desc=desc, unit="img")
+    return progress_bar(items, desc=desc, unit="img")
 
 
 def load_image_folder(root, *, size, channels: int) -> RawData:
