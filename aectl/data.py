@@ -132,33 +132,30 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
     return int(round(n * val_fraction)), int(round(n * test_fraction))
 
 
-def min_examples(val_fraction: float, test_fraction: float) -> int:
-    """The fewest examples for which the split gives train and val (and test, when
-    test_fraction > 0) at least one example each."""
-    def enough(n: int) -> bool:
+def min_examples(val_fraction: float, test_fraction: float) -> int | None:
+    """The fewest examples for which the split leaves train and val an example each (None when
+    that takes more than a short search finds, for a val_fraction close to 0)."""
+    start = max(1, int(0.5 / val_fraction))  # below 0.5/val_fraction the val split rounds to 0
+    for n in range(start, start + 10_000):
         n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
-        return n_val >= 1 and (n_test >= 1 or test_fraction == 0) and n - n_val - n_test >= 1
-
-    smallest = min(f for f in (val_fraction, test_fraction) if f > 0)
-    n = max(1, int(0.5 / smallest) - 1)  # below 0.5/fraction that split rounds to 0 examples
-    while not enough(n):
-        n += 1
-    return n
+        if n_val >= 1 and n - n_val - n_test >= 1:
+            return n
+    return None
 
 
 def seeded_split(x: torch.Tensor, y: torch.Tensor | None, val_fraction: float, test_fraction: float,
                  seed: int, source: str = "dataset", unit: str = "examples") -> DataSplits:
-    """Split one pool into train/val/test by a permutation fixed by `seed`; too few examples
-    for every split to get one is a DataError naming `source`, the count and the minimum."""
+    """Split one pool into train/val/test by a permutation fixed by `seed`. Too few examples for
+    train and val to get one each (an empty val split would end training in a division by zero)
+    is a DataError naming `source`, the count and the minimum; test may be empty."""
     n = len(x)
-    minimum = min_examples(val_fraction, test_fraction)
-    if n < minimum:
-        splits = "train, val and test" if test_fraction > 0 else "train and val"
-        raise DataError(f"{source}: {n} {unit if n != 1 else unit[:-1]}, too few to split into {splits} "
-                        f"(dataset.val_fraction={val_fraction}, dataset.test_fraction={test_fraction}); "
-                        f"at least {minimum} {unit} are needed")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
+    if n_val < 1 or n - n_val - n_test < 1:
+        minimum = min_examples(val_fraction, test_fraction)
+        needed = f"at least {minimum} {unit} are needed" if minimum else "a larger dataset.val_fraction is needed"
+        raise DataError(f"{source}: {n} {unit if n != 1 else unit[:-1]}, too few to give train and val an example "
+                        f"each (dataset.val_fraction={val_fraction}, dataset.test_fraction={test_fraction}); {needed}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     parts = perm[n_val + n_test:], perm[:n_val], perm[n_val:n_val + n_test]
     xs = [x[p] for p in parts]
     ys = [None if y is None else y[p] for p in parts]

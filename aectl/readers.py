@@ -508,7 +508,7 @@ def apply_scaler(x: torch.Tensor, stats: dict) -> torch.Tensor:
         return x.to(torch.float32)
     low, spread = ((stats["min"], np.subtract(stats["max"], stats["min"])) if stats["mode"] == "minmax"
                    else (stats["mean"], stats["std"]))
-    flat = x.reshape(len(x), -1).to(torch.float32)
+    flat = x.flatten(1).to(torch.float32)  # (N, features); unlike reshape(N, -1), also for an empty split
     if len(low) != 1 and flat.shape[1] != len(low):  # one statistic: the whole image
         raise DataError(f"data has {flat.shape[1]} features per example but the scaler was fit on {len(low)}")
     low = torch.as_tensor(low, dtype=torch.float32, device=x.device)
