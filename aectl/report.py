@@ -414,8 +414,8 @@ def format_text(report: Report, width: int | None = None) -> str:
     columns, hidden = terminal_columns(report, width)
     widths = [max(map(len, c)) for c in columns]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
-    lines.append("* best value among the finished jobs" +
-                 (f"; {hidden} more columns in report.md and report.csv" if hidden > 0 else ""))
+    lines.append("* best of the finished jobs" + (f"; {hidden} more columns in report.md and report.csv"
+                                                 if hidden > 0 else ""))
     notes = [(job.name, job.note) for job in report.jobs if job.note]
     if notes:
         lines.append("notes:")
