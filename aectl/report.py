@@ -1,7 +1,7 @@
 """`aectl report`: compare the runs of one or more sweeps in one table and a few plots.
 
 Reads only what runs leave on disk (.hydra/overrides.yaml, .hydra/config.yaml, metrics.json,
-eval/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml), so it works on single
+eval/<name>/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml), so it works on single
 runs (outputs/) and on finished, failed, interrupted and still-running sweeps alike. It imports
 Hydra only to expand the job list of a multirun.yaml, matplotlib only to draw, and never torch.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aectl.errors import AectlError
-from aectl.runfolder import INTERRUPTED
+from aectl.runfolder import INTERRUPTED, eval_results
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
@@ -57,6 +57,7 @@ class Job:
     num: int = 0  # Hydra's job number: the sweep's own order
     name: str = ""  # folder relative to the report folder
     choices: dict = field(default_factory=dict)  # config group → option (model: vae), from .hydra/hydra.yaml
+    eval: str = ""  # the eval whose metrics are the eval/* columns (its folder under <run>/eval/)
 
 
 @dataclass
@@ -185,10 +186,20 @@ def read_job(path: Path) -> Job:
     if metrics is None and status == "ok":
         job.status, job.note = "failed", "metrics.json is unreadable"
     job.metrics = flatten(metrics or {})
-    evaluation = _json(path / "eval" / "metrics.json")
+    job.eval, evaluation = _eval_result(path)
     if evaluation:  # its metrics only: the rest of the file records the settings of the eval
         job.metrics.update(flatten(evaluation.get("metrics") or {}, "eval/"))
     return job
+
+
+def _eval_result(path: Path) -> tuple[str, dict | None]:
+    """The eval a job's eval/* columns show: its newest eval/<name>/metrics.json (aectl eval keeps
+    one per checkpoint, split and k), else the eval/metrics.json of older versions."""
+    for file in reversed(eval_results(path)):
+        if (result := _json(file)) is not None:
+            return file.parent.name, result
+    result = _json(path / "eval" / "metrics.json")
+    return ("eval" if result is not None else ""), result
 
 
 def _choices(hydra_cfg: dict) -> dict:
@@ -416,6 +427,8 @@ def format_text(report: Report, width: int | None = None) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
     lines.append("* best of the finished jobs" + (f"; {hidden} more columns in report.md and report.csv"
                                                  if hidden > 0 else ""))
+    if any(c[0].startswith("eval/") for c in columns):
+        lines += textwrap.wrap(_which_eval(report), width)
     notes = [(job.name, job.note) for job in report.jobs if job.note]
     if notes:
         lines.append("notes:")
@@ -424,12 +437,20 @@ def format_text(report: Report, width: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _which_eval(report: Report) -> str:
+    names = sorted({job.eval for job in report.jobs if job.eval})
+    if len(names) == 1:
+        return f"eval/* columns: each job's eval/{names[0]}/"
+    return f"eval/* columns: each job's newest eval ({', '.join(names)}; per job in report.csv)"
+
+
 def format_markdown(report: Report, images: list[Path]) -> str:
     header, rows = table_rows(report, report.shown, "**")
     escape = lambda s: s.replace("|", "\\|")  # noqa: E731
     lines = ["# Sweep report", "",
              f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in _status_counts(report).items()) + ".",
-             "Best value of each metric in **bold**; every metric is in report.csv.", "",
+             "Best value of each metric in **bold**; every metric is in report.csv." +
+             (f" {_which_eval(report)}." if any(j.eval for j in report.jobs) else ""), "",
              "| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
     best = [(m, report.jobs[min(ix)].name) for m, ix in report.best.items() if ix and m in report.shown]
@@ -454,11 +475,11 @@ def _csv_value(value) -> str:
 def write_csv(report: Report, path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note"])
+        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note", "eval"])
         for i, job in enumerate(report.jobs):
             best = ";".join(m for m in report.columns if i in report.best[m])
             writer.writerow([job.name, job.status, *(_csv_value(param_value(job, p)) for p in report.params),
-                             *(job.metrics.get(m, "") for m in report.columns), best, job.note])
+                             *(job.metrics.get(m, "") for m in report.columns), best, job.note, job.eval])
 
 
 # ---------------------------------------------------------------- plots

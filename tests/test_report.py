@@ -313,3 +313,19 @@ def test_legends_of_several_sweeps_name_the_values(tmp_path):
     assert report.params == ["model.latent_dim", "beta"]
     groups = rep.line_groups(report, "model.latent_dim")
     assert {label: len(jobs) for label, jobs in groups.items()} == {"beta=1": 2, "beta=0.5": 2}
+
+
+def test_the_newest_eval_of_each_job_is_shown_and_named(tmp_path, capsys):
+    for i in range(2):
+        job = fake_job(tmp_path / "sweep" / f"k={2 + i}", [f"model.latent_dim={2 + i}"], metrics_of(2.0, 20.0),
+                       kind="vae", num=i)
+        for age, (name, nll) in enumerate([("last_test_k100", 80.0 + i), ("best_val_k10", 99.0)][::-1]):
+            (job / "eval" / name).mkdir(parents=True)
+            (job / "eval" / name / "metrics.json").write_text(json.dumps({"name": name, "metrics": {"nll_iw": nll}}))
+            os.utime(job / "eval" / name / "metrics.json", (1e9 + age, 1e9 + age))  # last_test_k100 is newer
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    rows = read_csv(tmp_path / "sweep" / "report.csv")
+    assert [(r["eval"], r["eval/nll_iw"]) for r in rows] == [("last_test_k100", "80.0"), ("last_test_k100", "81.0")]
+    assert "eval/* columns: each job's eval/last_test_k100/" in out
+    assert "eval/last_test_k100/" in (tmp_path / "sweep" / "report.md").read_text()
