@@ -8,13 +8,14 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from aectl import __version__
-from aectl.errors import CheckpointError
+from aectl.errors import CheckpointError, plain_text, refused_global
 from aectl.models import build_model
 
 FORMAT_VERSION = 1
@@ -91,13 +92,18 @@ def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint as data (weights_only=True) on the CPU and check its format."""
     path = resolve_checkpoint(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: not the user's business
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused, the file holds more than plain data ({reason})") from None
+        name = refused_global(err)
+        if name is None:  # not a pickle of plain data at all
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated or another format)") from None
+        raise CheckpointError(f"{path}: refused, the file holds more than plain data (it refers to {name}, which "
+                              "loading would import or call); nothing in it was run") from None
     except Exception as err:  # noqa: BLE001  arbitrary bytes can fail anywhere in the unpickler
         # (e.g. a text file starting with 'h' reads as a memo lookup → KeyError)
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        detail = plain_text(str(err)).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or another format: "
                               f"{type(err).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):

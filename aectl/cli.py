@@ -5,6 +5,7 @@ Nothing here imports torch at module level, so `aectl --help` and tab completion
 """
 
 import dataclasses
+import itertools
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ commands:
   eval     evaluate a checkpoint, run folder or sweep folder: aectl eval ckpt=outputs/<date>/<time>
   report   compare the runs of a sweep: aectl report multirun/<date>/<time>
 
-Run `aectl <command> --help` for the options of a command.
+Run `aectl <command> --help` for the options of a command, `aectl --version` for the version.
 Tab completion (bash): eval "$(aectl train -sc install=bash)"
 """
 COMMANDS = ("train", "eval", "report")
@@ -60,6 +61,9 @@ def _single_run_errors(task):
 
         try:
             return task(cfg)
+        except (Interrupted, KeyboardInterrupt) as stopped:
+            _record_interruption(stopped)
+            raise
         except Exception as err:
             if HydraConfig.get().mode == RunMode.RUN:
                 if isinstance(err, AectlError):
@@ -82,6 +86,20 @@ def _record_failure(err: Exception) -> None:
         (Path(HydraConfig.get().runtime.output_dir) / "error.txt").write_text(line + "\n")
     except OSError:
         pass  # an unwritable folder must not hide the original error
+
+
+def _record_interruption(stopped: BaseException) -> None:
+    """A run stopped by a signal or Ctrl-C leaves <run>/interrupted.txt, so `aectl report` says
+    "interrupted" rather than "running" (and, in a sweep, tells it from the jobs never started)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from aectl.runfolder import mark_interrupted
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.job.name != "train":  # eval writes into the evaluated run, not a run folder of its own
+        return
+    line = "; ".join(stopped.message().splitlines()) if isinstance(stopped, Interrupted) else "interrupted by Ctrl-C"
+    mark_interrupted(hydra_cfg.runtime.output_dir, line)
 
 
 def _train_task(cfg) -> dict:
@@ -228,6 +246,7 @@ def train(config, config_dict: dict, run_dir: Path, resume: dict | None = None,
 
     with runfolder.claim(run_dir, resuming=resume is not None), \
             signals.StopSignals(preemption.stop_signals()) as stop:
+        runfolder.clear_interrupted(run_dir)  # this process trains here now
         try:
             return _build_and_fit(config, config_dict, run_dir, resume, stop, overrides or [])
         except signals.Interrupted as stopped:
@@ -387,7 +406,9 @@ def _one_line(err: BaseException) -> str:
         return line
     parts = [str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__]
     cause = err.__cause__
-    if cause is not None and str(cause).strip():
+    # An AectlError's message is complete: the exception it was raised from (a reader's
+    # OSError, PIL's error) is already quoted in it, and appending it would say it twice.
+    if cause is not None and str(cause).strip() and not isinstance(err, AectlError):
         parts.append(str(cause).strip().splitlines()[0])
         schema = getattr(cause, "object_type", None)
         if dataclasses.is_dataclass(schema) and "not in" in parts[-1]:
@@ -411,7 +432,14 @@ def _run_hydra(command: str, args: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from aectl.runfolder import forget_new_run_dir, remove_refused_run_dir
+
     task, config_name = {"train": (_train_task, "train"), "eval": (_eval_task, "eval")}[command]
+    stray = _stray_word(command, args)
+    if stray:
+        print(f"aectl {command}: error: {stray}", file=sys.stderr)
+        return 2
+    forget_new_run_dir()  # a folder noted by an earlier command of this process is not this one's
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     if "-m" in args or "--multirun" in args:
@@ -428,6 +456,7 @@ def _run_hydra(command: str, args: list[str]) -> int:
         err = err.args[0] if isinstance(err, _InputError) else err
         if full_error == "1":
             raise err
+        remove_refused_run_dir()
         print(f"aectl {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except Interrupted as stopped:
@@ -439,6 +468,7 @@ def _run_hydra(command: str, args: list[str]) -> int:
     except OSError as err:  # e.g. a run folder Hydra cannot create, a full disk
         if full_error == "1":
             raise
+        remove_refused_run_dir()
         print(f"aectl {command}: error: {err.strerror or err}{f': {err.filename}' if err.filename else ''} "
               "(check hydra.run.dir and the paths in the config)", file=sys.stderr)
         return 2
@@ -454,6 +484,26 @@ def _run_hydra(command: str, args: list[str]) -> int:
     return 0
 
 
+# Hydra flags whose value is the next word (--cfg job, --info defaults), not an override.
+_VALUE_FLAGS = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+                "--config-dir", "--experimental-rerun", "-i", "--info")
+
+
+def _stray_word(command: str, args: list[str]) -> str | None:
+    """The error line for a word that is neither an override nor a flag, or None. Most often it
+    is the rest of a value the shell split at a space (dataset.path=my data.csv): say how to quote it."""
+    for i, arg in enumerate(args):
+        if "=" in arg or arg.startswith(("-", "~")) or (i and args[i - 1] in _VALUE_FLAGS):
+            continue
+        before = args[i - 1] if i else ""
+        if "=" not in before or before.startswith("-"):
+            return f"{arg}: not an override; overrides are key=value (e.g. model=vae), see aectl {command} --help"
+        words = [arg, *itertools.takewhile(lambda a: "=" not in a and not a.startswith(("-", "~")), args[i + 1:])]
+        return (f"{arg}: not an override (key=value); a value with spaces must be quoted, "
+                f"e.g. \"{' '.join([before, *words])}\"")
+    return None
+
+
 # Hydra flags after which no run starts (so no run folder to claim).
 _NO_RUN_FLAGS = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i", "--info", "-sc",
                  "--shell-completion")
@@ -465,7 +515,7 @@ def _claim_explicit_run_dir(command: str, argv: list[str]):
     untouched. Resuming in place keeps the folder's original .hydra/ record."""
     import contextlib
 
-    from aectl.runfolder import claim
+    from aectl.runfolder import claim, note_new_run_dir
 
     args = argv[1:]
     given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
@@ -477,6 +527,7 @@ def _claim_explicit_run_dir(command: str, argv: list[str]):
     if resuming and (run_dir / "checkpoints" / "last.pt").is_file() and \
             not any(a.startswith("hydra.output_subdir=") for a in args):
         argv.append("hydra.output_subdir=null")
+    note_new_run_dir(run_dir)  # before the lock creates it
     return claim(run_dir, resuming)
 
 
@@ -502,14 +553,49 @@ def _completion(args: list[str]) -> int:
         removed = len(line) - len(os.environ["COMP_LINE"])
         os.environ["COMP_POINT"] = str(max(0, int(os.environ.get("COMP_POINT", len(line))) - removed))
         return _run_hydra(words[1], args)
-    print("\n".join(f"{c} " for c in COMMANDS))
+    if len(words) >= 2 and words[1] == "report":
+        print("\n".join(_report_completions(os.environ["COMP_LINE"], os.environ.get("COMP_POINT"))))
+        return 0
+    if len(words) <= 1 or (len(words) == 2 and not os.environ["COMP_LINE"].endswith(" ")):
+        print("\n".join(f"{c} " for c in COMMANDS))  # the command word itself
     return 0
+
+
+def _report_completions(line: str, point: str | None) -> list[str]:
+    """`aectl report <Tab>`: the folders (and globs' folders) starting with the word being
+    completed, each ending in / so the next Tab goes inside; --out after a dash."""
+    import glob
+
+    typed = line[:int(point)] if point and point.isdigit() else line
+    word = "" if typed.endswith(" ") else typed.split()[-1]
+    if word.startswith("-"):
+        return [o for o in ("--out ", "--help ") if o.startswith(word)]
+    home = os.path.expanduser("~")
+    pattern = os.path.expanduser(word)
+    folders = sorted(p for p in glob.glob(glob.escape(pattern) + "*") if os.path.isdir(p))
+    return [(("~" + p[len(home):]) if word.startswith("~") else p) + "/" for p in folders]
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own where it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("aectl")
+    except PackageNotFoundError:
+        from aectl import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
+        return 0
+    if "--version" in argv[:1] or (argv[0] in COMMANDS and "--version" in argv[1:]):  # before Hydra's own --version
+        print(f"aectl {version()}")
         return 0
     if argv[0] == "-sc":
         return _completion(argv)

@@ -206,11 +206,13 @@ def validate(cfg: TrainConfig) -> None:
     _check("penalty.rho", p.rho, 0 < p.rho < 1, "a target activation in (0, 1)")
     _check("penalty.beta", p.beta, p.beta >= 0, "a weight ≥ 0")
     _check("penalty.weight", p.weight, p.weight >= 0, "a weight ≥ 0")
+    # The VAE check first: for model=vae penalty=kl_sparsity the conflict is the penalty itself,
+    # not the code activation the sparsity penalty would need.
+    if m.kind == "vae" and p.kind != "none":
+        _check("penalty.kind", p.kind, False, "none for model=vae (the KL term is its regulariser)")
     if p.kind == "kl_sparsity":
         _check("model.code_activation", m.code_activation, m.code_activation == "sigmoid",
                "sigmoid when penalty=kl_sparsity (ρ̂ must lie in (0, 1))")
-    if m.kind == "vae" and p.kind != "none":
-        _check("penalty.kind", p.kind, False, "none for model=vae (the KL term is its regulariser)")
 
     _check("beta", cfg.beta, cfg.beta >= 0, "a KL weight ≥ 0")
     _choice("beta_schedule.kind", s.kind, SCHEDULES)

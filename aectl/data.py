@@ -124,19 +124,39 @@ class StreamedSplit:
         cuda = self.device.type == "cuda"
         loader = DataLoader(Subset(self.dataset, self.indices.tolist()), batch_size=batch_size, shuffle=shuffle,
                             num_workers=self.workers, pin_memory=cuda)
-        for images, _ in loader:
+        for images, _ in readers.worker_errors_named(loader):
             yield images.to(self.device, non_blocking=cuda)
 
 
+def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    return int(round(n * val_fraction)), int(round(n * test_fraction))
+
+
+def min_examples(val_fraction: float, test_fraction: float) -> int | None:
+    """The fewest examples for which the split leaves train and val an example each (None when
+    that takes more than a short search finds, for a val_fraction close to 0)."""
+    start = max(1, int(0.5 / val_fraction))  # below 0.5/val_fraction the val split rounds to 0
+    for n in range(start, start + 10_000):
+        n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
+        if n_val >= 1 and n - n_val - n_test >= 1:
+            return n
+    return None
+
+
 def seeded_split(x: torch.Tensor, y: torch.Tensor | None, val_fraction: float, test_fraction: float,
-                 seed: int) -> DataSplits:
-    """Split one pool into train/val/test by a permutation fixed by `seed`."""
+                 seed: int, source: str = "dataset", unit: str = "examples") -> DataSplits:
+    """Split one pool into train/val/test by a permutation fixed by `seed`. Too few examples for
+    train and val to get one each (an empty val split would end training in a division by zero)
+    is a DataError naming `source`, the count and the minimum; test may be empty."""
     n = len(x)
+    n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
+    if n_val < 1 or n - n_val - n_test < 1:
+        minimum = min_examples(val_fraction, test_fraction)
+        needed = f"at least {minimum} {unit} are needed" if minimum else "a larger dataset.val_fraction is needed"
+        raise DataError(f"{source}: {n} {unit if n != 1 else unit[:-1]}, too few to give train and val an example "
+                        f"each (dataset.val_fraction={val_fraction}, dataset.test_fraction={test_fraction}); {needed}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
     parts = perm[n_val + n_test:], perm[:n_val], perm[n_val:n_val + n_test]
-    if len(parts[0]) == 0:
-        raise DataError(f"dataset has {n} examples: nothing left for training after the val/test split")
     xs = [x[p] for p in parts]
     ys = [None if y is None else y[p] for p in parts]
     return DataSplits(*xs, *ys)
@@ -241,16 +261,24 @@ assert set(LOADERS) == set(DATASETS), "config.DATASETS and data.LOADERS must nam
 def _split(raw: readers.RawData, d: DatasetConfig) -> DataSplits:
     """The dataset's own splits where it has them; val carved from train (val_fraction) when it
     has no val split; one pool split three ways (val/test_fraction) when it has none."""
-    parts = raw.splits
+    parts, source = raw.splits, _source(d)
     if "all" in parts:
-        return seeded_split(parts["all"].x, parts["all"].y, d.val_fraction, d.test_fraction, d.split_seed)
+        return seeded_split(parts["all"].x, parts["all"].y, d.val_fraction, d.test_fraction, d.split_seed, *source)
     if "valid" in parts:
         train, val = parts["train"], parts["valid"]
         data = DataSplits(train.x, val.x, parts["test"].x, train.y, val.y)
     else:
-        data = seeded_split(parts["train"].x, parts["train"].y, d.val_fraction, 0.0, d.split_seed)
+        data = seeded_split(parts["train"].x, parts["train"].y, d.val_fraction, 0.0, d.split_seed, *source)
     data.test, data.test_labels = parts["test"].x, parts["test"].y
     return data
+
+
+def _source(d: DatasetConfig) -> tuple[str, str]:
+    """What a split error names: the file or folder read, and what it counts (a CSV's rows)."""
+    if d.name in ("tensor_file", "image_folder"):
+        unit = "rows" if str(d.path).lower().endswith(".csv") else "images" if d.name == "image_folder" else "examples"
+        return str(d.path), unit
+    return f"dataset.name={d.name}", "examples"
 
 
 def _binarize_fixed(x: torch.Tensor, scale: float, how: str, seed: int) -> torch.Tensor:
@@ -346,7 +374,8 @@ def _streamed_image_folder(d: DatasetConfig) -> DataSplits:
                                                           "(or dataset.in_memory=true)")
     stream = readers.ImageFolderStream(d.path, size=d.size, channels=d.channels)
     workers = min(4, os.cpu_count() or 1) if d.workers < 0 else d.workers
-    index = seeded_split(torch.arange(len(stream)), stream.labels, d.val_fraction, d.test_fraction, d.split_seed)
+    index = seeded_split(torch.arange(len(stream)), stream.labels, d.val_fraction, d.test_fraction, d.split_seed,
+                         *_source(d))
     shape = [d.channels, *stream.size_hw]
     splits = [StreamedSplit(stream, idx, shape, workers) for idx in (index.train, index.val, index.test)]
     data = DataSplits(*splits, index.train_labels, index.val_labels, index.test_labels, scale=1 / 255,

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from aectl import metrics, pictures, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
@@ -32,6 +31,7 @@ from aectl.data import DataSplits
 from aectl.errors import AectlError, CheckpointError, ConfigError, DataError
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
+from aectl.progress import progress_bar
 from aectl.runfolder import eval_name
 from aectl.validation import SplitMetrics
 
@@ -271,7 +271,7 @@ def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, s
     codes, first = [], []
     batches = math.ceil(len(x_all) / settings.batch_size)
     desc = f"eval {variant.kind}" + (f" (IW k={settings.k})" if variant.variational else "")
-    for x in tqdm(data.batches(x_all, settings.batch_size), total=batches, desc=desc, unit="batch",
+    for x in progress_bar(data.batches(x_all, settings.batch_size), total=batches, desc=desc, unit="batch",
                   disable=not settings.progress, leave=False, dynamic_ncols=True):
         codes.append(split.add(model, x))  # kept on the device: no host sync per batch
         if data.known_range is not None:

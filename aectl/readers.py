@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aectl.errors import ConfigError, DataError
+from aectl.errors import ConfigError, DataError, refused_global
 
 
 @dataclass
@@ -458,6 +458,11 @@ def load_tensor_file(path, *, key: str | None = None, label_key: str | None = No
         data, labels = _TENSOR_READERS[ext](path, key=key, label_key=label_key, label_column=label_column)
     except DataError:
         raise
+    except pickle.UnpicklingError as exc:  # torch.load's weights_only refusal, or not a pickle at all
+        name = refused_global(exc)
+        reason = f"refused: it refers to {name}; a .pt data file may hold only tensors and plain data" if name \
+            else "not a pickle of tensors and plain data"
+        raise DataError(f"{path}: cannot read as {ext} ({reason})") from None
     except Exception as exc:  # numpy, zipfile, pickle and torch each raise their own kinds
         raise DataError(f"{path}: cannot read as {ext} ({_one_line(exc)})") from exc
     x = _to_nchw(path, data)
@@ -503,7 +508,7 @@ def apply_scaler(x: torch.Tensor, stats: dict) -> torch.Tensor:
         return x.to(torch.float32)
     low, spread = ((stats["min"], np.subtract(stats["max"], stats["min"])) if stats["mode"] == "minmax"
                    else (stats["mean"], stats["std"]))
-    flat = x.reshape(len(x), -1).to(torch.float32)
+    flat = x.flatten(1).to(torch.float32)  # (N, features); unlike reshape(N, -1), also for an empty split
     if len(low) != 1 and flat.shape[1] != len(low):  # one statistic: the whole image
         raise DataError(f"data has {flat.shape[1]} features per example but the scaler was fit on {len(low)}")
     low = torch.as_tensor(low, dtype=torch.float32, device=x.device)
@@ -578,9 +583,9 @@ def _decode_image(path: Path, size_hw: tuple[int, int], mode: str) -> torch.Tens
 def _progress(items: list, desc: str):
     if len(items) < _PROGRESS_MIN_FILES:
         return items
-    from tqdm import tqdm
+    from aectl.progress import progress_bar
 
-    return tqdm(items, desc=desc, unit="img")
+    return progress_bar(items, desc=desc, unit="img")
 
 
 def load_image_folder(root, *, size, channels: int) -> RawData:
@@ -598,6 +603,20 @@ def estimate_folder_bytes(n_files: int, size, channels: int) -> int:
     """Bytes the decoded uint8 tensor of `n_files` images would take (to choose memory or streaming)."""
     height, width = _size_hw(size)
     return n_files * channels * height * width
+
+
+def worker_errors_named(loader):
+    """The batches of a DataLoader. A DataError raised in a worker process reaches the main
+    process wrapped by torch ("Caught DataError in DataLoader worker process 0", then the
+    traceback); it is raised again as the worker's own one-line message, naming the file."""
+    try:
+        yield from loader
+    except DataError as err:
+        text = str(err)
+        if "Original Traceback" not in text:
+            raise
+        last = text.strip().splitlines()[-1]  # the traceback's "aectl.errors.DataError: <message>"
+        raise DataError(last.split("DataError: ", 1)[-1]) from None
 
 
 class ImageFolderStream(Dataset):

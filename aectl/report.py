@@ -1,22 +1,27 @@
 """`aectl report`: compare the runs of one or more sweeps in one table and a few plots.
 
 Reads only what runs leave on disk (.hydra/overrides.yaml, .hydra/config.yaml, metrics.json,
-eval/metrics.json, error.txt), so it works on finished, failed and still-running sweeps alike.
-It needs no Hydra and imports matplotlib only to draw, never torch.
+eval/<name>/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml), so it works on single
+runs (outputs/) and on finished, failed, interrupted and still-running sweeps alike. It imports
+Hydra only to expand the job list of a multirun.yaml, matplotlib only to draw, and never torch.
 """
 
 import argparse
 import csv
 import glob
+import itertools
 import json
 import math
 import os
+import shutil
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aectl.errors import AectlError
+from aectl.runfolder import INTERRUPTED, eval_results
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
@@ -25,6 +30,14 @@ SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
 HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "log_px", "acc", "auc", "ssim", "likelihood")
 NO_DIRECTION = ("psnr_noisy",)  # the corrupted input's own PSNR: the same for every model
 LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
+# The terminal table's metric columns, most telling first: as many as fit the terminal's width
+# (report.md and report.csv hold all of them). nll_iw/neg_elbo replace log_px_iw/elbo; old
+# run folders still carry the old names.
+TERMINAL_METRICS = ("val/loss", "val/recon", "val/kl", "val/psnr", "eval/nll_iw", "eval/log_px_iw",
+                    "eval/neg_elbo", "eval/elbo", "val/active_units", "val/rho_hat_mean", "test/loss",
+                    "eval/probe_acc", "train_time_s")
+TERMINAL_WIDTH = (80, 120)  # the terminal table is as wide as the terminal, within these bounds
+MAX_NAME = 32  # longer job names are cut in the middle in the terminal (report.md has them whole)
 # A job without metrics.json whose files changed this recently is taken to be still running.
 RUNNING_WINDOW_S = 15 * 60
 SKIP_DIRS = ("checkpoints", "eval")
@@ -36,13 +49,15 @@ class Job:
     """One run folder of a sweep, as read from disk."""
 
     path: Path
-    status: str  # ok | failed | running | incomplete
+    status: str  # ok | failed | interrupted | running | incomplete | not started
     note: str = ""  # why a job is not ok
     overrides: dict = field(default_factory=dict)  # key → value, from .hydra/overrides.yaml
     config: dict = field(default_factory=dict)  # the resolved config, from .hydra/config.yaml
     metrics: dict = field(default_factory=dict)  # flat "val/loss" → value
     num: int = 0  # Hydra's job number: the sweep's own order
     name: str = ""  # folder relative to the report folder
+    choices: dict = field(default_factory=dict)  # config group → option (model: vae), from .hydra/hydra.yaml
+    eval: str = ""  # the eval whose metrics are the eval/* columns (its folder under <run>/eval/)
 
 
 @dataclass
@@ -61,15 +76,25 @@ def _is_job(path: Path) -> bool:
     return (path / ".hydra").is_dir() or (path / "metrics.json").is_file()
 
 
+def _subfolders(path: Path) -> list[Path]:
+    return [c for c in sorted(path.iterdir())
+            if c.is_dir() and not c.name.startswith(".") and c.name not in SKIP_DIRS]
+
+
 def find_jobs(root: Path) -> list[Path]:
-    """Run folders at or below `root` (multirun/<date>/<time>/<job>/), not looking inside runs."""
+    """Run folders at or below `root` (multirun/<date>/<time>/<job>/, outputs/<date>/<time>/),
+    not looking inside runs."""
     if _is_job(root):
         return [root]
-    jobs = []
-    for child in sorted(root.iterdir()):
-        if child.is_dir() and not child.name.startswith(".") and child.name not in SKIP_DIRS:
-            jobs += find_jobs(child)
-    return jobs
+    return [job for child in _subfolders(root) for job in find_jobs(child)]
+
+
+def find_sweeps(root: Path) -> list[Path]:
+    """Sweep folders (holding Hydra's multirun.yaml) at or below `root`."""
+    if _is_job(root):
+        return []
+    here = [root] if (root / "multirun.yaml").is_file() else []
+    return here + [sweep for child in _subfolders(root) for sweep in find_sweeps(child)]
 
 
 def _yaml(path: Path):
@@ -122,36 +147,133 @@ def _newest_mtime(path: Path) -> float:
     return max((p.stat().st_mtime for p in files), default=path.stat().st_mtime)
 
 
+def _first_line(path: Path, default: str) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines()
+    return lines[0] if lines else default
+
+
 def job_status(path: Path) -> tuple[str, str]:
-    """ok (metrics.json written) | failed (error.txt recorded) | running (files changed lately)
-    | incomplete (stopped without a word: killed, out of memory, or never started training)."""
+    """ok (metrics.json written) | failed (error.txt recorded) | interrupted (stopped by a signal
+    or Ctrl-C: the CLI left interrupted.txt) | running (files changed lately) | incomplete
+    (stopped without a word: killed, out of memory)."""
     if (path / "metrics.json").is_file():
         return "ok", ""
-    error = path / "error.txt"
-    if error.is_file():
-        lines = error.read_text(errors="replace").strip().splitlines()
-        return "failed", lines[0] if lines else "failed"
+    if (path / "error.txt").is_file():
+        return "failed", _first_line(path / "error.txt", "failed")
+    resumable = (path / "checkpoints" / "last.pt").is_file()
+    if (path / INTERRUPTED).is_file():
+        return "interrupted", _first_line(path / INTERRUPTED, "interrupted") if resumable else \
+            "interrupted before its first checkpoint"
     if time.time() - _newest_mtime(path) < RUNNING_WINDOW_S:
         return "running", "no metrics.json yet"
-    resumable = " (checkpoints/last.pt can resume it)" if (path / "checkpoints" / "last.pt").is_file() else ""
-    return "incomplete", f"stopped without metrics.json{resumable}"
+    return "incomplete", "stopped without metrics.json" + (" (checkpoints/last.pt can resume it)" if resumable else "")
+
+
+def _job_num(hydra_cfg: dict) -> int:
+    """Hydra's job number (its order in the sweep); a single run has none ('???')."""
+    num = ((hydra_cfg.get("hydra") or {}).get("job") or {}).get("num")
+    return num if isinstance(num, int) else int(num) if isinstance(num, str) and num.isdigit() else 0
 
 
 def read_job(path: Path) -> Job:
     status, note = job_status(path)
+    hydra_cfg = _yaml(path / ".hydra" / "hydra.yaml") or {}
     job = Job(path=path, status=status, note=note,
               overrides=parse_overrides(_yaml(path / ".hydra" / "overrides.yaml") or []),
-              config=_yaml(path / ".hydra" / "config.yaml") or {})
-    hydra_cfg = _yaml(path / ".hydra" / "hydra.yaml") or {}
-    job.num = int(((hydra_cfg.get("hydra") or {}).get("job") or {}).get("num") or 0)
+              config=_yaml(path / ".hydra" / "config.yaml") or {}, num=_job_num(hydra_cfg),
+              choices=_choices(hydra_cfg))
     metrics = _json(path / "metrics.json")
     if metrics is None and status == "ok":
         job.status, job.note = "failed", "metrics.json is unreadable"
     job.metrics = flatten(metrics or {})
-    evaluation = _json(path / "eval" / "metrics.json")
+    job.eval, evaluation = _eval_result(path)
     if evaluation:  # its metrics only: the rest of the file records the settings of the eval
         job.metrics.update(flatten(evaluation.get("metrics") or {}, "eval/"))
     return job
+
+
+def _eval_result(path: Path) -> tuple[str, dict | None]:
+    """The eval a job's eval/* columns show: its newest eval/<name>/metrics.json (aectl eval keeps
+    one per checkpoint, split and k), else the eval/metrics.json of older versions."""
+    for file in reversed(eval_results(path)):
+        if (result := _json(file)) is not None:
+            return file.parent.name, result
+    result = _json(path / "eval" / "metrics.json")
+    return ("eval" if result is not None else ""), result
+
+
+def _choices(hydra_cfg: dict) -> dict:
+    """The option chosen for each config group (model: vae), from Hydra's record of the run."""
+    choices = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    return {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+
+
+# ---------------------------------------------------------------- jobs a sweep listed
+
+
+def listed_jobs(sweep: Path) -> list[list[str]]:
+    """The overrides of every job the sweep in multirun.yaml lists, in Hydra's job order (its
+    basic sweeper: the product of the swept values). Empty when the listing cannot be expanded
+    (another sweeper, a glob() sweep): then only the jobs on disk are known."""
+    hydra_cfg = (_yaml(sweep / "multirun.yaml") or {}).get("hydra") or {}
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    lines = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    lines += list((hydra_cfg.get("overrides") or {}).get("task") or [])
+    try:  # Hydra's own parser: the sweep syntax (a,b / range() / choice() / quoting) exactly
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(lines)
+        values = {}
+        for o in parsed:
+            key = o.get_key_element()
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() \
+                else [f"{key}={o.get_value_element_as_str()}"]
+    except Exception:  # noqa: BLE001  any sweep Hydra itself could not expand without its config loader
+        return []
+    return [list(combo) for combo in itertools.product(*values.values())]
+
+
+def _matches(job: Job, listed: dict) -> bool:
+    return all(k in job.overrides and job.overrides[k] == v for k, v in listed.items())
+
+
+def _job_folder_name(sweep: Path, overrides: list[str], num: int) -> str:
+    """The folder Hydra would have given the job (hydra.sweep.subdir), to name a job it never started."""
+    hydra_cfg = (_yaml(sweep / "multirun.yaml") or {}).get("hydra") or {}
+    if "hydra.job.num" in str((hydra_cfg.get("sweep") or {}).get("subdir", "")):
+        return str(num)
+    dirname = ((hydra_cfg.get("job") or {}).get("config") or {}).get("override_dirname") or {}
+    exclude = set(dirname.get("exclude_keys") or [])
+    kept = sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+") not in exclude)
+    return dirname.get("item_sep", ",").join(kept)
+
+
+def never_started(sweep: Path, found: list[Job]) -> list[Job]:
+    """The jobs multirun.yaml lists that have no folder: the sweep stopped (Ctrl-C, a failed
+    launcher) before it reached them."""
+    mine = [j for j in found if sweep in j.path.parents]
+    config = {k: v for k, v in (_yaml(sweep / "multirun.yaml") or {}).items() if k != "hydra"}
+    missing = []
+    for num, overrides in enumerate(listed_jobs(sweep)):
+        parsed = parse_overrides(overrides)
+        if not any(_matches(j, parsed) for j in mine):
+            missing.append(Job(path=sweep / _job_folder_name(sweep, overrides, num), status="not started",
+                               note="the sweep stopped before this job started", overrides=parsed,
+                               config=config, num=num))
+    return missing
+
+
+def read_jobs(root: Path) -> list[Job]:
+    """Every job at or below `root`, those a sweep listed but never started included, in each
+    sweep's own order."""
+    jobs = [read_job(p) for p in find_jobs(root)]
+    for sweep in find_sweeps(root):
+        jobs += never_started(sweep, jobs)
+    group = lambda j: str(next((s for s in j.path.parents if (s / "multirun.yaml").is_file()),  # noqa: E731
+                               j.path.parent))
+    return sorted(jobs, key=lambda j: (group(j), j.num, str(j.path)))
 
 
 # ---------------------------------------------------------------- the table
@@ -160,6 +282,8 @@ def read_job(path: Path) -> Job:
 def _direction(metric: str) -> int:
     """-1: lower is better, +1: higher is better, 0: no direction."""
     name = metric.rsplit("/", 1)[-1]
+    if name.startswith("neg_"):  # neg_elbo: the negative of a higher-is-better score
+        return -_direction(name[len("neg_"):])
     if any(f in name for f in NO_DIRECTION):
         return 0
     if any(f in name for f in HIGHER_IS_BETTER):
@@ -169,12 +293,25 @@ def _direction(metric: str) -> int:
     return 0
 
 
+def param_value(job: Job, key: str):
+    """A swept key's value in a job: its override, else the group option or value its config
+    holds (the default it ran with), so a job of another sweep is not shown blank."""
+    if key in job.overrides:
+        return job.overrides[key]
+    if key in job.choices:
+        return job.choices[key]
+    value = job.config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return None if isinstance(value, dict) else value
+
+
 def swept_params(jobs: list[Job]) -> list[str]:
     """Override keys whose values differ between jobs (all overrides when there is one job)."""
     keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
     if len(jobs) < 2:
         return keys
-    return [k for k in keys if len({repr(job.overrides.get(k)) for job in jobs}) > 1]
+    return [k for k in keys if len({repr(param_value(job, k)) for job in jobs}) > 1]
 
 
 def _metric_order(name: str) -> tuple:
@@ -203,7 +340,7 @@ def best_jobs(jobs: list[Job], metric: str) -> set[int]:
 def build_report(paths: list[Path]) -> Report:
     jobs = []
     for root in paths:
-        jobs += sorted((read_job(p) for p in find_jobs(root)), key=lambda j: (j.num, str(j.path)))
+        jobs += read_jobs(root)
     if not jobs:
         raise AectlError(f"aectl report: no run folders (with .hydra/ or metrics.json) under "
                          f"{', '.join(map(str, paths))}")
@@ -234,7 +371,7 @@ def table_rows(report: Report, metrics: list[str], mark: str) -> tuple[list[str]
     header = ["job", "status", *report.params, *metrics, "note"]
     rows = []
     for i, job in enumerate(report.jobs):
-        cells = [job.name, job.status, *(_fmt(job.overrides.get(p)) for p in report.params)]
+        cells = [job.name, job.status, *(_fmt(param_value(job, p)) for p in report.params)]
         for m in metrics:
             text = _fmt(job.metrics.get(m))
             cells.append(f"{mark}{text}{mark}" if i in report.best.get(m, ()) else text)
@@ -242,15 +379,69 @@ def table_rows(report: Report, metrics: list[str], mark: str) -> tuple[list[str]
     return header, rows
 
 
-def format_text(report: Report) -> str:
-    header, rows = table_rows(report, report.shown, "")
-    for i, job in enumerate(report.jobs):  # a trailing * marks the best value in the terminal
-        for c, m in enumerate(report.shown, start=2 + len(report.params)):
-            if i in report.best.get(m, ()):
-                rows[i][c] += "*"
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines) + "\n(* best value of a metric among the finished jobs)\n"
+def terminal_width() -> int:
+    """The terminal's width (COLUMNS when output is not a terminal), kept within TERMINAL_WIDTH."""
+    low, high = TERMINAL_WIDTH
+    return min(max(shutil.get_terminal_size((100, 24)).columns, low), high)
+
+
+def _shorten(text: str, width: int) -> str:
+    """`text` cut in the middle to `width` characters: both ends of a job's path stay readable."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _text_column(report: Report, metric: str) -> list[str]:
+    """Header and cells of one metric column; a trailing * marks the best value."""
+    return [metric, *(_fmt(job.metrics.get(metric)) + ("*" if i in report.best.get(metric, ()) else "")
+                      for i, job in enumerate(report.jobs))]
+
+
+def terminal_columns(report: Report, width: int) -> tuple[list[list[str]], int]:
+    """The job and status columns, the swept keys, then metric columns in TERMINAL_METRICS
+    order (then the other shown metrics), each as long as the table stays within `width`; and
+    how many columns were left out. The first metric is kept even if a key must go for it."""
+    columns = [["job", *(_shorten(j.name, MAX_NAME) for j in report.jobs)], ["status", *(j.status for j in report.jobs)]]
+    ranked = [m for m in TERMINAL_METRICS if m in report.columns] + \
+             [m for m in report.shown if m not in TERMINAL_METRICS]
+    candidates = [[p, *(_fmt(param_value(j, p)) for j in report.jobs)] for p in report.params]
+    candidates += [_text_column(report, m) for m in ranked]
+    used = sum(max(map(len, c)) for c in columns) + 2
+    reserve = max(map(len, candidates[len(report.params)])) + 2 if ranked else 0
+    for i, column in enumerate(candidates):
+        needed = max(map(len, column)) + 2 + (reserve if i < len(report.params) else 0)
+        if used + needed <= width:
+            columns.append(column)
+            used += max(map(len, column)) + 2
+    return columns, len(report.params) + len(report.columns) - (len(columns) - 2)
+
+
+def format_text(report: Report, width: int | None = None) -> str:
+    """The terminal table, at most `width` columns wide (default: the terminal's), then the
+    notes of the jobs that are not ok; report.md and report.csv hold every column."""
+    width = width or terminal_width()
+    columns, hidden = terminal_columns(report, width)
+    widths = [max(map(len, c)) for c in columns]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
+    lines.append("* best of the finished jobs" + (f"; {hidden} more columns in report.md and report.csv"
+                                                 if hidden > 0 else ""))
+    if any(c[0].startswith("eval/") for c in columns):
+        lines += textwrap.wrap(_which_eval(report), width)
+    notes = [(job.name, job.note) for job in report.jobs if job.note]
+    if notes:
+        lines.append("notes:")
+        lines += [textwrap.fill(f"{name}: {note}", width, initial_indent="  ", subsequent_indent="    ",
+                                break_long_words=True) for name, note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _which_eval(report: Report) -> str:
+    names = sorted({job.eval for job in report.jobs if job.eval})
+    if len(names) == 1:
+        return f"eval/* columns: each job's eval/{names[0]}/"
+    return f"eval/* columns: each job's newest eval ({', '.join(names)}; per job in report.csv)"
 
 
 def format_markdown(report: Report, images: list[Path]) -> str:
@@ -258,7 +449,8 @@ def format_markdown(report: Report, images: list[Path]) -> str:
     escape = lambda s: s.replace("|", "\\|")  # noqa: E731
     lines = ["# Sweep report", "",
              f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in _status_counts(report).items()) + ".",
-             "Best value of each metric in **bold**; every metric is in report.csv.", "",
+             "Best value of each metric in **bold**; every metric is in report.csv." +
+             (f" {_which_eval(report)}." if any(j.eval for j in report.jobs) else ""), "",
              "| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
     best = [(m, report.jobs[min(ix)].name) for m, ix in report.best.items() if ix and m in report.shown]
@@ -276,14 +468,18 @@ def _status_counts(report: Report) -> dict[str, int]:
     return counts
 
 
+def _csv_value(value) -> str:
+    return "" if value is None else value
+
+
 def write_csv(report: Report, path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note"])
+        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note", "eval"])
         for i, job in enumerate(report.jobs):
             best = ";".join(m for m in report.columns if i in report.best[m])
-            writer.writerow([job.name, job.status, *(job.overrides.get(p, "") for p in report.params),
-                             *(job.metrics.get(m, "") for m in report.columns), best, job.note])
+            writer.writerow([job.name, job.status, *(_csv_value(param_value(job, p)) for p in report.params),
+                             *(job.metrics.get(m, "") for m in report.columns), best, job.note, job.eval])
 
 
 # ---------------------------------------------------------------- plots
@@ -294,7 +490,7 @@ def numeric_params(report: Report) -> list[str]:
     ok = [j for j in report.jobs if j.status == "ok"]
     numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     return [p for p in report.params
-            if ok and all(numeric(j.overrides.get(p)) for j in ok) and len({j.overrides[p] for j in ok}) > 1]
+            if ok and all(numeric(param_value(j, p)) for j in ok) and len({param_value(j, p) for j in ok}) > 1]
 
 
 def log_scale(values: list[float]) -> bool:
@@ -303,7 +499,17 @@ def log_scale(values: list[float]) -> bool:
 
 
 def _label(job: Job, keys: list[str]) -> str:
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(job.overrides.get(k))}" for k in keys) or job.name
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(param_value(job, k))}" for k in keys) or job.name
+
+
+def line_groups(report: Report, param: str) -> dict[str, list[Job]]:
+    """The finished jobs by the values of the other swept keys: one plotted line (and legend
+    entry, e.g. "beta=0.5") each; a key a job did not override shows the value it ran with."""
+    others = [p for p in report.params if p != param]
+    groups: dict[str, list[Job]] = {}
+    for job in (j for j in report.jobs if j.status == "ok"):
+        groups.setdefault(_label(job, others) if others else "", []).append(job)
+    return groups
 
 
 def plot_param(report: Report, param: str, out: Path) -> Path:
@@ -313,16 +519,14 @@ def plot_param(report: Report, param: str, out: Path) -> Path:
     ok = [j for j in report.jobs if j.status == "ok"]
     metrics = [m for m in report.shown if any(_finite(j.metrics.get(m)) for j in ok)]
     others = [p for p in report.params if p != param]
-    groups: dict[str, list[Job]] = {}
-    for job in ok:
-        groups.setdefault(_label(job, others) if others else "", []).append(job)
-    log_x = log_scale([j.overrides[param] for j in ok])
+    groups = line_groups(report, param)
+    log_x = log_scale([param_value(j, param) for j in ok])
     cols = min(3, len(metrics))
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for label, jobs in groups.items():
-            points = sorted((j.overrides[param], j.metrics[metric]) for j in jobs if _finite(j.metrics.get(metric)))
+            points = sorted((param_value(j, param), j.metrics[metric]) for j in jobs if _finite(j.metrics.get(metric)))
             if points:
                 ax.plot(*zip(*points), marker="o", label=label or None)
         ax.set(title=metric, xlabel=param, xscale="log" if log_x else "linear")
@@ -394,14 +598,26 @@ def report(patterns: list[str], out: str | None = None) -> Report:
     out_dir = Path(out) if out else Path(os.path.commonpath([p.resolve() for p in paths]))
     result = build_report(paths)
     for job in result.jobs:
-        job.name = os.path.relpath(job.path.resolve(), out_dir) if job.path.resolve() != out_dir else job.path.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images = plot_all(result, out_dir)
-    write_csv(result, out_dir / "report.csv")
-    (out_dir / "report.md").write_text(format_markdown(result, images))
+        job.name = os.path.relpath(job.path.resolve(), out_dir.resolve()) if job.path.resolve() != out_dir.resolve() \
+            else job.path.name
+    try:
+        images = write_files(result, out_dir)
+    except OSError as err:
+        where = f"--out={out}" if out else str(out_dir)
+        raise AectlError(f"aectl report: {where}: cannot write the report there ({err.strerror or err}); "
+                         f"choose a folder you can write to{'' if out else ' with --out DIR'}") from None
     print(format_text(result), end="")
     print(f"wrote {out_dir / 'report.md'}, report.csv and {len(images)} plot(s) in {out_dir}")
     return result
+
+
+def write_files(report: Report, out_dir: Path) -> list[Path]:
+    """report.csv, the plots and report.md into `out_dir` (created if missing); the plots' paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(report, out_dir / "report.csv")
+    images = plot_all(report, out_dir)
+    (out_dir / "report.md").write_text(format_markdown(report, images))
+    return images
 
 
 def main(argv: list[str]) -> int:

@@ -6,6 +6,7 @@ No torch here: the CLI uses this before Hydra writes anything into an explicit r
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 from aectl.errors import AectlError
@@ -18,6 +19,7 @@ except ImportError:  # Windows
 
 LOCK_NAME = ".lock"
 KEY = "hydra.run.dir"
+INTERRUPTED = "interrupted.txt"  # one line left by a run stopped by a signal or Ctrl-C (aectl report reads it)
 
 
 def _try_lock(fd: int) -> bool:
@@ -158,3 +160,89 @@ def eval_name(checkpoint: Path, split: str, k: int | None, limit: int = 0) -> st
 def eval_results(run_dir: Path) -> list[Path]:
     """The eval metrics.json files of a run, newest last."""
     return sorted((run_dir / "eval").glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+
+
+def mark_interrupted(run_dir: str | Path, line: str) -> None:
+    """Leave `line` in <run_dir>/interrupted.txt: without it a stopped run (no metrics.json,
+    files unchanged since) would look like one still running."""
+    try:
+        (Path(run_dir) / INTERRUPTED).write_text(line.strip() + "\n")
+    except OSError:
+        pass  # an unwritable folder must not hide how the run ended
+
+
+def clear_interrupted(run_dir: str | Path) -> None:
+    """A run (re)starting in the folder: the stop it recorded is over."""
+    try:
+        (Path(run_dir) / INTERRUPTED).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+# A refused command leaves nothing behind: the run folder a single run is about to create is
+# noted before it exists, and removed again if the command is refused before training starts.
+_NEW_RUN_DIR: dict = {}  # "path": the run folder, "top": its highest folder that did not exist yet
+_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME}  # what a run folder holds before training starts
+
+
+def forget_new_run_dir() -> None:
+    _NEW_RUN_DIR.clear()
+
+
+def note_new_run_dir(run_dir: str | Path) -> None:
+    """Note, before anything is written there, whether `run_dir` is new (the first note of a
+    command counts: the CLI's lock of an explicit folder creates it before Hydra looks)."""
+    if "path" in _NEW_RUN_DIR:
+        return
+    path = Path(run_dir).absolute()
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    _NEW_RUN_DIR.update(path=path, top=missing[-1] if missing else None)
+
+
+def remove_refused_run_dir() -> None:
+    """Remove the run folder this command created, with the parents it created (outputs/<date>/),
+    if it holds no more than a run that has not started training (.hydra/, train.log)."""
+    path, top = _NEW_RUN_DIR.get("path"), _NEW_RUN_DIR.get("top")
+    forget_new_run_dir()
+    if path is None or top is None or os.environ.get("RANK", "0") != "0" or not path.is_dir():
+        return
+    try:
+        if not set(os.listdir(path)) <= _ONLY_STARTED or \
+                ((path / ".hydra").is_dir() and any(p.is_dir() for p in (path / ".hydra").iterdir())):
+            return
+        shutil.rmtree(path)
+        for parent in [path.parent, *path.parent.parents][:len(path.relative_to(top).parts)]:
+            parent.rmdir()  # only if empty: another run may have appeared there meanwhile
+    except OSError:
+        pass  # leaving an empty folder behind must not hide the error that refused the command
+
+
+class NoteRunDir:
+    """Hydra callback (configs/train.yaml, hydra.callbacks): notes whether a single run's folder
+    exists before Hydra creates it. Hydra calls every hook; only these two matter."""
+
+    def on_run_start(self, config, **_) -> None:
+        try:
+            note_new_run_dir(str(config.hydra.run.dir))  # ${now:...} resolves once: Hydra caches it
+        except Exception:  # noqa: BLE001  an unresolvable folder pattern: nothing to clean up later
+            forget_new_run_dir()
+
+    def on_job_start(self, config, **_) -> None:
+        noted = _NEW_RUN_DIR.get("path")
+        if noted is not None and noted != Path(str(config.hydra.runtime.output_dir)).absolute():
+            forget_new_run_dir()  # not the folder the job runs in: not ours to remove
+
+    def on_run_end(self, *_, **__) -> None:
+        pass
+
+    def on_multirun_start(self, *_, **__) -> None:
+        pass
+
+    def on_multirun_end(self, *_, **__) -> None:
+        pass
+
+    def on_job_end(self, *_, **__) -> None:
+        pass
+
+    def on_compose_config(self, *_, **__) -> None:
+        pass

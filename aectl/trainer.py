@@ -18,7 +18,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aectl import guards, tracking
@@ -30,6 +29,7 @@ from aectl.errors import ConfigError
 from aectl.models import ModelOutput, mean_reconstruction
 from aectl.noise import Corruption
 from aectl.objective import TERMS, Objective
+from aectl.progress import progress_bar
 from aectl.signals import Interrupted
 from aectl.validation import evaluate_split, mean_image_psnr
 
@@ -308,7 +308,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
         tracker.flush()
         return Interrupted(signum, progress.step, path)
 
-    bar = tqdm(total=settings.epochs * math.ceil(len(data.train) / settings.batch_size), initial=progress.step,
+    bar = progress_bar(total=settings.epochs * math.ceil(len(data.train) / settings.batch_size), initial=progress.step,
                unit="step", disable=not settings.progress or not dist.is_main, dynamic_ncols=True, mininterval=0.5)
     interval = IntervalLog(tracker, settings.log_every, settings.batch_size, data.train.device, objective, dist, watch)
     model.train()

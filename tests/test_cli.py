@@ -32,6 +32,7 @@ BAD_INPUT = [
     (["trainer.optimizer=rmsprop"], ["trainer.optimizer='rmsprop'", "adam"]),
     (["model.kind=gan"], ["model.kind='gan'", "vae"]),
     (["trainer.resume=no/such/run"], ["trainer.resume=no/such/run", "no such checkpoint"]),
+    (["model=vae", "penalty=kl_sparsity"], ["penalty.kind='kl_sparsity' is not allowed: none for model=vae"]),
 ]
 
 
@@ -132,3 +133,90 @@ def test_wheel_ships_the_configs(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for config in ("train.yaml", "model/vae.yaml", "noise/masking.yaml", "hydra/help/train.yaml"):
         assert f"aectl/configs/{config}" in names
+
+
+@pytest.mark.parametrize("command, args, line", [
+    ("train", ["dataset=tensor_file", "dataset.path=my", "data.csv"],
+     'data.csv: not an override (key=value); a value with spaces must be quoted, e.g. "dataset.path=my data.csv"'),
+    ("train", ["dataset.path=my", "big", "data.csv", "trainer.epochs=1"],
+     'big: not an override (key=value); a value with spaces must be quoted, e.g. "dataset.path=my big data.csv"'),
+    ("eval", ["ckpt=runs/my", "run"],
+     'run: not an override (key=value); a value with spaces must be quoted, e.g. "ckpt=runs/my run"'),
+    ("train", ["vae"], "vae: not an override; overrides are key=value (e.g. model=vae), see aectl train --help"),
+])
+def test_an_unquoted_value_with_spaces_gets_a_hint_to_quote_it(tmp_path, capsys, command, args, line):
+    assert main([command, *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"aectl {command}: error: {line}"]
+    assert not list(tmp_path.iterdir())  # refused before anything was created
+
+
+def test_flag_values_are_not_mistaken_for_stray_words(capsys):
+    assert main(["train", "--cfg", "job", "model=ae"]) == 0
+    assert "kind: ae" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["train", "--version"], ["eval", "--version"],
+                                  ["report", "--version"], ["train", "model=ae", "--version"]])
+def test_version_is_aectls(capsys, argv):
+    from importlib.metadata import version
+
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"aectl {version('aectl')}\n"
+
+
+def test_version_without_installed_metadata_is_the_packages(capsys, monkeypatch):
+    import importlib.metadata
+
+    import aectl
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.setattr(aectl, "__version__", "9.9.9")
+    assert main(["train", "--version"]) == 0
+    assert capsys.readouterr().out == "aectl 9.9.9\n"
+
+
+REFUSED_IN_THE_TASK = [["model.latent_dim=0"], ["model=vae", "penalty=kl_sparsity"], ["trainer.resume=no/such/run"],
+                       ["dataset=tensor_file", "dataset.path=tiny.csv"], ["trainer.optimizer=rmsprop"]]
+
+
+def test_refused_commands_leave_no_run_folder_behind(tmp_path, capsys):
+    Path("tiny.csv").write_text("1,2\n3,4\n")
+    for overrides in REFUSED_IN_THE_TASK:
+        assert main(["train", *overrides, "trainer.epochs=1", "trainer.progress=false"]) == 2
+        assert not Path("outputs").exists(), (overrides, list(Path("outputs").rglob("*")))
+        assert main(["train", *overrides, "hydra.run.dir=new/run", "trainer.epochs=1"]) == 2
+        assert not Path("new").exists(), overrides
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2 * len(REFUSED_IN_THE_TASK)
+
+
+def test_a_refused_command_keeps_folders_that_existed_before(tmp_path, capsys):
+    old = tmp_path / "old"
+    (old / ".hydra").mkdir(parents=True)
+    (old / "train.log").write_text("an earlier run's log\n")
+    assert main(["train", "model.latent_dim=0", f"hydra.run.dir={old}"]) == 2
+    assert (old / "train.log").read_text().startswith("an earlier run's log\n") and (old / ".hydra").is_dir()
+    assert main(["train", "model.hidden_dims=[16]", "trainer.epochs=1", "trainer.progress=false",
+                 "trainer.device=cpu", "hydra.run.dir=outputs/day/first"]) == 0
+    assert main(["train", "model.latent_dim=0", "hydra.run.dir=outputs/day/second"]) == 2
+    assert sorted(p.name for p in Path("outputs/day").iterdir()) == ["first"]  # its parent stays, and the run
+    assert (Path("outputs/day/first") / "metrics.json").is_file()
+
+
+def _complete(capsys, monkeypatch, line: str) -> list[str]:
+    monkeypatch.setenv("COMP_LINE", line)
+    monkeypatch.setenv("COMP_POINT", str(len(line)))
+    assert main(["-sc", "query=bash"]) == 0
+    return capsys.readouterr().out.split()
+
+
+def test_tab_completion_of_report_completes_folders(tmp_path, capsys, monkeypatch):
+    for folder in ("multirun/2026-01-01/10-00-00", "multirun/2026-01-02", "outputs"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("")
+    assert _complete(capsys, monkeypatch, "aectl report ") == ["multirun/", "outputs/"]
+    assert _complete(capsys, monkeypatch, "aectl report multirun/") == ["multirun/2026-01-01/", "multirun/2026-01-02/"]
+    assert _complete(capsys, monkeypatch, "aectl report outputs --") == ["--out", "--help"]
+    assert _complete(capsys, monkeypatch, "aectl ") == ["train", "eval", "report"]

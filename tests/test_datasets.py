@@ -295,3 +295,38 @@ def test_load_dataset_refuses_unknown_names_and_bad_files():
         load_dataset("imagenet")
     with pytest.raises(DataError, match="file does not exist"):
         load_dataset("tensor_file", path="no-such-file.csv")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_a_csv_too_small_to_split_is_one_line_naming_file_rows_and_minimum(tmp_path, capsys, rows):
+    path = tmp_path / "tiny.csv"
+    path.write_text("".join(f"{i},{i + 1},{i % 3}\n" for i in range(rows)))
+    line = run_error(tmp_path, capsys, "dataset=tensor_file", f"dataset.path={path}")
+    assert line == (f"aectl train: error: {path}: {rows} row{'s' if rows > 1 else ''}, too few to give train and val "
+                    "an example each (dataset.val_fraction=0.1, dataset.test_fraction=0.1); at least 6 rows are needed")
+
+
+def test_the_smallest_data_that_splits_gives_every_split_an_example(tmp_path):
+    path = tmp_path / "six.csv"
+    path.write_text("".join(f"{i},{i + 1}\n" for i in range(6)))
+    data = load_dataset("tensor_file", path=str(path))
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 1, 1)
+    for no_test in (0.0, 1e-9):  # an empty test split is allowed (and scaled like the others)
+        data = load_dataset("tensor_file", path=str(path), test_fraction=no_test)
+        assert (len(data.train), len(data.val), len(data.test)) == (5, 1, 0) and data.test.shape[1:] == (1, 1, 2)
+    np.save(tmp_path / "four.npy", np.ones((4, 3), np.float32))
+    with pytest.raises(DataError, match=r"four.npy: 4 examples, too few to give train and val an example each \("
+                                        r".*; at least 6 examples are needed$"):
+        load_dataset("tensor_file", path=str(tmp_path / "four.npy"), test_fraction=0.0)
+    with pytest.raises(DataError, match=r"a larger dataset.val_fraction is needed$"):
+        load_dataset("tensor_file", path=str(tmp_path / "four.npy"), val_fraction=1e-300)
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_a_broken_image_is_named_once_in_memory_and_streamed(tmp_path, capsys, in_memory):
+    root = image_folder(tmp_path, n_per_class=4)
+    (root / "dogs" / "2.png").write_bytes(b"not an image")
+    line = run_error(tmp_path, capsys, "dataset=image_folder", f"dataset.path={root}", "dataset.size=8",
+                     f"dataset.in_memory={in_memory}", "dataset.workers=1", "model=ae", "trainer.batch_size=4")
+    assert line.startswith(f"aectl train: error: {root / 'dogs' / '2.png'}: cannot decode image (")
+    assert "worker" not in line and line.count("cannot identify image file") == 1, line

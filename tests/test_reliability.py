@@ -19,6 +19,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -557,3 +558,30 @@ def test_every_torch_load_in_aectl_is_weights_only():
 def test_errors_raised_for_users_are_aectl_errors():
     assert issubclass(guards.NonFiniteError, AectlError)
     assert issubclass(signals.Interrupted, BaseException) and not issubclass(signals.Interrupted, Exception)
+
+
+class _Unlisted:
+    """A harmless class torch's weights_only loader does not allow."""
+
+
+@pytest.mark.parametrize("content, named", [(_Unlisted(), "test_reliability._Unlisted"),
+                                            (np.zeros(3), "numpy"), (Payload(Path("marker")), "getattr")],
+                         ids=["class", "numpy array", "code"])
+def test_checkpoint_refusals_carry_no_torch_advice_and_no_colour_codes(tmp_path, capsys, content, named):
+    path = tmp_path / "other.pt"
+    torch.save({"format_version": 1, "x": content}, path)
+    for command in (["eval", f"ckpt={path}"], ["train", f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}"],
+                    ["train", "dataset=tensor_file", f"dataset.path={path}", f"hydra.run.dir={tmp_path / 'r'}"]):
+        assert main(command) == 2
+        line = one_line(capsys.readouterr().err)
+        assert "refused" in line and f"it refers to {named}" in line, line
+        assert "weights_only" not in line and "likely succeed" not in line and "\x1b" not in line, line
+    assert not Path("marker").exists()
+
+
+def test_a_plain_pickle_is_one_line_without_torch_warnings(tmp_path, capsys):
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    assert main(["eval", f"ckpt={path}"]) == 2
+    assert one_line(capsys.readouterr().err) == f"aectl eval: error: {path}: not a readable checkpoint (truncated " \
+                                                "or another format)"

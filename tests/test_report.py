@@ -46,7 +46,8 @@ def test_report_of_a_sweep_with_a_failed_job(sweep, capsys):
     table = out.splitlines()
     assert table[0].split()[:3] == ["job", "status", "model.latent_dim"]
     assert [line.split()[1] for line in table[1:4]] == ["ok", "ok", "failed"]
-    assert "model.latent_dim=0 is not allowed" in table[3]
+    notes = table[table.index("notes:") + 1:]
+    assert notes[0].startswith("  model.latent_dim=0: ") and "model.latent_dim=0 is not allowed" in notes[0]
 
     rows = read_csv(sweep / "report.csv")
     assert [(r["job"], r["status"], r["model.latent_dim"]) for r in rows] == [
@@ -90,10 +91,11 @@ def test_every_job_has_its_hparams_session_in_tensorboard(sweep):
         assert events.Scalars("hparam/loss")[-1].value == pytest.approx(final, rel=1e-6)
 
 
-def fake_job(folder: Path, overrides: list[str], metrics: dict | None, kind: str = "ae", num: int = 0) -> Path:
+def fake_job(folder: Path, overrides: list[str], metrics: dict | None, kind: str = "ae", num: int = 0,
+             beta: float = 1.0) -> Path:
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    (folder / ".hydra" / "config.yaml").write_text(f"model:\n  kind: {kind}\n")
+    (folder / ".hydra" / "config.yaml").write_text(f"model:\n  kind: {kind}\nbeta: {beta}\n")
     (folder / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {num}\n")
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -181,3 +183,149 @@ def test_a_sweeps_hparams_lead_with_the_swept_keys():
     assert list(_hparams(config, ["trainer.lr=0.001", "beta=0.5"]))[:2] == ["trainer.lr", "beta"]
     assert list(_hparams(config, ["model=vae"]))[:2] == ["model.kind", "model.latent_dim"]  # a group: its fields
     assert list(_hparams(config, [])) == ["model.kind", "model.latent_dim", "trainer.lr", "beta"]
+
+
+# ---------------------------------------------------------------- single runs, stopped sweeps
+
+
+def test_plain_run_folders_and_outputs(tmp_path, capsys):
+    for name, lr in (("10-00-00", "0.01"), ("11-00-00", "0.001")):
+        assert main(["train", *TINY, f"trainer.lr={lr}", f"hydra.run.dir=outputs/2026-01-01/{name}"]) == 0
+    capsys.readouterr()
+    assert main(["report", "outputs"]) == 0  # a single run's hydra.job.num is '???'
+    rows = read_csv(tmp_path / "outputs" / "report.csv")
+    assert [(r["job"], r["status"], r["trainer.lr"]) for r in rows] == [
+        ("2026-01-01/10-00-00", "ok", "0.01"), ("2026-01-01/11-00-00", "ok", "0.001")]
+    assert main(["report", "outputs/2026-01-01/10-00-00"]) == 0
+    assert read_csv(tmp_path / "outputs" / "2026-01-01" / "10-00-00" / "report.csv")[0]["status"] == "ok"
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_stopped_sweep_lists_every_job_it_planned(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the second of three jobs: the first is ok, the second interrupted (not
+    "running"), the third never started; none is dropped."""
+    import signal
+
+    from aectl import signals
+
+    entered, real_enter = [], signals.StopSignals.__enter__
+    monkeypatch.setattr(signals.StopSignals, "__enter__", lambda self: entered.append(self) or real_enter(self))
+    monkeypatch.setattr(signals.StopSignals, "__call__", lambda self: signal.SIGINT if len(entered) == 2 else 0)
+    sweep = tmp_path / "sweep"
+    assert main(["train", "-m", "model.latent_dim=2,4,8", *TINY, f"hydra.sweep.dir={sweep}"]) == 130
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["model.latent_dim=2", "model.latent_dim=4"]
+    capsys.readouterr()
+
+    assert main(["report", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    rows = read_csv(sweep / "report.csv")
+    assert [(r["job"], r["status"], r["model.latent_dim"]) for r in rows] == [
+        ("model.latent_dim=2", "ok", "2"), ("model.latent_dim=4", "interrupted", "4"),
+        ("model.latent_dim=8", "not started", "8")]
+    assert "stopped by SIGINT after step 1" in rows[1]["note"]
+    assert f"trainer.resume={sweep / 'model.latent_dim=4'}" in rows[1]["note"]
+    assert "interrupted" in out and "not started" in out
+
+    monkeypatch.undo()
+    job = sweep / "model.latent_dim=4"
+    assert main(["train", *TINY, f"trainer.resume='{job}'", f"hydra.run.dir='{job}'"]) == 0  # '=' in the path
+    assert not (job / "interrupted.txt").exists()  # the resumed run cleared the record of the stop
+    assert rep.job_status(job)[0] == "ok"
+
+
+def test_an_interrupted_run_without_a_checkpoint_says_so(tmp_path):
+    job = fake_job(tmp_path / "run", ["model.latent_dim=2"], None)
+    (job / "interrupted.txt").write_text("interrupted by Ctrl-C\n")
+    assert rep.job_status(job) == ("interrupted", "interrupted before its first checkpoint")
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "last.pt").write_bytes(b"")
+    assert rep.job_status(job) == ("interrupted", "interrupted by Ctrl-C")
+
+
+@pytest.mark.parametrize("how", ["a file in the way", "no permission"])
+def test_an_unwritable_out_folder_is_one_line(tmp_path, capsys, monkeypatch, how):
+    fake_job(tmp_path / "sweep" / "a", ["trainer.lr=0.1"], metrics_of(3.0, 20.0))
+    fake_job(tmp_path / "sweep" / "b", ["trainer.lr=0.01"], metrics_of(2.0, 25.0), num=1)
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" / "report"
+    if how == "no permission":  # as root a read-only folder is still writable: refuse the write itself
+        out = tmp_path / "read-only"
+        real_mkdir = Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if self == out:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith(f"aectl report: --out={out}: cannot write the report there (")
+    assert ("Not a directory" if how == "a file in the way" else "Permission denied") in lines[0]
+
+
+# ---------------------------------------------------------------- what the table and plots show
+
+EVAL_METRICS = {"recon": 40.0, "mse": 0.05, "psnr": 13.0, "probe_acc": 0.8, "kl": 5.0, "neg_elbo": 45.0,
+                "nll_iw": 44.0, "active_units": 6, **{f"psnr_{w}_{k}": 10.0 for w in ("noisy", "denoised")
+                                                       for k in ("gaussian", "salt_pepper", "masking", "trained")}}
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_terminal_table_fits_the_terminal_and_leads_with_key_columns(tmp_path, capsys, monkeypatch, columns):
+    for i, (k, beta) in enumerate([(2, 0.5), (8, 0.5), (2, 4.0), (8, 4.0)]):
+        job = fake_job(tmp_path / "sweep" / f"beta={beta},model.latent_dim={k}", [f"model.latent_dim={k}",
+                       f"beta={beta}"], metrics_of(3.0 - i / 10, 20.0 + i), kind="vae", num=i)
+        (job / "eval").mkdir()
+        (job / "eval" / "metrics.json").write_text(json.dumps({"metrics": {**EVAL_METRICS, "nll_iw": 44.0 - i}}))
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[:lines.index(next(line for line in lines if line.startswith("* best")))]
+    assert max(len(line) for line in lines if not line.startswith("wrote ")) <= columns, "\n".join(lines)
+    assert table[0].split()[:6] == ["job", "status", "model.latent_dim", "beta", "val/loss", "val/recon"]
+    if columns == 120:
+        assert "eval/nll_iw" in table[0].split()
+    md = (tmp_path / "sweep" / "report.md").read_text()
+    assert "eval/psnr_denoised_masking" in md and "eval/psnr_denoised_masking" not in table[0]
+
+
+def test_new_metric_names_are_lower_is_better_and_old_names_still_rank(tmp_path):
+    for i, (nll, log_px) in enumerate([(90.0, -90.0), (80.0, -80.0)]):
+        job = fake_job(tmp_path / f"job{i}", [f"model.latent_dim={2 + i}"], metrics_of(2.0, 20.0), kind="vae", num=i)
+        (job / "eval").mkdir()
+        (job / "eval" / "metrics.json").write_text(json.dumps({"metrics": {
+            "nll_iw": nll, "neg_elbo": nll + 1, "log_px_iw": log_px, "elbo": log_px - 1}}))
+    report = rep.build_report([tmp_path])
+    assert report.best["eval/nll_iw"] == {1} and report.best["eval/neg_elbo"] == {1}
+    assert report.best["eval/log_px_iw"] == {1} and report.best["eval/elbo"] == {1}
+
+
+def test_legends_of_several_sweeps_name_the_values(tmp_path):
+    """Sweep a over K at the default β, sweep b over K at β=0.5: each line's legend says its β."""
+    for i, k in enumerate((2, 8)):
+        fake_job(tmp_path / "a" / f"k={k}", [f"model.latent_dim={k}"], metrics_of(3.0, 20.0), kind="vae", num=i)
+        fake_job(tmp_path / "b" / f"k={k}", [f"model.latent_dim={k}", "beta=0.5"], metrics_of(2.0, 21.0),
+                 kind="vae", num=i, beta=0.5)
+    report = rep.build_report([tmp_path / "a", tmp_path / "b"])
+    assert report.params == ["model.latent_dim", "beta"]
+    groups = rep.line_groups(report, "model.latent_dim")
+    assert {label: len(jobs) for label, jobs in groups.items()} == {"beta=1": 2, "beta=0.5": 2}
+
+
+def test_the_newest_eval_of_each_job_is_shown_and_named(tmp_path, capsys):
+    for i in range(2):
+        job = fake_job(tmp_path / "sweep" / f"k={2 + i}", [f"model.latent_dim={2 + i}"], metrics_of(2.0, 20.0),
+                       kind="vae", num=i)
+        for age, (name, nll) in enumerate([("last_test_k100", 80.0 + i), ("best_val_k10", 99.0)][::-1]):
+            (job / "eval" / name).mkdir(parents=True)
+            (job / "eval" / name / "metrics.json").write_text(json.dumps({"name": name, "metrics": {"nll_iw": nll}}))
+            os.utime(job / "eval" / name / "metrics.json", (1e9 + age, 1e9 + age))  # last_test_k100 is newer
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    rows = read_csv(tmp_path / "sweep" / "report.csv")
+    assert [(r["eval"], r["eval/nll_iw"]) for r in rows] == [("last_test_k100", "80.0"), ("last_test_k100", "81.0")]
+    assert "eval/* columns: each job's eval/last_test_k100/" in out
+    assert "eval/last_test_k100/" in (tmp_path / "sweep" / "report.md").read_text()
