@@ -40,8 +40,22 @@ class Interrupted(BaseException):
             return f"stopped at once by a second {name}; the last checkpoint written, if any, is intact"
         lines = [f"stopped by {name} after step {self.step}; saved {self.checkpoint}"]
         if self.run_dir is not None:
-            lines.append(f"resume with: aectl train trainer.resume={self.run_dir} hydra.run.dir={self.run_dir}")
+            lines.append("resume with: aectl train " + " ".join(
+                override(key, self.run_dir) for key in ("trainer.resume", "hydra.run.dir")))
         return "\n".join(lines)
+
+
+def override(key: str, path) -> str:
+    """`key=path` as one shell word that Hydra parses back to `path`: a sweep job's folder
+    (model.latent_dim=4) or a path with spaces needs Hydra's quotes, and those the shell's."""
+    import re
+    import shlex
+
+    text = str(path)
+    if re.fullmatch(r"[\w./~-]+", text):
+        return f"{key}={text}"
+    quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'  # Hydra's quoted string
+    return shlex.quote(f"{key}={quoted}")
 
 
 class StopSignals:

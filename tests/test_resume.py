@@ -92,3 +92,21 @@ def test_a_stop_seen_at_an_epoch_boundary_exits_with_its_signal_and_a_resumable_
     assert "stopped by SIGTERM" in capsys.readouterr().err
     ckpt = load_checkpoint(run)
     assert ckpt["epoch"] == 1 and ckpt["batch"] == 0 and torch.isfinite(ckpt["state_dict"]["decoder.body.0.weight"]).all()
+
+
+@pytest.mark.parametrize("folder", ["outputs/2026-01-01/10-00-00", "multirun/x/model.latent_dim=4,beta=0.5",
+                                    "runs/my run", 'odd "quoted" folder'])
+def test_the_printed_resume_command_parses_back_to_the_run_folder(folder):
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from aectl.signals import Interrupted
+
+    stopped = Interrupted(signal.SIGTERM, 10, f"{folder}/checkpoints/last.pt")
+    stopped.run_dir = folder
+    command = stopped.message().split("resume with: ", 1)[1]
+    words = shlex.split(command)
+    assert words[:2] == ["aectl", "train"]
+    parsed = OverridesParser.create().parse_overrides(words[2:])
+    assert [(o.key_or_group, o.value()) for o in parsed] == [("trainer.resume", folder), ("hydra.run.dir", folder)]
