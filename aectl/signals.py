@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 
-
 def signal_name(signum: int) -> str:
     """SIGINT, SIGTERM, SIGUSR2 (submitit's preemption signal), … or the bare number."""
     try:

@@ -17,7 +17,7 @@ import time
 import torch
 
 from aectl import metrics
-from aectl.evaluate import IW_CHUNK
+from aectl.evaluation import IW_CHUNK
 from aectl.models import build_model
 
 MODELS = {  # name → (build kwargs, input shape)

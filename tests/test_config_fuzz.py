@@ -4,7 +4,7 @@ one line naming a config key — never a traceback, never a hang.
 Hypothesis draws a group combination (every option of every config group, and unknown ones)
 and up to 8 field overrides from the real value ranges, stretched past them (negative sizes,
 p > 1, unknown choices and keys, wrong types). Each draw goes through what `aectl train` does:
-Hydra composition, the schema, `validate`, then `cli.train` (1 epoch on tiny synthetic data)
+Hydra composition, the schema, `validate`, then `aectl.build.train` (1 epoch on tiny synthetic data)
 for the valid ones. Hydra composes each group combination once (it costs ~0.1 s); the field
 overrides go through Hydra's own override parser and `_apply_overrides_to_config`, as in
 `compose`, on a copy.
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aectl import cli, config
+from aectl import build, cli, config
 
 GROUPS = {
     "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],
@@ -144,7 +144,7 @@ def composer():
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cli._register_schemas()
+    cli.register_schemas()
     cache, parser = {}, OverridesParser.create()
 
     def composed(groups: tuple[str, ...]):
@@ -176,12 +176,11 @@ def _train_or_explain(cfg, run_dir: Path):
     from aectl.errors import AectlError
 
     try:
-        config_dict = OmegaConf.to_container(cfg, resolve=True)
         settings = OmegaConf.to_object(cfg)
         config.validate(settings)
-        return cli.train(settings, config_dict, run_dir), None
+        return build.train(settings, run_dir), None
     except (AectlError, HydraException, OmegaConfBaseException) as err:
-        return None, cli._one_line(err)
+        return None, cli.one_line(err)
 
 
 class Hang(Exception):
@@ -237,6 +236,6 @@ def _run_draw(composer, groups, fields):
     try:
         cfg = composer(groups, fields)
     except (HydraException, OmegaConfBaseException) as err:
-        return None, cli._one_line(err)
+        return None, cli.one_line(err)
     with tempfile.TemporaryDirectory() as run_dir:
         return _train_or_explain(cfg, Path(run_dir) / "run")

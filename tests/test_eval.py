@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aectl import evaluate
+from aectl import evaluation as evaluate
 from aectl.cli import main
 from tests.conftest import eval_file
 

@@ -4,7 +4,7 @@ aectl's own INFO lines and anyone's warnings still show."""
 
 import logging
 
-from aectl import cli, evaluate
+from aectl import build, evaluation
 from aectl.cli import main
 
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
@@ -24,7 +24,7 @@ def _chatty(function):
 
 def test_third_party_info_lines_stay_out_of_train_and_eval_output(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
-    monkeypatch.setattr(cli, "train", _chatty(cli.train))
+    monkeypatch.setattr(build, "train", _chatty(build.train))
     assert main(["train", *TINY, f"hydra.run.dir={run}"]) == 0
     out = capsys.readouterr()
     assert "[aectl][INFO] - run folder:" in out.out  # aectl's own INFO lines are shown...
@@ -33,7 +33,7 @@ def test_third_party_info_lines_stay_out_of_train_and_eval_output(tmp_path, caps
     log = (run / "train.log").read_text()
     assert "run folder:" in log and CHATTER not in log
 
-    monkeypatch.setattr(evaluate, "run", _chatty(evaluate.run))
+    monkeypatch.setattr(evaluation, "run", _chatty(evaluation.run))
     assert main(["eval", f"ckpt={run}", "k=2", "progress=false", "device=cpu", "projector=false"]) == 0
     out = capsys.readouterr()
     assert "a third-party warning" in out.out

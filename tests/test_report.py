@@ -177,12 +177,12 @@ def test_with_beta_swept_the_loss_is_not_ranked(tmp_path):
 
 
 def test_a_sweeps_hparams_lead_with_the_swept_keys():
-    from aectl.cli import _hparams
+    from aectl.build import hparams
 
     config = {"model": {"kind": "vae", "latent_dim": 8}, "trainer": {"lr": 0.001}, "beta": 0.5}
-    assert list(_hparams(config, ["trainer.lr=0.001", "beta=0.5"]))[:2] == ["trainer.lr", "beta"]
-    assert list(_hparams(config, ["model=vae"]))[:2] == ["model.kind", "model.latent_dim"]  # a group: its fields
-    assert list(_hparams(config, [])) == ["model.kind", "model.latent_dim", "trainer.lr", "beta"]
+    assert list(hparams(config, ["trainer.lr=0.001", "beta=0.5"]))[:2] == ["trainer.lr", "beta"]
+    assert list(hparams(config, ["model=vae"]))[:2] == ["model.kind", "model.latent_dim"]  # a group: its fields
+    assert list(hparams(config, [])) == ["model.kind", "model.latent_dim", "trainer.lr", "beta"]
 
 
 # ---------------------------------------------------------------- single runs, stopped sweeps
@@ -223,7 +223,7 @@ def test_a_stopped_sweep_lists_every_job_it_planned(tmp_path, capsys, monkeypatc
         ("model.latent_dim=2", "ok", "2"), ("model.latent_dim=4", "interrupted", "4"),
         ("model.latent_dim=8", "not started", "8")]
     assert "stopped by SIGINT after step 1" in rows[1]["note"]
-    assert f"trainer.resume={sweep / 'model.latent_dim=4'}" in rows[1]["note"]
+    assert f"""'trainer.resume="{sweep / 'model.latent_dim=4'}"'""" in rows[1]["note"]  # quoted: '=' in the name
     assert "interrupted" in out and "not started" in out
 
     monkeypatch.undo()

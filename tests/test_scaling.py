@@ -150,7 +150,7 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val"]["loss"] == pytest.approx(json.loads((single / "metrics.json").read_text())["val"]["loss"],
                                                    rel=1e-4)
-    if importlib.util.find_spec("aectl.evaluate") is not None:  # `aectl eval` reads it like any checkpoint
+    if importlib.util.find_spec("aectl.evaluation") is not None:  # `aectl eval` reads it like any checkpoint
         assert main(["eval", f"ckpt={run}", "k=5", "max_embed=50", "progress=false", "device=cpu",
                      "projector=false"]) == 0
         assert json.loads(eval_file(run).read_text())

@@ -87,9 +87,9 @@ def robustness_noises(data_range: tuple[float, float]) -> dict[str, Corruption]:
 # ---------------------------------------------------------------- entry point
 
 
-def run(settings: EvalConfig) -> list[dict]:
-    """Evaluate every checkpoint `settings.ckpt` names, print a table per run and, for a sweep,
-    one table comparing its jobs. A job that fails is reported and the others still run."""
+def run(settings: EvalConfig, show: bool = True) -> list[dict]:
+    """Evaluate every checkpoint `settings.ckpt` names, print (`show`) a table per run and, for a
+    sweep, one table comparing its jobs. A job that fails is reported and the others still run."""
     targets = find_checkpoints(settings.ckpt)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -104,9 +104,10 @@ def run(settings: EvalConfig) -> list[dict]:
             log.warning("aectl eval: skipped %s: %s", path, err)
             failures.append(str(err))
             continue
-        print(format_table(result), flush=True)
+        if show:
+            print(format_table(result), flush=True)
         results.append(result)
-    if len(targets) > 1 and results:
+    if len(targets) > 1 and results and show:
         print(format_sweep_table(results, Path(settings.ckpt)), flush=True)
     if failures:
         raise AectlError(f"{settings.ckpt}: {len(failures)} of {len(targets)} jobs could not be evaluated; "

@@ -1,0 +1,135 @@
+"""The Python API: train, load and evaluate from a notebook or a script, without a command line.
+
+    run = aectl.train(["model=vae", "trainer.epochs=20"])     # what `aectl train` does
+    model = aectl.load(run.run_dir)                           # a checkpoint or run folder
+    z = model.encode(x); x_hat = model.reconstruct(x); samples = model.sample(16)
+    metrics = aectl.evaluate(run.run_dir, k=1000)             # what `aectl eval` computes
+
+Tensors go in and come out in the data's own units: images as floats in [0, 1] (uint8 pixels
+are scaled as the dataset scales them), a tensor_file's rows in the file's units (its
+checkpointed scaling applied on the way in and undone on the way out).
+"""
+
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from aectl.errors import AectlError
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished training run: its folder, its final metrics (metrics.json) and its model."""
+
+    run_dir: Path
+    metrics: dict
+    model: "Autoencoder"
+
+
+def train(overrides=None, run_dir: str | Path | None = None) -> Run:
+    """Train as `aectl train <overrides>` does (the same composition, presets and validation):
+    `overrides` is a list of strings (["model=dae", "noise=masking"]) or an aectl.config.TrainConfig.
+    The run goes to `run_dir`, by default outputs/<date>/<time> under the working folder."""
+    from aectl import build
+    from aectl.cli.compose import compose_train_config
+    from aectl.config import TrainConfig, validate
+
+    if isinstance(overrides, TrainConfig):
+        config, given = overrides, []
+        validate(config)
+    else:
+        given = list(overrides or [])
+        config = compose_train_config(given)
+    if config.trainer.resume:
+        raise AectlError("trainer.resume: resuming is a command-line feature; run "
+                         "`aectl train trainer.resume=<run>` (it checks what the resume may change)")
+    run_dir = Path(run_dir) if run_dir is not None else Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    metrics = build.train(config, run_dir, overrides=given)
+    return Run(run_dir, metrics, load(run_dir))
+
+
+def load(path: str | Path) -> "Autoencoder":
+    """The model of a checkpoint file or run folder (its checkpoints/last.pt), loaded with
+    torch.load(weights_only=True): nothing named in the file is imported or called."""
+    from aectl.checkpoint import load_checkpoint, rebuild_model, resolve_checkpoint
+
+    file = resolve_checkpoint(path)
+    ckpt = load_checkpoint(file)
+    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    return Autoencoder(rebuild_model(ckpt).eval(), ckpt, metrics)
+
+
+def evaluate(path: str | Path, **options) -> dict | list[dict]:
+    """What `aectl eval ckpt=<path> <options>` computes and writes (metrics.json, pictures), without
+    printing: the result of a checkpoint or run folder, or the list of a sweep folder's results.
+    `options` are aectl eval's fields (split="val", k=1000, limit=500, seed=1, ...)."""
+    from aectl import evaluation
+    from aectl.config import EvalConfig, validate_eval
+
+    settings = EvalConfig(ckpt=str(path), **{"progress": False, **options})
+    validate_eval(settings)
+    results = evaluation.run(settings, show=False)
+    one = Path(path).is_file() or (Path(path) / "checkpoints" / "last.pt").is_file()
+    return results[0] if one else results
+
+
+class Autoencoder:
+    """A trained model with the data's scaling on both sides (see the module docstring).
+    `module` is the torch module itself, for anything this class does not offer."""
+
+    def __init__(self, module: torch.nn.Module, checkpoint: dict, metrics: dict):
+        self.module, self.metrics = module, metrics
+        self.config = checkpoint["config"]
+        self.kind = checkpoint["model"]["kind"]
+        data = checkpoint.get("data") or {}
+        self._scale, self._scaler = data.get("scale", 1.0), data.get("scaler")
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of x (N, ...): the posterior mean μ(x) for a VAE, the code z for an AE."""
+        code = self.module.encode(self._to_model(x))
+        return code[0] if isinstance(code, tuple) else code
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] (N, C, H, W) in the data's units."""
+        from aectl.models import mean_reconstruction
+
+        z = z.to(self._device())
+        return self._from_model(mean_reconstruction(self.module, self.module.decode(z)))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """decode(encode(x)): the deterministic reconstruction `aectl eval` scores."""
+        return self.decode(self.encode(x))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ N(0, I) of a VAE's prior, decoded to E[x|z]."""
+        if self.kind != "vae":
+            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE does")
+        z = torch.randn((n, self.module.latent_dim), generator=generator)
+        return self.decode(z)
+
+    def _device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self._device())
+        x = x.float() * self._scale if x.dtype == torch.uint8 else x.float()
+        if self._scaler is not None:
+            from aectl.readers import apply_scaler
+
+            x = apply_scaler(x, self._scaler)
+        return x
+
+    def _from_model(self, x: torch.Tensor) -> torch.Tensor:
+        if self._scaler is None or self._scaler["mode"] == "none":
+            return x
+        low, spread = ((self._scaler["min"], torch.tensor(self._scaler["max"]) - torch.tensor(self._scaler["min"]))
+                       if self._scaler["mode"] == "minmax" else (self._scaler["mean"], self._scaler["std"]))
+        low, spread = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (low, spread))
+        spread = torch.where(spread > 1e-8, spread, torch.ones_like(spread))  # constant features: shifted only
+        return (x.reshape(len(x), -1) * spread + low).reshape(x.shape)

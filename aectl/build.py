@@ -1,0 +1,207 @@
+"""The composition root: a typed config (aectl.config.TrainConfig) → data, model, objective,
+corruption and β schedule → a trained run folder. No Hydra here: the CLI parses and resumes
+configs and calls `train`; the Python API (aectl.train) calls it the same way.
+"""
+
+import dataclasses
+import functools
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("aectl")
+
+
+@dataclass
+class Components:
+    """What `fit` runs, built from one config."""
+
+    data: object  # aectl.data.DataSplits on the device
+    model: object  # the torch module
+    objective: object  # aectl.objective.Objective
+    corrupt: object  # aectl.noise.Corruption
+    beta_at: object  # step → β
+    meta: dict  # what every checkpoint stores besides weights and progress
+
+
+def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str] = (),
+          hparams_lead: list[str] = ()) -> dict:
+    """Train `config` into `run_dir` (continuing the loaded checkpoint `resume`), holding the
+    run folder's lock (aectl.runfolder); a first SIGINT/SIGTERM stops after the current step
+    (aectl.signals). `overrides` are recorded in metrics.json; `hparams_lead` (a sweep's swept
+    overrides) go first in TensorBoard's HPARAMS. Returns the final metrics ({} if nothing to do)."""
+    from aectl import preemption, runfolder, signals
+
+    run_dir = Path(run_dir)
+    with runfolder.claim(run_dir, resuming=resume is not None), \
+            signals.StopSignals(preemption.stop_signals()) as stop:
+        runfolder.clear_interrupted(run_dir)  # this process trains here now
+        try:
+            return _fit(config, run_dir, resume, stop, list(overrides), list(hparams_lead))
+        except signals.Interrupted as stopped:
+            stopped.run_dir = run_dir
+            raise
+
+
+def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
+         hparams_lead: list[str]) -> dict:
+    from aectl.distributed import current as current_distributed
+    from aectl.tracking import NullTracker, TensorBoardTracker
+    from aectl.trainer import fit
+
+    built = build(config, resume, overrides)
+    log.info("run folder: %s", run_dir)
+    log.info("model %s (%s), %d parameters, on %s; %d training examples", config.model.kind, config.model.arch,
+             sum(q.numel() for q in built.model.parameters()), built.data.train.device, len(built.data.train))
+    dist = current_distributed()  # under torchrun only rank 0 writes TensorBoard events
+    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume else None) if dist.is_main \
+        else NullTracker()
+    try:
+        metrics = fit(built.model, built.data, built.objective, built.corrupt, built.beta_at, config.beta,
+                      config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
+                      stop_requested=dist.agree(stop_requested))
+        if metrics:
+            tracker.hparams(hparams(built.meta["config"], hparams_lead or built.meta["overrides"]),
+                            {f"hparam/{k}": v for k, v in metrics["val"].items()})
+            log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
+                     metrics["test"]["loss"] if "test" in metrics else float("nan"), run_dir / "metrics.json")
+            log.info(summary(metrics, config.model.latent_dim))
+    finally:
+        tracker.close()
+    return metrics
+
+
+def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Components:
+    """Every component of a run, from the config (and a checkpoint being resumed)."""
+    import torch
+
+    from aectl import data as data_mod
+    from aectl import noise
+    from aectl.objective import make_objective
+    from aectl.trainer import resolve_device
+
+    m, t = config.model, config.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    resolve_data_paths(config)
+    config_dict = dataclasses.asdict(config)
+    saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
+    data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
+    data_mod.check_model_range(data, m.likelihood, m.output_activation)
+    config_dict["noise"] = noise_in_data_range(config_dict["noise"], data)  # what eval must use too
+    corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
+    data = data.to(resolve_device(t.device))
+    model, kwargs = _model(config, data, resume)
+    total_steps = _schedule_steps(config, len(data.train), resume)
+    meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
+            "schedule": {"total_steps": total_steps},
+            "overrides": resume["overrides"] if resume else list(overrides),
+            "resumed_with": resume["resumed_with"] if resume else [],
+            "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
+                     "scaler": data.scaler, "classes": data.classes}}
+    return Components(data, model, make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty)), corrupt,
+                      _beta_schedule(config, total_steps), meta)
+
+
+def _model(config, data, resume: dict | None):
+    """The model of the config for the data's input shape (the checkpoint's weights when resuming)
+    and the constructor arguments a checkpoint rebuilds it from."""
+    import torch
+
+    from aectl.models import build_model
+
+    m = config.model
+    kwargs = dict(input_shape=data.input_shape, latent_dim=m.latent_dim, arch=m.arch,
+                  hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
+                  activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
+                  sigma=m.sigma)
+    if m.kind != "vae":
+        kwargs["code_activation"] = m.code_activation
+    torch.manual_seed(config.trainer.seed)
+    model = build_model(m.kind, **kwargs)
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+    return model.to(data.train.device), kwargs
+
+
+def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
+    """The optimizer steps the β curve is laid out for: fixed when the run starts, so a resume
+    with more epochs continues the same curve (a cyclical schedule keeps its period)."""
+    from aectl.config import check_schedule_fits
+
+    steps_per_epoch = -(-n_train // config.trainer.batch_size)
+    if resume is None:
+        total = config.trainer.epochs * steps_per_epoch
+    else:
+        total = resume.get("schedule", {}).get("total_steps", resume["config"]["trainer"]["epochs"] * steps_per_epoch)
+    check_schedule_fits(config.beta_schedule, total)
+    return total
+
+
+def _beta_schedule(config, total_steps: int):
+    from aectl import schedules
+
+    s = config.beta_schedule
+    return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind == "vae" else 0.0,
+                             kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
+                             ratio=s.ratio, total_steps=total_steps)
+
+
+def resolve_data_paths(config) -> None:
+    """dataset.path and dataset.root as absolute paths: the checkpoint's config must find the data
+    from any folder (aectl eval, a resume started elsewhere)."""
+    for key in ("path", "root"):
+        value = getattr(config.dataset, key)
+        if value and not Path(str(value)).expanduser().is_absolute():
+            setattr(config.dataset, key, str(Path(str(value)).expanduser().resolve()))
+
+
+def noise_in_data_range(params: dict, data) -> dict:
+    """noise.v_min/v_max unset (None) → the train split's value range, for the noises that use
+    them (the clip range and the pepper/salt values are the data's, whatever its scale)."""
+    from aectl.config import NOISE_FIELDS
+
+    if "v_min" not in NOISE_FIELDS[params["kind"]]:
+        return params
+    low, high = data.value_range(("train",))
+    return {**params, "v_min": low if params.get("v_min") is None else params["v_min"],
+            "v_max": high if params.get("v_max") is None else params["v_max"]}
+
+
+def adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
+    """Continuing a run into a new folder: its best.pt so far comes along, so the new folder is
+    complete and its metrics.json's best is a checkpoint in it."""
+    from aectl.checkpoint import resolve_checkpoint
+
+    source_dir = resolve_checkpoint(source).parent
+    best, target = source_dir / "best.pt", Path(run_dir) / "checkpoints" / "best.pt"
+    if best.is_file() and source_dir.resolve() != target.parent.resolve() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(best, target)
+
+
+def summary(metrics: dict, latent_dim: int) -> str:
+    """What says at a glance whether the model works: its val PSNR against the mean image's
+    (a model that ignores its input scores the latter), the VAE's active units and KL."""
+    val, parts = metrics["val"], []
+    if "psnr" in val:
+        parts.append(f"val PSNR {val['psnr']:.2f} dB (the mean training image scores "
+                     f"{metrics.get('val_psnr_mean_image', float('nan')):.2f} dB)")
+    if "active_units" in val:
+        parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {val['kl']:.3g} nats")
+    return "; ".join(parts) or f"val loss {val['loss']:.5g}"
+
+
+def hparams(config_dict: dict, lead: list[str] = ()) -> dict:
+    """Flat {'model.latent_dim': 8, ...} of the config's scalar and list values, the keys of the
+    overrides `lead` first (a sweep's HPARAMS tab then leads with what it swept)."""
+    flat = {}
+    for group, values in config_dict.items():
+        if isinstance(values, dict):
+            flat.update({f"{group}.{k}": v for k, v in values.items() if v is not None})
+        elif values is not None:
+            flat[group] = values
+    given = [o.split("=", 1)[0].lstrip("+") for o in lead if "=" in o]
+    first = [k for k in given if k in flat] + [k for k in flat if k.split(".")[0] in given and k not in given]
+    return {k: flat[k] for k in dict.fromkeys([*first, *flat])}

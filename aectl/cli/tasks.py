@@ -1,0 +1,66 @@
+"""The Hydra task functions of `aectl train` and `aectl eval`: a composed config → the core."""
+
+import logging
+from pathlib import Path
+
+from aectl import build
+from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
+
+log = logging.getLogger("aectl")
+
+def train_task(cfg) -> dict:
+    """Hydra task function of `aectl train`: validated config → a trained run folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from aectl import preemption
+    from aectl.config import validate
+
+    hydra_cfg = HydraConfig.get()
+    run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
+    source = resume_source(cfg.trainer.resume, run_dir) if cfg.trainer.resume else None
+    if source:
+        resume = load_resume_checkpoint(source)
+        cfg = resumed_config(resume["config"], hydra_cfg.overrides.task, cfg, mid_epoch=bool(resume.get("batch")))
+        if hydra_cfg.output_subdir:  # Hydra recorded the command line's config; the run's is the resumed one
+            OmegaConf.save(cfg, run_dir / hydra_cfg.output_subdir / "config.yaml")
+    elif preemption.requeued(run_dir):  # the same job again, same overrides: continue its checkpoint
+        log.info("requeued job: resuming from %s", run_dir / "checkpoints" / "last.pt")
+        resume = load_resume_checkpoint(str(run_dir))
+    config = OmegaConf.to_object(cfg)
+    validate(config)
+    if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
+        print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
+              f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
+        return {}
+    if resume is not None:
+        resume.setdefault("overrides", [])  # checkpoints written before runs stored their overrides
+        resume["resumed_with"] = [*resume.get("resumed_with", []), list(hydra_cfg.overrides.task)]
+        if source:
+            build.adopt_best_checkpoint(Path(source), run_dir)
+    with preemption.requeue_on_preemption():
+        return build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
+
+
+def swept_overrides() -> list[str]:
+    """The overrides a sweep varies for this job (its folder name), [] outside a Hydra sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        job = HydraConfig.get()
+    except ValueError:  # called without Hydra (the Python API, tests)
+        return []
+    return job.job.override_dirname.split(",") if job.mode == RunMode.MULTIRUN else []
+
+
+def eval_task(cfg) -> list[dict]:
+    """Hydra task function of `aectl eval`: validated settings → metrics, pictures, embeddings."""
+    from omegaconf import OmegaConf
+
+    from aectl import evaluation
+    from aectl.config import validate_eval
+
+    settings = OmegaConf.to_object(cfg)
+    validate_eval(settings)
+    return evaluation.run(settings)
