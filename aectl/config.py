@@ -268,6 +268,23 @@ def _unused_fields(section, group: str, option: str, used: tuple[str, ...], skip
                           f"remove it or choose a {group} that has it")
 
 
+def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
+    """A field given on the command line that the chosen option does not read is refused even at
+    its default value (`dataset=mnist dataset.size=32`): it says the user meant something else."""
+    options = {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
+               "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+    for override in overrides:
+        key = override.lstrip("+").partition("=")[0]
+        group, _, name = key.partition(".")
+        if group in options and name not in ("kind", "name", ""):
+            option, table = options[group]
+            if name not in table[option]:
+                value = getattr(getattr(cfg, group), name, override.partition("=")[2])
+                raise ConfigError(key, value, f"{group}={option} does not use {name} (its fields: "
+                                              f"{', '.join(table[option]) or 'none'}); remove it or choose a {group} "
+                                              "that has it")
+
+
 def check_fields_apply(cfg: TrainConfig) -> None:
     """Every field set must do something: refuse what the chosen options would silently ignore."""
     m, d, n, p, s = cfg.model, cfg.dataset, cfg.noise, cfg.penalty, cfg.beta_schedule

@@ -1,6 +1,7 @@
 """The command line: bad input ends in one clear line, help and completion work, sweeps name
 their job folders, and the start-up path stays free of torch."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -220,3 +221,24 @@ def test_tab_completion_of_report_completes_folders(tmp_path, capsys, monkeypatc
     assert _complete(capsys, monkeypatch, "aectl report multirun/") == ["multirun/2026-01-01/", "multirun/2026-01-02/"]
     assert _complete(capsys, monkeypatch, "aectl report outputs --") == ["--out", "--help"]
     assert _complete(capsys, monkeypatch, "aectl ") == ["train", "eval", "report"]
+
+
+@pytest.mark.parametrize("command,fields", [
+    ("train", {"model.sigma": "the decoder's fixed σ", "noise.p": "corruption probability per entry",
+               "trainer.epochs": "passes over the training split", "beta": "target KL weight"}),
+    ("eval", {"k": "importance samples per example", "limit": "the first N examples",
+              "dataset.path": "the .npy/.npz/.pt/.csv file"}),
+])
+def test_help_describes_every_field(capsys, command, fields):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out.split("== Fields (key  description) ==")[1]
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    for key, words in fields.items():
+        assert words in lines[key], lines.get(key)
+    from aectl.config import TrainConfig
+
+    if command == "train":  # every field of the schema has a line, and a description
+        expected = {f"{s.name}.{f.name}" for s in dataclasses.fields(TrainConfig) if dataclasses.is_dataclass(s.type)
+                    for f in dataclasses.fields(s.type)}
+        assert expected <= set(lines) and all(len(lines[k].split()) > 1 for k in expected)

@@ -117,6 +117,8 @@ REFUSED = [
     (("noise=masking", "noise.sigma=0.5"), "noise.sigma=0.5", "noise=masking does not use sigma (its fields: p)"),
     (("model=dae", "penalty=l1", "penalty.rho=0.1"), "penalty.rho=0.1", "penalty=l1 does not use rho"),
     (("dataset=mnist", "dataset.size=28"), "dataset.size=28", "dataset=mnist does not use size"),
+    (("dataset=mnist", "dataset.size=32"), "dataset.size=32", "dataset=mnist does not use size (its fields: binarize,"),
+    (("noise=masking", "noise.sigma=0.3"), "noise.sigma=0.3", "noise=masking does not use sigma"),  # the default
     (("beta_schedule=linear", "beta_schedule.cycles=3"), "beta_schedule.cycles=3", "does not use cycles"),
     (("model=ae", "beta=0.5"), "beta=0.5", "beta weighs the KL term of model=vae"),
     (("model=ae", "beta_schedule=linear"), "beta_schedule.kind='linear'", "the schedule anneals the KL"),

@@ -14,7 +14,7 @@ def compose_train_config(overrides: list[str]):
 
     from aectl.cli.hydra_run import config_dir, register_schemas
     from aectl.cli.messages import one_line
-    from aectl.config import validate
+    from aectl.config import check_given_fields, validate
 
     register_schemas()
     GlobalHydra.instance().clear()  # an earlier compose (or a notebook's) holds the global state
@@ -27,4 +27,5 @@ def compose_train_config(overrides: list[str]):
     finally:
         GlobalHydra.instance().clear()
     validate(config)
+    check_given_fields(config, list(overrides))
     return config

@@ -23,8 +23,12 @@ def config_dir() -> str:
 
 def register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
+    from aectl.cli.help import help_fields
     from aectl.config import EvalConfig, TrainConfig
+
+    OmegaConf.register_new_resolver("aectl_fields", help_fields, replace=True)  # --help's field descriptions
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     ConfigStore.instance().store(name="eval_schema", node=EvalConfig)

@@ -14,7 +14,7 @@ def train_task(cfg) -> dict:
     from omegaconf import OmegaConf
 
     from aectl import preemption
-    from aectl.config import validate
+    from aectl.config import check_given_fields, validate
 
     hydra_cfg = HydraConfig.get()
     run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
@@ -29,6 +29,7 @@ def train_task(cfg) -> dict:
         resume = load_resume_checkpoint(str(run_dir))
     config = OmegaConf.to_object(cfg)
     validate(config)
+    check_given_fields(config, [] if source else list(hydra_cfg.overrides.task))
     if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
         print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
               f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
