@@ -79,7 +79,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     from aectl import data as data_mod
     from aectl import noise
     from aectl.objective import make_objective
-    from aectl.trainer import resolve_device
+    from aectl.runtime import resolve_device
 
     m, t = config.model, config.trainer
     if t.threads:

@@ -137,7 +137,7 @@ def run_folder(ckpt_path: Path) -> Path:
 
 
 def _device(name: str) -> torch.device:
-    from aectl.trainer import resolve_device
+    from aectl.runtime import resolve_device
 
     try:
         return resolve_device(name)

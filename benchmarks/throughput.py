@@ -30,7 +30,8 @@ from aectl.models import build_model
 from aectl.noise import Corruption
 from aectl.objective import Objective
 from aectl.tracking import TensorBoardTracker
-from aectl.trainer import IntervalLog, Progress, make_loop, train_epoch
+from aectl.trainer import Progress, make_loop, train_epoch
+from aectl.training_log import IntervalLog
 
 LATENT = 20
 

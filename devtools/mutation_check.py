@@ -35,8 +35,8 @@ MUTANTS = {
     "cyclical period in epochs": ("aectl/build.py", "ratio=s.ratio, total_steps=total_steps)",
                                   "ratio=s.ratio, total_steps=t.epochs)", ["tests/test_wiring.py"]),
     "validation at the current beta": (
-        "aectl/trainer.py", "val = evaluate(model, data.val, data, objective, corrupt, target_beta, eval_batch)",
-        "val = evaluate(model, data.val, data, objective, corrupt, loop.beta_at(progress.step), eval_batch)",
+        "aectl/trainer.py", "                        self.target_beta, self.eval_batch)",
+        "                        self.loop.beta_at(self.progress.step), self.eval_batch)",
         ["tests/test_wiring.py"]),
     "eval ignores the trained beta": ("aectl/evaluation.py", 'float(config.get("beta", 1.0)))', "1.0)",
                                       ["tests/test_wiring.py"]),
@@ -99,8 +99,8 @@ MUTANTS = {
     "ddp ranks share epsilon": ("aectl/distributed.py", "        if not self.rank:\n            return contextlib",
                                 "        if True:\n            return contextlib", ["tests/test_scaling.py"]),
     # Resume and logging paths.
-    "stop request read twice": ("aectl/trainer.py", "raise interrupt(signum)  # it came during validation",
-                                "raise interrupt(stop_requested())  # it came during validation",
+    "stop request read twice": ("aectl/trainer.py", "raise run.interrupt(signum)  # it came during validation",
+                                "raise run.interrupt(stop_requested())  # it came during validation",
                                 ["tests/test_resume.py"]),
     "beta curve laid out anew at resume": ("aectl/build.py", "    if resume is None:\n        total =",
                                            "    if True:\n        total =",
@@ -111,7 +111,7 @@ MUTANTS = {
                                ["tests/test_resume.py"]),
     "no best.pt in a continued run": ("aectl/cli/tasks.py", "            build.adopt_best_checkpoint(Path(source), run_dir)",
                                       "            pass", ["tests/test_resume.py"]),
-    "last partial log interval dropped": ("aectl/trainer.py", "        if interval.steps:\n", "        if False:\n",
+    "last partial log interval dropped": ("aectl/trainer.py", "        if self.interval.steps:\n", "        if False:\n",
                                           ["tests/test_train.py"]),
 }
 

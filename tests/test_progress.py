@@ -4,7 +4,6 @@ draws (training, eval, decoding an image folder)."""
 import io
 import re
 
-import pytest
 from tqdm import tqdm
 
 from aectl import progress, readers

@@ -1,0 +1,88 @@
+"""What training writes to TensorBoard as it goes: the interval means of the loss terms (the
+loop's only host sync) and, every few epochs, images and latent histograms of a batch."""
+
+import time
+
+import torch
+from torch import nn
+
+from aectl import guards, tracking
+from aectl.distributed import Distributed
+from aectl.models import ModelOutput, mean_reconstruction
+from aectl.noise import Corruption
+from aectl.objective import TERMS, Objective
+
+
+@torch.no_grad()
+def log_images(model: nn.Module, x: torch.Tensor, corrupt: Corruption, tracker, step: int) -> None:
+    """Inputs, noisy inputs, reconstructions, prior samples and latent histograms of a batch."""
+    from torchvision.utils import make_grid
+
+    model.eval()
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(step)
+        x_in = corrupt(x)
+        out: ModelOutput = model(x_in)
+        mean = lambda r: mean_reconstruction(model, r).float().clamp(0, 1)  # noqa: E731
+        grid = lambda t: make_grid(t.cpu(), nrow=8, pad_value=1.0)  # noqa: E731
+        tracker.image(tracking.IMG_INPUT, grid(x), step)
+        if x_in is not x:
+            tracker.image(tracking.IMG_NOISY, grid(x_in.clamp(0, 1)), step)
+        tracker.image(tracking.IMG_RECON, grid(mean(out.recon)), step)
+        tracker.histogram(tracking.HIST_Z, out.z, step)
+        if out.mu is not None:
+            tracker.histogram(tracking.HIST_MU, out.mu, step)
+            tracker.histogram(tracking.HIST_LOGVAR, out.logvar, step)
+            z = torch.randn(len(x), out.mu.shape[1], device=x.device)
+            tracker.image(tracking.IMG_SAMPLES, grid(mean(model.decode(z))), step)
+    model.train()
+
+
+class IntervalLog:
+    """Keeps each step's loss terms (and gradient norm) in a device buffer and writes their means
+    every `every` steps: the only host sync of the loop. The same read shows `watch` every
+    step's values, so non-finite ones are caught without a sync of their own (aectl.guards)."""
+
+    def __init__(self, tracker, every: int, batch_size: int, device: torch.device, objective: Objective,
+                 dist: Distributed | None = None, watch: guards.NonFiniteWatch | None = None):
+        self.tracker, self.every, self.batch_size, self.dist = tracker, every, batch_size, dist or Distributed()
+        self.objective = objective
+        self.watch = watch or guards.NonFiniteWatch("stop", 1)
+        self.rows = torch.zeros(every, len(TERMS) + 1, device=device)  # TERMS, then the gradient norm
+        self.term_rows, self.norm_rows = self.rows[:, :len(TERMS)].unbind(0), self.rows[:, len(TERMS)].unbind(0)
+        self.read: list[list[float]] = []  # this interval's rows already read and judged
+        self.betas: list[float] = []  # each step's β (known on the host: no device work)
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, terms: torch.Tensor, beta: float, step: int, lr: float, bar,
+            grad_norm: torch.Tensor | None = None) -> None:
+        self.term_rows[self.steps].copy_(terms)
+        self.betas.append(beta)
+        if grad_norm is not None:
+            self.norm_rows[self.steps].copy_(grad_norm)
+        self.steps += 1
+        if step % self.every == 0:
+            self.write(step, lr, bar)
+
+    def check(self, step: int) -> None:
+        """Read the rows not read yet (summed over ranks) and let the watch judge them: before
+        anything is validated or saved, and at log time."""
+        rows = self.dist.all_reduce(self.rows[len(self.read):self.steps].clone()).tolist()
+        self.watch.inspect(rows, step - len(rows) + 1)
+        self.read.extend(rows)
+
+    def write(self, step: int, lr: float, bar) -> None:
+        self.check(step)
+        # Skipped batches (skip_batch) are left out of the means; β·KL is averaged step by step.
+        finite = [self.objective.named(row, beta)
+                  for row, beta in zip(self.read, self.betas) if guards.blame(row) is None]
+        speed = self.steps * self.batch_size / (time.perf_counter() - self.start)
+        if finite:
+            means = {name: sum(terms[name] for terms in finite) / len(finite) for name in finite[0]}
+            self.tracker.scalars(tracking.TRAIN, means, step)
+            bar.set_postfix(loss=f"{means['loss']:.4g}", samples_s=f"{speed:.0f}")
+        self.tracker.scalar(tracking.CHARTS_LR, lr, step)
+        self.tracker.scalar(tracking.CHARTS_SPEED, speed, step)
+        if self.watch.skip:
+            self.tracker.scalar(tracking.TRAIN_SKIPPED, self.watch.skipped, step)
+        self.read, self.betas, self.steps, self.start = [], [], 0, time.perf_counter()
