@@ -11,6 +11,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
+from aectl.config import ARCHS  # noqa: F401 (the names of kinds live in config.py)
 from aectl.losses import DEFAULT_SIGMA
 
 ACTIVATIONS = {
@@ -22,7 +23,6 @@ ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
     "identity": nn.Identity,
 }
-ARCHS = ("mlp", "conv")
 
 
 class ModelOutput(NamedTuple):

@@ -2,7 +2,7 @@
 
 import math
 
-SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
+from aectl.config import SCHEDULES  # noqa: F401 (the names of kinds live in config.py)
 
 
 def beta_at(
