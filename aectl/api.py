@@ -120,7 +120,7 @@ class Autoencoder:
         x = x.to(self._device())
         x = x.float() * self._scale if x.dtype == torch.uint8 else x.float()
         if self._scaler is not None:
-            from aectl.readers import apply_scaler
+            from aectl.datasets import apply_scaler
 
             x = apply_scaler(x, self._scaler)
         return x

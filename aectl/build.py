@@ -17,7 +17,7 @@ log = logging.getLogger("aectl")
 class Components:
     """What `fit` runs, built from one config."""
 
-    data: object  # aectl.data.DataSplits on the device
+    data: object  # aectl.datasets.DataSplits on the device
     model: object  # the torch module
     objective: object  # aectl.objective.Objective
     corrupt: object  # aectl.noise.Corruption
@@ -76,7 +76,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     """Every component of a run, from the config (and a checkpoint being resumed)."""
     import torch
 
-    from aectl import data as data_mod
+    from aectl import datasets as data_mod
     from aectl import noise
     from aectl.objective import make_objective
     from aectl.runtime import resolve_device

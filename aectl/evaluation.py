@@ -27,7 +27,7 @@ from torch import nn
 from aectl import metrics, pictures, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.config import DatasetConfig, EvalConfig, validate_dataset
-from aectl.data import DataSplits
+from aectl.datasets import DataSplits, load_dataset
 from aectl.errors import AectlError, CheckpointError, ConfigError, DataError
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
@@ -222,12 +222,10 @@ def dataset_config(saved: dict, overrides: dict) -> DatasetConfig:
 def _load_data(dataset: DatasetConfig, ckpt: dict, path: Path, cache: dict) -> DataSplits:
     """The dataset on the CPU (cached across the jobs of a sweep), transformed as in training
     (the checkpoint's scaler), with the input shape the model was built for."""
-    from aectl import data as data_mod
-
     saved = ckpt.get("data") or {}
     key = json.dumps([vars(dataset), saved.get("scaler")], sort_keys=True, default=str)
     if key not in cache:
-        cache[key] = data_mod.load_dataset(**vars(dataset), scaler=saved.get("scaler"))
+        cache[key] = load_dataset(**vars(dataset), scaler=saved.get("scaler"))
     data = cache[key]
     expected = list(ckpt["model"]["kwargs"]["input_shape"])
     if data.input_shape != expected:

@@ -24,7 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from aectl import guards, tracking
 from aectl.checkpoint import save_checkpoint
 from aectl.config import TrainerConfig
-from aectl.data import DataSplits
+from aectl.datasets import DataSplits
 from aectl.distributed import Distributed
 from aectl.noise import Corruption
 from aectl.objective import Objective

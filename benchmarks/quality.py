@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from aectl import cli
-from aectl import data as data_mod
+from aectl import datasets as data_mod
 from aectl.checkpoint import load_checkpoint, rebuild_model
 
 # The pass marks, one per quantity; the presets' comments and the README quote these.

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from aectl import schedules
 from aectl.config import TrainerConfig
-from aectl.data import DataSplits
+from aectl.datasets import DataSplits
 from aectl.models import build_model
 from aectl.noise import Corruption
 from aectl.objective import Objective

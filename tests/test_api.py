@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import aectl
-from aectl.data import load_dataset
+from aectl.datasets import load_dataset
 
 
 def test_the_readme_example_trains_loads_and_matches_eval(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from aectl import trainer
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
-from aectl.data import load_dataset
+from aectl.datasets import load_dataset
 from tests.conftest import eval_file, read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")

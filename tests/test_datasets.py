@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from aectl import data as data_mod
+from aectl import datasets as data_mod
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
-from aectl.data import StreamedSplit, load_dataset
+from aectl.datasets import StreamedSplit, load_dataset
 from aectl.errors import ConfigError, DataError
 from tests.conftest import read_metrics
 from tests.test_readers import write_amat_layout, write_cifar_layout, write_image, write_mnist_layout
@@ -224,7 +224,7 @@ def test_image_folder_in_memory_and_streamed_agree(tmp_path):
 
 def test_image_folder_auto_streams_when_it_does_not_fit(tmp_path, monkeypatch):
     root = image_folder(tmp_path)
-    monkeypatch.setattr(data_mod, "available_memory_bytes", lambda: 100)  # 12 × 3×8×8 bytes > 50
+    monkeypatch.setattr(data_mod.load, "available_memory_bytes", lambda: 100)  # 12 × 3×8×8 bytes > 50
     data = load_dataset("image_folder", path=str(root), size=8, channels=3, workers=0)
     assert isinstance(data.train, StreamedSplit)
 

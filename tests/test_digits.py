@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from aectl.data import load_digits
+from aectl.datasets import load_digits
 
 
 def test_digits_read_from_the_wheel_equal_scikit_learns_loader():

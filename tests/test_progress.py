@@ -6,7 +6,8 @@ import re
 
 from tqdm import tqdm
 
-from aectl import progress, readers
+from aectl import progress
+from aectl.datasets import image_folder
 from aectl.cli import main
 
 
@@ -66,8 +67,8 @@ def test_training_and_eval_into_a_log_write_plain_progress_lines(tmp_path, capsy
 
 
 def test_decoding_a_large_image_folder_reports_in_plain_lines(capsys):
-    bar = readers._progress(list(range(readers._PROGRESS_MIN_FILES)), "decoding images")
+    bar = image_folder._progress(list(range(image_folder._PROGRESS_MIN_FILES)), "decoding images")
     assert isinstance(bar, progress.LineProgress)
-    assert len(list(bar)) == readers._PROGRESS_MIN_FILES
+    assert len(list(bar)) == image_folder._PROGRESS_MIN_FILES
     err = capsys.readouterr().err
     assert "\r" not in err and err.splitlines()[-1].startswith("decoding images: 300/300 img (100%)")

@@ -15,9 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aectl import readers
-from aectl.errors import ConfigError, DataError
-from aectl.readers import (
+from aectl.datasets import (
     ImageFolderStream,
     apply_scaler,
     estimate_folder_bytes,
@@ -29,6 +27,8 @@ from aectl.readers import (
     load_tensor_file,
     read_idx,
 )
+from aectl.datasets import amat, image_folder
+from aectl.errors import ConfigError, DataError
 
 
 @contextlib.contextmanager
@@ -295,7 +295,7 @@ def test_binarized_mnist_download_saves_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", serve)
     data = load_binarized_mnist(tmp_path, download=True)
-    assert seen == [readers.BINARIZED_MNIST_URL.format(split=s) for s in ("train", "valid", "test")]
+    assert seen == [amat.BINARIZED_MNIST_URL.format(split=s) for s in ("train", "valid", "test")]
     assert (tmp_path / "binarized_mnist/binarized_mnist_test.amat").is_file()
     assert data.splits["test"].x.shape == (2, 1, 28, 28) and int(data.splits["train"].x.sum()) == 784
 
@@ -481,7 +481,7 @@ def test_image_folder_flat_and_stream_match(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (10 + i, 7, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
-    monkeypatch.setattr(readers, "_PROGRESS_MIN_FILES", 2)  # exercise the progress-bar path too
+    monkeypatch.setattr(image_folder, "_PROGRESS_MIN_FILES", 2)  # exercise the progress-bar path too
     data = load_image_folder(tmp_path, size=(5, 4), channels=3)
     assert data.classes is None and data.splits["all"].y is None
     stream = ImageFolderStream(tmp_path, size=(5, 4), channels=3)

@@ -19,7 +19,7 @@ def test_every_choice_has_a_yaml_option_and_every_option_is_a_choice(group):
 
 
 def test_code_registries_name_the_configs_kinds():
-    from aectl.data import LOADERS
+    from aectl.datasets import LOADERS
 
     assert set(models.MODEL_CLASSES) == set(config.MODEL_KINDS)
     assert set(models.ACTIVATIONS) == set(config.ACTIVATIONS)
