@@ -54,11 +54,12 @@ def train(overrides=None, run_dir: str | Path | None = None) -> Run:
 def load(path: str | Path) -> "Autoencoder":
     """The model of a checkpoint file or run folder (its checkpoints/last.pt), loaded with
     torch.load(weights_only=True): nothing named in the file is imported or called."""
-    from aectl.checkpoint import load_checkpoint, rebuild_model, resolve_checkpoint
+    from aectl.checkpoint import load_checkpoint, rebuild_model
+    from aectl.runfolder import resolve_checkpoint, run_dir_of
 
     file = resolve_checkpoint(path)
     ckpt = load_checkpoint(file)
-    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    run_dir = run_dir_of(file)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     return Autoencoder(rebuild_model(ckpt).eval(), ckpt, metrics)
 
@@ -69,11 +70,12 @@ def evaluate(path: str | Path, **options) -> dict | list[dict]:
     `options` are aectl eval's fields (split="val", k=1000, limit=500, seed=1, ...)."""
     from aectl import evaluation
     from aectl.config import EvalConfig, validate_eval
+    from aectl.runfolder import has_checkpoint
 
     settings = EvalConfig(ckpt=str(path), **{"progress": False, **options})
     validate_eval(settings)
     results = evaluation.run(settings, show=False)
-    one = Path(path).is_file() or (Path(path) / "checkpoints" / "last.pt").is_file()
+    one = Path(path).is_file() or has_checkpoint(path)
     return results[0] if one else results
 
 

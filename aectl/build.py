@@ -172,7 +172,7 @@ def noise_in_data_range(params: dict, data) -> dict:
 def adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
     """Continuing a run into a new folder: its best.pt so far comes along, so the new folder is
     complete and its metrics.json's best is a checkpoint in it."""
-    from aectl.checkpoint import resolve_checkpoint
+    from aectl.runfolder import resolve_checkpoint
 
     source_dir = resolve_checkpoint(source).parent
     best, target = source_dir / "best.pt", Path(run_dir) / "checkpoints" / "best.pt"

@@ -17,6 +17,7 @@ from torch import nn
 from aectl import __version__
 from aectl.errors import CheckpointError, plain_text, refused_global
 from aectl.models import build_model
+from aectl.runfolder import resolve_checkpoint
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "aectl_version", "model", "state_dict", "step", "epoch", "config")
@@ -73,19 +74,6 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
-    """A .pt file as is; a run folder → its checkpoints/<name>."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        candidate = path / "checkpoints" / name
-        if not candidate.is_file():
-            raise CheckpointError(f"{path}: no checkpoints/{name} in this folder (is it a run folder?)")
-        return candidate
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
-    return path
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -28,11 +28,11 @@ from aectl import metrics, pictures, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.config import DatasetConfig, EvalConfig, validate_dataset
 from aectl.datasets import DataSplits, load_dataset
-from aectl.errors import AectlError, CheckpointError, ConfigError, DataError
+from aectl.errors import AectlError, ConfigError, DataError
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
 from aectl.progress import progress_bar
-from aectl.runfolder import eval_name
+from aectl.runfolder import eval_name, find_checkpoints, run_dir_of
 from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
@@ -115,27 +115,6 @@ def run(settings: EvalConfig, show: bool = True) -> list[dict]:
     return results
 
 
-def find_checkpoints(target: str) -> list[Path]:
-    """A .pt file; a run folder → its checkpoints/last.pt; a multirun folder → every job's."""
-    path = Path(target).expanduser()
-    if path.is_file():
-        return [path]
-    if (path / "checkpoints" / "last.pt").is_file():
-        return [path / "checkpoints" / "last.pt"]
-    if path.is_dir():
-        found = sorted(path.rglob("checkpoints/last.pt"))
-        if not found:
-            raise CheckpointError(f"{path}: no checkpoints/last.pt in this folder or below it "
-                                  "(expected a checkpoint file, a run folder or a multirun folder)")
-        return found
-    raise CheckpointError(f"{path}: no such checkpoint file, run folder or multirun folder")
-
-
-def run_folder(ckpt_path: Path) -> Path:
-    """The run a checkpoint belongs to (<run>/checkpoints/x.pt → <run>); else the file's folder."""
-    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-
-
 def _device(name: str) -> torch.device:
     from aectl.runtime import resolve_device
 
@@ -171,7 +150,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     if probe is not None:
         values["probe_acc"] = probe[0]
 
-    run_dir, step = run_folder(path), ckpt["step"]
+    run_dir, step = run_dir_of(path), ckpt["step"]
     name = eval_name(path, settings.split, settings.k if variant.variational else None, settings.limit)
     out_dir, tag = run_dir / "eval" / name, f"{tracking.EVAL}/{name}"
     tracker = tracking.TensorBoardTracker(run_dir)

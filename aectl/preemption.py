@@ -17,6 +17,7 @@ import os
 import signal
 from pathlib import Path
 
+from aectl.runfolder import has_checkpoint
 from aectl.signals import Interrupted
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def stop_signals() -> tuple[int, ...]:
 def requeued(run_dir: Path) -> bool:
     """Whether this is a submitit job run again (requeued) in a folder its first run left a
     checkpoint in: it continues from that checkpoint instead of refusing the used folder."""
-    return submitit_signal() is not None and (Path(run_dir) / "checkpoints" / "last.pt").is_file()
+    return submitit_signal() is not None and has_checkpoint(run_dir)
 
 
 @contextlib.contextmanager

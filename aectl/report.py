@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aectl.errors import AectlError
-from aectl.runfolder import INTERRUPTED, eval_results
+from aectl.runfolder import CHECKPOINTS, INTERRUPTED, eval_results, has_checkpoint
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
@@ -40,7 +40,7 @@ TERMINAL_WIDTH = (80, 120)  # the terminal table is as wide as the terminal, wit
 MAX_NAME = 32  # longer job names are cut in the middle in the terminal (report.md has them whole)
 # A job without metrics.json whose files changed this recently is taken to be still running.
 RUNNING_WINDOW_S = 15 * 60
-SKIP_DIRS = ("checkpoints", "eval")
+SKIP_DIRS = (CHECKPOINTS, "eval")
 USAGE = "aectl report <sweep folder or glob> [more folders or globs] [--out DIR]"
 
 
@@ -143,7 +143,7 @@ def flatten(values: dict, prefix: str = "") -> dict:
 
 
 def _newest_mtime(path: Path) -> float:
-    files = [p for p in (*path.iterdir(), *(path / "checkpoints").glob("*")) if p.is_file()]
+    files = [p for p in (*path.iterdir(), *(path / CHECKPOINTS).glob("*")) if p.is_file()]
     return max((p.stat().st_mtime for p in files), default=path.stat().st_mtime)
 
 
@@ -160,7 +160,7 @@ def job_status(path: Path) -> tuple[str, str]:
         return "ok", ""
     if (path / "error.txt").is_file():
         return "failed", _first_line(path / "error.txt", "failed")
-    resumable = (path / "checkpoints" / "last.pt").is_file()
+    resumable = has_checkpoint(path)
     if (path / INTERRUPTED).is_file():
         return "interrupted", _first_line(path / INTERRUPTED, "interrupted") if resumable else \
             "interrupted before its first checkpoint"

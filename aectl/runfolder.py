@@ -1,7 +1,10 @@
 """The run folder as something a run owns: one run at a time, a finished run never silently
-overwritten, and the newest checkpoint found again for `trainer.resume=auto`.
+overwritten, and the newest checkpoint found again for `trainer.resume=auto`. Also the one
+place that knows where a run keeps its checkpoints, so train, eval and report resolve "a run
+folder or a checkpoint file" alike.
 
-No torch here: the CLI uses this before Hydra writes anything into an explicit run folder.
+No torch here: the CLI uses this before Hydra writes anything into an explicit run folder,
+and `aectl report` must stay light.
 """
 
 import contextlib
@@ -9,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aectl.errors import AectlError
+from aectl.errors import AectlError, CheckpointError
 
 try:
     import fcntl
@@ -20,6 +23,52 @@ except ImportError:  # Windows
 LOCK_NAME = ".lock"
 KEY = "hydra.run.dir"
 INTERRUPTED = "interrupted.txt"  # one line left by a run stopped by a signal or Ctrl-C (aectl report reads it)
+CHECKPOINTS = "checkpoints"  # the sub-folder of a run that holds its .pt files
+LAST = "last.pt"  # the checkpoint written every save_every epochs: what resume and eval read by default
+
+
+def checkpoint_in(run_dir: str | Path, name: str = LAST) -> Path:
+    """Where a run keeps checkpoint `name`: <run_dir>/checkpoints/<name>."""
+    return Path(run_dir) / CHECKPOINTS / name
+
+
+def has_checkpoint(run_dir: str | Path, name: str = LAST) -> bool:
+    return checkpoint_in(run_dir, name).is_file()
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run a checkpoint belongs to (<run>/checkpoints/x.pt → <run>); else the file's folder."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint.parent
+
+
+def resolve_checkpoint(path: str | Path, name: str = LAST) -> Path:
+    """One checkpoint: a .pt file as is; a run folder → its checkpoints/<name>."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        candidate = checkpoint_in(path, name)
+        if not candidate.is_file():
+            raise CheckpointError(f"{path}: no {CHECKPOINTS}/{name} in this folder (is it a run folder?)")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
+    return path
+
+
+def find_checkpoints(target: str | Path) -> list[Path]:
+    """Every checkpoint a target names: a .pt file; a run folder → its checkpoints/last.pt; a
+    multirun folder → every job's."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        return [path]
+    if has_checkpoint(path):
+        return [checkpoint_in(path)]
+    if path.is_dir():
+        found = sorted(path.rglob(f"{CHECKPOINTS}/{LAST}"))
+        if not found:
+            raise CheckpointError(f"{path}: no {CHECKPOINTS}/{LAST} in this folder or below it "
+                                  "(expected a checkpoint file, a run folder or a multirun folder)")
+        return found
+    raise CheckpointError(f"{path}: no such checkpoint file, run folder or multirun folder")
 
 
 def _try_lock(fd: int) -> bool:
@@ -109,12 +158,12 @@ def is_locked(run_dir: Path) -> bool:
 def check_checkpoint_paths(run_dir: Path, resuming: bool) -> None:
     """Before training: the checkpoint paths can be written, and a fresh run does not overwrite
     the checkpoints of another one in the same folder."""
-    for name in ("last.pt", "best.pt"):
-        path = run_dir / "checkpoints" / name
+    for name in (LAST, "best.pt"):
+        path = checkpoint_in(run_dir, name)
         if path.is_dir():
             raise AectlError(f"{KEY}={run_dir}: {path} is a folder, not a checkpoint file; "
                              "move it away or choose another folder")
-    if not resuming and (run_dir / "checkpoints" / "last.pt").is_file():
+    if not resuming and has_checkpoint(run_dir):
         raise AectlError(f"{KEY}={run_dir}: this folder already holds a run (checkpoints/last.pt); continue it with "
                          "trainer.resume=auto, or choose another folder for a new run")
 
@@ -139,15 +188,15 @@ def resume_source(value: str, run_dir: Path, explicit: bool, outputs: Path = Pat
     fresh run there; else the newest checkpoints/last.pt under outputs/ that no live run holds."""
     if value != "auto":
         return value
-    if (run_dir / "checkpoints" / "last.pt").is_file():
+    if has_checkpoint(run_dir):
         return str(run_dir)
     if explicit:
         return None
-    found = [p for p in outputs.glob("**/checkpoints/last.pt") if p.is_file() and not is_locked(p.parent.parent)]
+    found = [p for p in outputs.glob(f"**/{CHECKPOINTS}/{LAST}") if p.is_file() and not is_locked(run_dir_of(p))]
     if not found:
         raise AectlError(f"trainer.resume=auto: no run under {outputs}/ has a checkpoints/last.pt; give a run "
                          "folder or .pt file, or hydra.run.dir=<folder> to start a run there")
-    return str(max(found, key=lambda p: p.stat().st_mtime).parent.parent)
+    return str(run_dir_of(max(found, key=lambda p: p.stat().st_mtime)))
 
 
 def eval_name(checkpoint: Path, split: str, k: int | None, limit: int = 0) -> str:

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from aectl import evaluation as evaluate
+from aectl import runfolder
 from aectl.cli import main
+from aectl.errors import CheckpointError
 from tests.conftest import eval_file
 
 VARIANTS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
@@ -251,12 +253,12 @@ def test_targets_resolve_to_checkpoints_and_run_folders(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     for name in ("last.pt", "best.pt"):
         (run / "checkpoints" / name).write_bytes(b"")
-    assert evaluate.find_checkpoints(str(run)) == [run / "checkpoints" / "last.pt"]
-    assert evaluate.find_checkpoints(str(run / "checkpoints" / "best.pt")) == [run / "checkpoints" / "best.pt"]
-    assert evaluate.run_folder(run / "checkpoints" / "best.pt") == run
-    assert evaluate.run_folder(tmp_path / "loose.pt") == tmp_path
-    with pytest.raises(evaluate.CheckpointError, match="no checkpoints/last.pt"):
-        evaluate.find_checkpoints(str(tmp_path / "run" / "checkpoints"))
+    assert runfolder.find_checkpoints(str(run)) == [run / "checkpoints" / "last.pt"]
+    assert runfolder.find_checkpoints(str(run / "checkpoints" / "best.pt")) == [run / "checkpoints" / "best.pt"]
+    assert runfolder.run_dir_of(run / "checkpoints" / "best.pt") == run
+    assert runfolder.run_dir_of(tmp_path / "loose.pt") == tmp_path
+    with pytest.raises(CheckpointError, match="no checkpoints/last.pt"):
+        runfolder.find_checkpoints(str(tmp_path / "run" / "checkpoints"))
 
 
 @pytest.mark.parametrize("args, fragment", [
