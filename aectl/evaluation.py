@@ -16,7 +16,6 @@ import math
 import shutil
 import textwrap
 import time
-import unicodedata
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,6 +32,7 @@ from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
 from aectl.progress import progress_bar
 from aectl.runfolder import eval_name, find_checkpoints, run_dir_of
+from aectl.tables import align_rows, format_metric
 from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
@@ -380,17 +380,6 @@ def _label_context(result: dict) -> dict:
             "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
 
 
-def _width(text: str) -> int:
-    """Printed width: combining marks (the hat of ρ̂) take no column."""
-    return sum(not unicodedata.combining(c) for c in text)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.5g}"
-
-
 def _noise_label(name: str, result: dict) -> str:
     kind, params = (result["noise"]["kind"], result["noise"]) if name == "" else \
         (name, result["robustness_noise"][name])
@@ -399,7 +388,7 @@ def _noise_label(name: str, result: dict) -> str:
 
 
 def _denoising_cell(values: dict, suffix: str) -> str:
-    return f"{_fmt(values[f'psnr_noisy{suffix}'])} noisy → {_fmt(values[f'psnr_denoised{suffix}'])} denoised"
+    return f"{format_metric(values[f'psnr_noisy{suffix}'])} noisy → {format_metric(values[f'psnr_denoised{suffix}'])} denoised"
 
 
 def format_table(result: dict) -> str:
@@ -409,17 +398,16 @@ def format_table(result: dict) -> str:
     rows = []
     for key, label in _ROWS:
         if key in values:
-            rows.append((label.format(**context), _fmt(values[key])))
+            rows.append((label.format(**context), format_metric(values[key])))
         if key == "psnr":  # robustness right below the clean PSNR
             rows += [(f"PSNR under {_noise_label(name, result)} (dB)", _denoising_cell(values, f"_{name}" if name else ""))
                      for name in ("", *ROBUSTNESS_NOISE) if f"psnr_noisy{'_' + name if name else ''}" in values]
         if key == "rho_hat_mean" and "rho_hat_q50" in values:
             rows.append(("sparsity: ρ̂ quantiles 5/25/50/75/95%",
-                         " / ".join(_fmt(values[f"rho_hat_q{q}"]) for q in ("05", "25", "50", "75", "95"))))
-    width = max(_width(label) for label, _ in rows)
+                         " / ".join(format_metric(values[f"rho_hat_q{q}"]) for q in ("05", "25", "50", "75", "95"))))
     head = (f"{result['run']}: {result['model']}, step {result['step']}, "
             f"{result['dataset']} {result['split']} split ({result['n']} examples)")
-    body = [f"  {label}{' ' * (width - _width(label))}  {value}" for label, value in rows]
+    body = [f"  {line}" for line in align_rows([list(row) for row in rows])]
     note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
         if "note" in result["likelihood"] else []
     return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval' / result['name']}"])
@@ -437,9 +425,6 @@ def format_sweep_table(results: list[dict], root: Path) -> str:
     for r in results:
         job = Path(r["run"]).relative_to(root) if Path(r["run"]).is_relative_to(root) else Path(r["run"])
         rows.append([str(job) if str(job) != "." else Path(r["run"]).name, r["model"],
-                     *(_fmt(r["metrics"][key]) if key in r["metrics"] else "—" for key, _ in columns)])
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    pad = lambda cell, w: " " * (w - _width(cell))  # noqa: E731
-    lines = ["  ".join(cell + pad(cell, w) if i < 2 else pad(cell, w) + cell
-                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+                     *(format_metric(r["metrics"][key]) if key in r["metrics"] else "—" for key, _ in columns)])
+    lines = align_rows(rows, right=range(2, len(rows[0])))  # job and model left, the numbers right
     return "\n".join([f"{root}: {len(results)} runs", *lines])

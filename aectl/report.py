@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aectl.errors import AectlError
 from aectl.runfolder import CHECKPOINTS, INTERRUPTED, eval_results, has_checkpoint
+from aectl.tables import COLUMN_GAP, align_rows, column_width, format_value
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
@@ -358,22 +359,14 @@ def _sweeps_beta(params: list[str]) -> bool:
     return any(p.rsplit(".", 1)[-1] == "beta" for p in params)
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def table_rows(report: Report, metrics: list[str], mark: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the table; best values are wrapped in `mark` (e.g. '**')."""
     header = ["job", "status", *report.params, *metrics, "note"]
     rows = []
     for i, job in enumerate(report.jobs):
-        cells = [job.name, job.status, *(_fmt(param_value(job, p)) for p in report.params)]
+        cells = [job.name, job.status, *(format_value(param_value(job, p)) for p in report.params)]
         for m in metrics:
-            text = _fmt(job.metrics.get(m))
+            text = format_value(job.metrics.get(m))
             cells.append(f"{mark}{text}{mark}" if i in report.best.get(m, ()) else text)
         rows.append([*cells, job.note])
     return header, rows
@@ -395,7 +388,7 @@ def _shorten(text: str, width: int) -> str:
 
 def _text_column(report: Report, metric: str) -> list[str]:
     """Header and cells of one metric column; a trailing * marks the best value."""
-    return [metric, *(_fmt(job.metrics.get(metric)) + ("*" if i in report.best.get(metric, ()) else "")
+    return [metric, *(format_value(job.metrics.get(metric)) + ("*" if i in report.best.get(metric, ()) else "")
                       for i, job in enumerate(report.jobs))]
 
 
@@ -406,15 +399,16 @@ def terminal_columns(report: Report, width: int) -> tuple[list[list[str]], int]:
     columns = [["job", *(_shorten(j.name, MAX_NAME) for j in report.jobs)], ["status", *(j.status for j in report.jobs)]]
     ranked = [m for m in TERMINAL_METRICS if m in report.columns] + \
              [m for m in report.shown if m not in TERMINAL_METRICS]
-    candidates = [[p, *(_fmt(param_value(j, p)) for j in report.jobs)] for p in report.params]
+    candidates = [[p, *(format_value(param_value(j, p)) for j in report.jobs)] for p in report.params]
     candidates += [_text_column(report, m) for m in ranked]
-    used = sum(max(map(len, c)) for c in columns) + 2
-    reserve = max(map(len, candidates[len(report.params)])) + 2 if ranked else 0
+    gap = len(COLUMN_GAP)
+    used = sum(map(column_width, columns)) + gap
+    reserve = column_width(candidates[len(report.params)]) + gap if ranked else 0
     for i, column in enumerate(candidates):
-        needed = max(map(len, column)) + 2 + (reserve if i < len(report.params) else 0)
+        needed = column_width(column) + gap + (reserve if i < len(report.params) else 0)
         if used + needed <= width:
             columns.append(column)
-            used += max(map(len, column)) + 2
+            used += column_width(column) + gap
     return columns, len(report.params) + len(report.columns) - (len(columns) - 2)
 
 
@@ -423,8 +417,7 @@ def format_text(report: Report, width: int | None = None) -> str:
     notes of the jobs that are not ok; report.md and report.csv hold every column."""
     width = width or terminal_width()
     columns, hidden = terminal_columns(report, width)
-    widths = [max(map(len, c)) for c in columns]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in zip(*columns)]
+    lines = align_rows([list(row) for row in zip(*columns)])
     lines.append("* best of the finished jobs" + (f"; {hidden} more columns in report.md and report.csv"
                                                  if hidden > 0 else ""))
     if any(c[0].startswith("eval/") for c in columns):
@@ -499,7 +492,7 @@ def log_scale(values: list[float]) -> bool:
 
 
 def _label(job: Job, keys: list[str]) -> str:
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(param_value(job, k))}" for k in keys) or job.name
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={format_value(param_value(job, k))}" for k in keys) or job.name
 
 
 def line_groups(report: Report, param: str) -> dict[str, list[Job]]:

@@ -12,6 +12,7 @@ import pytest
 
 from aectl import report as rep
 from aectl.cli import main
+from aectl.tables import format_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
@@ -67,7 +68,7 @@ def test_report_of_a_sweep_with_a_failed_job(sweep, capsys):
 
     md = (sweep / "report.md").read_text()
     assert "| model.latent_dim=0 | failed |" in md
-    assert f"**{rep._fmt(float(best_loss['val/loss']))}**" in md
+    assert f"**{format_value(float(best_loss['val/loss']))}**" in md
     for name in ("metrics_vs_model.latent_dim.png", "rate_distortion.png"):
         assert f"]({name})" in md
         assert_png(sweep / name)
