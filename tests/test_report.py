@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aectl import report as rep
+from aectl.report import jobs, plots, ranking
 from aectl.cli import main
 from aectl.tables import format_value
 
@@ -114,7 +114,7 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
     fake_job(a / "lr=0.01", ["trainer.lr=0.01"], metrics_of(2.0, 25.0), num=1)
     fake_job(b / "lr=1e-3", ["trainer.lr=0.001"], None, num=0)
     stale = fake_job(b / "lr=1e-4", ["trainer.lr=0.0001"], None, num=1)
-    old = time.time() - 2 * rep.RUNNING_WINDOW_S
+    old = time.time() - 2 * jobs.RUNNING_WINDOW_S
     for path in (stale, stale / ".hydra", *(stale / ".hydra").iterdir()):
         os.utime(path, (old, old))
     for job, log_px in (("lr=0.01", -90.5), ("lr=0.1", -95.0)):
@@ -142,7 +142,7 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
 @pytest.mark.parametrize("values, log", [([2, 4, 8, 32], False), ([2, 8, 200], True), ([1e-4, 1e-3, 1e-2], True),
                                          ([0, 10, 1000], False), ([-1, 1], False)])
 def test_log_x_scale_when_a_parameter_spans_two_decades(values, log):
-    assert rep.log_scale(values) is log
+    assert plots.log_scale(values) is log
 
 
 def test_a_folder_without_runs_is_one_line(tmp_path, capsys):
@@ -172,7 +172,7 @@ def test_report_imports_neither_torch_nor_hydra(tmp_path):
 def test_with_beta_swept_the_loss_is_not_ranked(tmp_path):
     fake_job(tmp_path / "a", ["beta=0.5"], metrics_of(2.0, 20.0, kl=2.0), kind="vae")
     fake_job(tmp_path / "b", ["beta=4"], metrics_of(3.0, 19.0, kl=0.5), kind="vae", num=1)
-    report = rep.build_report([tmp_path])
+    report = ranking.build_report([tmp_path])
     assert report.best["val/loss"] == set() and report.best["test/loss"] == set()  # different objectives
     assert report.best["val/recon"] == {0} and report.best["val/psnr"] == {0}
 
@@ -231,16 +231,16 @@ def test_a_stopped_sweep_lists_every_job_it_planned(tmp_path, capsys, monkeypatc
     job = sweep / "model.latent_dim=4"
     assert main(["train", *TINY, f"trainer.resume='{job}'", f"hydra.run.dir='{job}'"]) == 0  # '=' in the path
     assert not (job / "interrupted.txt").exists()  # the resumed run cleared the record of the stop
-    assert rep.job_status(job)[0] == "ok"
+    assert jobs.job_status(job)[0] == "ok"
 
 
 def test_an_interrupted_run_without_a_checkpoint_says_so(tmp_path):
     job = fake_job(tmp_path / "run", ["model.latent_dim=2"], None)
     (job / "interrupted.txt").write_text("interrupted by Ctrl-C\n")
-    assert rep.job_status(job) == ("interrupted", "interrupted before its first checkpoint")
+    assert jobs.job_status(job) == ("interrupted", "interrupted before its first checkpoint")
     (job / "checkpoints").mkdir()
     (job / "checkpoints" / "last.pt").write_bytes(b"")
-    assert rep.job_status(job) == ("interrupted", "interrupted by Ctrl-C")
+    assert jobs.job_status(job) == ("interrupted", "interrupted by Ctrl-C")
 
 
 @pytest.mark.parametrize("how", ["a file in the way", "no permission"])
@@ -299,7 +299,7 @@ def test_new_metric_names_are_lower_is_better_and_old_names_still_rank(tmp_path)
         (job / "eval").mkdir()
         (job / "eval" / "metrics.json").write_text(json.dumps({"metrics": {
             "nll_iw": nll, "neg_elbo": nll + 1, "log_px_iw": log_px, "elbo": log_px - 1}}))
-    report = rep.build_report([tmp_path])
+    report = ranking.build_report([tmp_path])
     assert report.best["eval/nll_iw"] == {1} and report.best["eval/neg_elbo"] == {1}
     assert report.best["eval/log_px_iw"] == {1} and report.best["eval/elbo"] == {1}
 
@@ -310,9 +310,9 @@ def test_legends_of_several_sweeps_name_the_values(tmp_path):
         fake_job(tmp_path / "a" / f"k={k}", [f"model.latent_dim={k}"], metrics_of(3.0, 20.0), kind="vae", num=i)
         fake_job(tmp_path / "b" / f"k={k}", [f"model.latent_dim={k}", "beta=0.5"], metrics_of(2.0, 21.0),
                  kind="vae", num=i, beta=0.5)
-    report = rep.build_report([tmp_path / "a", tmp_path / "b"])
+    report = ranking.build_report([tmp_path / "a", tmp_path / "b"])
     assert report.params == ["model.latent_dim", "beta"]
-    groups = rep.line_groups(report, "model.latent_dim")
+    groups = plots.line_groups(report, "model.latent_dim")
     assert {label: len(jobs) for label, jobs in groups.items()} == {"beta=1": 2, "beta=0.5": 2}
 
 

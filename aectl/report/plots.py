@@ -1,0 +1,97 @@
+"""The report's PNG plots: each metric against each numeric swept key, and the VAEs' rate–distortion."""
+
+from pathlib import Path
+
+from aectl.report.jobs import Job
+from aectl.report.ranking import Report, finite, param_value
+from aectl.tables import format_value
+
+def numeric_params(report: Report) -> list[str]:
+    """Swept keys with a number in every finished job and at least two distinct values."""
+    ok = [j for j in report.jobs if j.status == "ok"]
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return [p for p in report.params
+            if ok and all(numeric(param_value(j, p)) for j in ok) and len({param_value(j, p) for j in ok}) > 1]
+
+
+def log_scale(values: list[float]) -> bool:
+    """A log x-axis when positive values span two decades or more (K = 2..512, lr = 1e-4..1e-2)."""
+    return min(values) > 0 and max(values) / min(values) >= 100
+
+
+def _label(job: Job, keys: list[str]) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={format_value(param_value(job, k))}" for k in keys) or job.name
+
+
+def line_groups(report: Report, param: str) -> dict[str, list[Job]]:
+    """The finished jobs by the values of the other swept keys: one plotted line (and legend
+    entry, e.g. "beta=0.5") each; a key a job did not override shows the value it ran with."""
+    others = [p for p in report.params if p != param]
+    groups: dict[str, list[Job]] = {}
+    for job in (j for j in report.jobs if j.status == "ok"):
+        groups.setdefault(_label(job, others) if others else "", []).append(job)
+    return groups
+
+
+def plot_param(report: Report, param: str, out: Path) -> Path:
+    """One panel per metric against `param`; one line per combination of the other swept keys."""
+    import matplotlib.pyplot as plt
+
+    ok = [j for j in report.jobs if j.status == "ok"]
+    metrics = [m for m in report.shown if any(finite(j.metrics.get(m)) for j in ok)]
+    others = [p for p in report.params if p != param]
+    groups = line_groups(report, param)
+    log_x = log_scale([param_value(j, param) for j in ok])
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for label, jobs in groups.items():
+            points = sorted((param_value(j, param), j.metrics[metric]) for j in jobs if finite(j.metrics.get(metric)))
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label or None)
+        ax.set(title=metric, xlabel=param, xscale="log" if log_x else "linear")
+        ax.grid(alpha=0.3)
+        if others:
+            ax.legend(fontsize="x-small")
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    path = out / f"metrics_vs_{param.replace('/', '_')}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_rate_distortion(report: Report, out: Path) -> Path | None:
+    """VAE jobs in the rate–distortion plane: val KL (rate) against val reconstruction
+    (distortion), both in nats per example, one labelled point per job."""
+    import matplotlib.pyplot as plt
+
+    vaes = [j for j in report.jobs if j.status == "ok" and (j.config.get("model") or {}).get("kind") == "vae"
+            and finite(j.metrics.get("val/kl")) and finite(j.metrics.get("val/recon"))]
+    if not vaes:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.scatter([j.metrics["val/kl"] for j in vaes], [j.metrics["val/recon"] for j in vaes])
+    for job in vaes:
+        ax.annotate(_label(job, report.params), (job.metrics["val/kl"], job.metrics["val/recon"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize="small")
+    ax.set(xlabel="rate: val KL(q(z|x) ‖ p(z)) [nats]", ylabel="distortion: val reconstruction [nats]",
+           title="rate–distortion")
+    ax.margins(x=0.3, y=0.1)  # room for the labels of the outermost points
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "rate_distortion.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_all(report: Report, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    images = [plot_param(report, p, out) for p in numeric_params(report)]
+    rd = plot_rate_distortion(report, out)
+    return images + ([rd] if rd else [])

@@ -1,0 +1,104 @@
+"""Which keys a set of jobs swept, which metrics they show, and which job is best at each."""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from aectl.errors import AectlError
+from aectl.report.jobs import Job, read_jobs
+
+# Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
+SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
+# Name fragments that say which way a metric improves; metrics matching neither (kl, beta,
+# rho_hat_mean) are trade-offs, not scores, and get no "best" mark.
+HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "log_px", "acc", "auc", "ssim", "likelihood")
+NO_DIRECTION = ("psnr_noisy",)  # the corrupted input's own PSNR: the same for every model
+LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
+
+
+@dataclass
+class Report:
+    jobs: list[Job]
+    params: list[str]  # swept override keys (values differ between jobs)
+    shown: list[str]  # metric columns of the terminal table and report.md
+    columns: list[str]  # every metric column (report.csv)
+    best: dict[str, set[int]]  # metric → indices of the jobs holding its best value
+
+
+def _direction(metric: str) -> int:
+    """-1: lower is better, +1: higher is better, 0: no direction."""
+    name = metric.rsplit("/", 1)[-1]
+    if name.startswith("neg_"):  # neg_elbo: the negative of a higher-is-better score
+        return -_direction(name[len("neg_"):])
+    if any(f in name for f in NO_DIRECTION):
+        return 0
+    if any(f in name for f in HIGHER_IS_BETTER):
+        return 1
+    if any(f in name for f in LOWER_IS_BETTER):
+        return -1
+    return 0
+
+
+def param_value(job: Job, key: str):
+    """A swept key's value in a job: its override, else the group option or value its config
+    holds (the default it ran with), so a job of another sweep is not shown blank."""
+    if key in job.overrides:
+        return job.overrides[key]
+    if key in job.choices:
+        return job.choices[key]
+    value = job.config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return None if isinstance(value, dict) else value
+
+
+def swept_params(jobs: list[Job]) -> list[str]:
+    """Override keys whose values differ between jobs (all overrides when there is one job)."""
+    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
+    if len(jobs) < 2:
+        return keys
+    return [k for k in keys if len({repr(param_value(job, k)) for job in jobs}) > 1]
+
+
+def _metric_order(name: str) -> tuple:
+    split, _, metric = name.rpartition("/")
+    splits = ("train", "val", "test")
+    top = split.split("/")[0]
+    rank = splits.index(top) if top in splits else (4 if top == "eval" else 3)
+    return (rank, split, SHOWN.index(metric) if metric in SHOWN else len(SHOWN), metric)
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def best_jobs(jobs: list[Job], metric: str) -> set[int]:
+    """Indices of the ok jobs holding the best value of `metric` (needs two jobs to compare)."""
+    direction = _direction(metric)
+    scored = [(i, j.metrics[metric]) for i, j in enumerate(jobs)
+              if j.status == "ok" and finite(j.metrics.get(metric))]
+    if not direction or len(scored) < 2:
+        return set()
+    best = (max if direction > 0 else min)(v for _, v in scored)
+    return {i for i, v in scored if v == best}
+
+
+def build_report(paths: list[Path]) -> Report:
+    jobs = []
+    for root in paths:
+        jobs += read_jobs(root)
+    if not jobs:
+        raise AectlError(f"aectl report: no run folders (with .hydra/ or metrics.json) under "
+                         f"{', '.join(map(str, paths))}")
+    columns = sorted({m for j in jobs for m in j.metrics}, key=_metric_order)
+    params = swept_params(jobs)
+    # With β swept, the loss (recon + β·KL) is a different objective per job: not a score to rank.
+    ranked = [m for m in columns if not (_sweeps_beta(params) and m.rsplit("/", 1)[-1] == "loss")]
+    shown = [m for m in columns if m.startswith("eval/")
+             or (m.split("/")[0] in ("val", "test") and m.split("/")[-1] in SHOWN)] + \
+            [m for m in ("train_time_s",) if m in columns]
+    return Report(jobs, params, shown, columns, {m: best_jobs(jobs, m) if m in ranked else set() for m in columns})
+
+
+def _sweeps_beta(params: list[str]) -> bool:
+    return any(p.rsplit(".", 1)[-1] == "beta" for p in params)
