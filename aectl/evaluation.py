@@ -13,8 +13,6 @@ Every random draw (input noise, posterior and prior samples) comes from generato
 import json
 import logging
 import math
-import shutil
-import textwrap
 import time
 import warnings
 from dataclasses import dataclass, fields
@@ -23,16 +21,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aectl import metrics, pictures, tracking
+from aectl import metrics, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.config import DatasetConfig, EvalConfig, validate_dataset
 from aectl.datasets import DataSplits, load_dataset
 from aectl.errors import AectlError, ConfigError, DataError
+from aectl.eval_pictures import N_PICTURES, write_pictures, write_projector
+from aectl.eval_tables import format_sweep_table, format_table
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
 from aectl.progress import progress_bar
 from aectl.runfolder import eval_name, find_checkpoints, run_dir_of
-from aectl.tables import align_rows, format_metric
 from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
@@ -43,11 +42,6 @@ ROBUSTNESS_NOISE = {"gaussian": {"sigma": 0.3, "clip": True}, "salt_pepper": {"p
 IW_CHUNK = 4096  # decoder rows per pass of the IW estimate: bounds memory for any k; on a CPU
 # larger passes were no faster (benchmarks/eval_throughput.py --chunks)
 PROBE_MAX_TRAIN = 10_000  # train examples the linear probe is fitted on (bounds its cost)
-SCATTER_MAX = 5_000  # points drawn in the latent scatter
-N_PICTURES = 16  # examples in the reconstruction and denoising grids
-N_PRIOR_SAMPLES = 64  # decoded prior samples of a VAE
-MAX_TRAVERSED = 10  # latent dims in the traversal grid: the most active ones
-MIN_TILE_PX = 28  # image grids are enlarged (nearest neighbour) until a tile is this tall
 
 
 @dataclass(frozen=True)
@@ -156,8 +150,9 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     tracker = tracking.TensorBoardTracker(run_dir)
     try:
         tracker.scalars(tag, values, step)
-        images = write_pictures(model, first, codes, labels, variant, data, settings.split, settings.seed, out_dir,
-                                tracker, tag, step)
+        images = write_pictures(model, first, codes, labels, variant, variant.trained_noise(data_range(data)),
+                                getattr(data, "classes", None), settings.split, settings.seed, out_dir, tracker, tag,
+                                step)
         if settings.projector:
             write_projector(run_dir, tracker, codes, labels, first, getattr(data, "classes", None), step,
                             settings.max_embed)
@@ -289,142 +284,3 @@ def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labe
     with warnings.catch_warnings():  # an unconverged probe still scores; keep the terminal table readable
         warnings.simplefilter("ignore", ConvergenceWarning)
         return metrics.linear_probe(z_train, y_train, codes, labels), len(z_train)
-
-
-# ---------------------------------------------------------------- pictures and projector
-
-
-@torch.no_grad()
-def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
-                   variant: Variant, data: DataSplits, split: str, seed: int, out_dir: Path, tracker, tag: str,
-                   step: int) -> list[str]:
-    """PNGs in out_dir and the same images in TensorBoard under <tag>/<picture>; returns the file names."""
-    device = next(model.parameters()).device
-    x = first[:N_PICTURES].to(device)
-    examples = f"{len(x)} {split} examples"
-    grids = {"reconstruction": (pictures.reconstruction_grid(x, metrics.reconstruct(model, x)),
-                                f"{variant.kind}: {examples} and their reconstructions"
-                                + (" (z = μ)" if variant.variational else ""), ["input", "reconstruction"])}
-    if variant.noise["kind"] != "none":
-        g = torch.Generator(device=device).manual_seed(seed)
-        noise = variant.trained_noise(data_range(data))
-        x_noisy = noise(x, generator=g)
-        grids["denoising"] = (pictures.noisy_denoised_grid(x, x_noisy, metrics.reconstruct(model, x_noisy)),
-                              f"{variant.kind}: denoising under the trained {noise.kind} noise",
-                              ["clean", "noisy", "denoised"])
-    if variant.variational:
-        g = torch.Generator(device=device).manual_seed(seed)
-        grids["samples"] = (pictures.samples_grid(pictures.prior_samples(model, N_PRIOR_SAMPLES, g)),
-                            f"{N_PRIOR_SAMPLES} samples: z ~ N(0, I) decoded to E[x|z]", [])
-        most_active = codes.var(0).argsort(descending=True)[:MAX_TRAVERSED].tolist()
-        z0 = torch.zeros(codes.shape[1], device=device)  # the prior's mean; one row per traversed dim
-        grids["traversal"] = (pictures.traversal_grid(model, z0, dims=most_active),
-                              "traversals: z_j from −3 to 3, the other units at 0 (most active first)",
-                              [f"z{j}" for j in most_active])
-    zoom = max(1, math.ceil(MIN_TILE_PX / first.shape[-2]))  # small images (8×8 digits) enlarged, pixel for pixel
-    images = {name: pictures.labelled(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2), title, rows)
-              for name, (grid, title, rows) in grids.items()}
-    images["latent_scatter"] = pictures.latent_scatter_png(
-        codes[:SCATTER_MAX], None if labels is None else labels[:SCATTER_MAX], None,
-        title=f"{variant.kind}: latent {'means' if variant.variational else 'code'}",
-        class_names=getattr(data, "classes", None))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, image in images.items():
-        pictures.save_png(image, out_dir / f"{name}.png")
-        tracker.image(f"{tag}/{name}", image, step)
-    return [f"{name}.png" for name in images]
-
-
-def write_projector(run_dir: Path, tracker, codes: torch.Tensor, labels: torch.Tensor | None,
-                    first: torch.Tensor, classes: list[str] | None, step: int, max_embed: int) -> None:
-    """The TensorBoard projector: latent means of the first examples, labels and sprite thumbnails."""
-    n = min(max_embed, len(codes), len(first))
-    folder = run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING
-    if folder.is_dir():  # an earlier eval of this checkpoint: replace it rather than add beside it
-        shutil.rmtree(folder)
-    metadata = None
-    if labels is not None:
-        names = classes if classes else []
-        metadata = [names[y] if 0 <= y < len(names) else str(y) for y in labels[:n].tolist()]
-    tracker.embedding(codes[:n], metadata, pictures.sprite_images(first, n), step, tracking.EVAL_EMBEDDING)
-
-
-# ---------------------------------------------------------------- terminal tables
-
-_ROWS = (  # metric → label, in the order shown
-    ("loss", "loss: the training objective{at_beta} (per example)"),
-    ("recon", "reconstruction −log p(x|z){recon_of} ({unit})"),
-    ("kl", "KL(q(z|x) ‖ p(z)) (nats)"),
-    ("neg_elbo", "−ELBO = reconstruction + KL ({unit})"),
-    ("nll_iw", "−log p(x), IW bound k={k} ({unit})"),
-    ("penalty", "penalty (weighted, per batch as in training)"),
-    ("mse", "MSE per element (clean input{at_mu})"),
-    ("psnr", "PSNR, MAX={psnr_max:g} (dB)"),
-    ("active_units", "active units (of K={latent_dim})"),
-    ("rho_hat_mean", "sparsity: mean ρ̂ (ρ={rho})"),
-    ("frac_within_2x", "sparsity: share of units with ρ/2 ≤ ρ̂ ≤ 2ρ"),
-    ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j) over the split"),
-    ("code_l1", "L1 of the code (per example)"),
-    ("probe_acc", "linear probe accuracy"),
-)
-
-
-def _label_context(result: dict) -> dict:
-    likelihood, variational = result["likelihood"], result["model"] == "vae"
-    noisy = result["noise"]["kind"] != "none"
-    of = [s for s, on in (("the noisy input", noisy), ("one z ~ q(z|x)", variational)) if on]
-    return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
-            "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
-            "at_beta": f" at β={result['beta']:g}" if variational else "",
-            "recon_of": f" of {', '.join(of)}" if of else "",
-            "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
-
-
-def _noise_label(name: str, result: dict) -> str:
-    kind, params = (result["noise"]["kind"], result["noise"]) if name == "" else \
-        (name, result["robustness_noise"][name])
-    strength = f"σ={params['sigma']:g}" if kind == "gaussian" else f"p={params['p']:g}"
-    return f"{'trained: ' if name == '' else ''}{kind} {strength}"
-
-
-def _denoising_cell(values: dict, suffix: str) -> str:
-    return f"{format_metric(values[f'psnr_noisy{suffix}'])} noisy → {format_metric(values[f'psnr_denoised{suffix}'])} denoised"
-
-
-def format_table(result: dict) -> str:
-    """The metrics of one run as a two-column table (denoising as noisy → denoised PSNR)."""
-    values = result["metrics"]
-    context = _label_context(result)
-    rows = []
-    for key, label in _ROWS:
-        if key in values:
-            rows.append((label.format(**context), format_metric(values[key])))
-        if key == "psnr":  # robustness right below the clean PSNR
-            rows += [(f"PSNR under {_noise_label(name, result)} (dB)", _denoising_cell(values, f"_{name}" if name else ""))
-                     for name in ("", *ROBUSTNESS_NOISE) if f"psnr_noisy{'_' + name if name else ''}" in values]
-        if key == "rho_hat_mean" and "rho_hat_q50" in values:
-            rows.append(("sparsity: ρ̂ quantiles 5/25/50/75/95%",
-                         " / ".join(format_metric(values[f"rho_hat_q{q}"]) for q in ("05", "25", "50", "75", "95"))))
-    head = (f"{result['run']}: {result['model']}, step {result['step']}, "
-            f"{result['dataset']} {result['split']} split ({result['n']} examples)")
-    body = [f"  {line}" for line in align_rows([list(row) for row in rows])]
-    note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
-        if "note" in result["likelihood"] else []
-    return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval' / result['name']}"])
-
-
-_SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("neg_elbo", "−ELBO"),
-                  ("nll_iw", "NLL (IW)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
-                  ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"))
-
-
-def format_sweep_table(results: list[dict], root: Path) -> str:
-    """One row per job of a sweep, the main metrics side by side."""
-    columns = [(key, title) for key, title in _SWEEP_COLUMNS if any(key in r["metrics"] for r in results)]
-    rows = [["job", "model", *(title for _, title in columns)]]
-    for r in results:
-        job = Path(r["run"]).relative_to(root) if Path(r["run"]).is_relative_to(root) else Path(r["run"])
-        rows.append([str(job) if str(job) != "." else Path(r["run"]).name, r["model"],
-                     *(format_metric(r["metrics"][key]) if key in r["metrics"] else "—" for key, _ in columns)])
-    lines = align_rows(rows, right=range(2, len(rows[0])))  # job and model left, the numbers right
-    return "\n".join([f"{root}: {len(results)} runs", *lines])
