@@ -7,8 +7,8 @@ import re
 from tqdm import tqdm
 
 from aectl import progress
-from aectl.datasets import image_folder
 from aectl.cli import main
+from aectl.datasets import image_folder
 
 
 class Terminal(io.StringIO):

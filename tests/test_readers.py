@@ -17,9 +17,11 @@ from PIL import Image
 
 from aectl.datasets import (
     ImageFolderStream,
+    amat,
     apply_scaler,
     estimate_folder_bytes,
     fit_scaler,
+    image_folder,
     load_binarized_mnist,
     load_cifar10,
     load_image_folder,
@@ -27,7 +29,6 @@ from aectl.datasets import (
     load_tensor_file,
     read_idx,
 )
-from aectl.datasets import amat, image_folder
 from aectl.errors import ConfigError, DataError
 
 

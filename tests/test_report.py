@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aectl.report import jobs, plots, ranking
 from aectl.cli import main
+from aectl.report import jobs, plots, ranking
 from aectl.tables import format_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

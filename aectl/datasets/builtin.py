@@ -6,6 +6,7 @@ import torch
 
 from aectl.errors import DataError
 
+
 def load_digits() -> tuple[torch.Tensor, torch.Tensor, float]:
     """scikit-learn's bundled 8×8 digits (1797 images, integer values 0..16): uint8, scale 1/16.
 

@@ -13,6 +13,7 @@ import torch
 
 from aectl.errors import ConfigError, DataError
 
+
 @dataclass
 class DataSplits:
     """train/val/test tensors (N, C, H, W) (or `StreamedSplit`s) and their labels (N,) or None.

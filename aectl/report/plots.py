@@ -6,6 +6,7 @@ from aectl.report.jobs import Job
 from aectl.report.ranking import Report, finite, param_value
 from aectl.tables import format_value
 
+
 def numeric_params(report: Report) -> list[str]:
     """Swept keys with a number in every finished job and at least two distinct values."""
     ok = [j for j in report.jobs if j.status == "ok"]
