@@ -330,3 +330,23 @@ def test_the_newest_eval_of_each_job_is_shown_and_named(tmp_path, capsys):
     assert [(r["eval"], r["eval/nll_iw"]) for r in rows] == [("last_test_k100", "80.0"), ("last_test_k100", "81.0")]
     assert "eval/* columns: each job's eval/last_test_k100/" in out
     assert "eval/last_test_k100/" in (tmp_path / "sweep" / "report.md").read_text()
+
+
+def test_rate_distortion_labels_of_close_points_do_not_overlap(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aectl.report.plots import place_labels
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    points = [(10 + 0.05 * i, 20 + 0.05 * i) for i in range(6)]  # six jobs almost on one spot
+    ax.scatter(*zip(*points))
+    ax.set(xlim=(0, 100), ylim=(0, 100))  # a sweep's other jobs far away: these six share a few pixels
+    place_labels(fig, ax, points, [f"beta={b}" for b in (0.25, 0.5, 1, 2, 4, 8)])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 6
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)

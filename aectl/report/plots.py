@@ -64,6 +64,28 @@ def plot_param(report: Report, param: str, out: Path) -> Path:
     return path
 
 
+# Where a point's label may go, in points from the point: right-up first, then stacked above
+# and below it, right of it and then left of it.
+LABEL_OFFSETS = tuple((dx, dy) for dx in (4, -6) for dy in (4, -12, 20, -28, 36, -44))
+
+
+def place_labels(fig, ax, points, labels) -> None:
+    """Annotate each point with its label at the first offset where the label overlaps no label
+    placed before it (the last offset if every one does)."""
+    fig.canvas.draw()  # settles the axes' limits: the labels' extents depend on them
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for point, label in zip(points, labels):
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(label, point, textcoords="offset points", xytext=(dx, dy), fontsize="small",
+                               ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed) or (dx, dy) == LABEL_OFFSETS[-1]:
+                placed.append(box)
+                break
+            text.remove()
+
+
 def plot_rate_distortion(report: Report, out: Path) -> Path | None:
     """VAE jobs in the rate–distortion plane: val KL (rate) against val reconstruction
     (distortion), both in nats per example, one labelled point per job."""
@@ -74,15 +96,14 @@ def plot_rate_distortion(report: Report, out: Path) -> Path | None:
     if not vaes:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    ax.scatter([j.metrics["val/kl"] for j in vaes], [j.metrics["val/recon"] for j in vaes])
-    for job in vaes:
-        ax.annotate(_label(job, report.params), (job.metrics["val/kl"], job.metrics["val/recon"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize="small")
+    points = [(j.metrics["val/kl"], j.metrics["val/recon"]) for j in vaes]
+    ax.scatter(*zip(*points))
     ax.set(xlabel="rate: val KL(q(z|x) ‖ p(z)) [nats]", ylabel="distortion: val reconstruction [nats]",
            title="rate–distortion")
     ax.margins(x=0.3, y=0.1)  # room for the labels of the outermost points
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    place_labels(fig, ax, points, [_label(job, report.params) for job in vaes])
     path = out / "rate_distortion.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
