@@ -14,6 +14,22 @@ def _isolated_cwd(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def seen_batches(monkeypatch):
+    """(input, clean target) of every training step, as the loop hands them to train_step."""
+    seen = []
+    from aectl import trainer
+
+    step = trainer.train_step
+
+    def recording(model, optimizer, x_in, x, *args, **kwargs):
+        seen.append((x_in.detach().clone(), x.detach().clone()))
+        return step(model, optimizer, x_in, x, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", recording)
+    return seen
+
+
+@pytest.fixture
 def train_run(tmp_path):
     """Run `aectl train <overrides>` in-process into a fresh run folder; return the folder."""
     counter = iter(range(1000))

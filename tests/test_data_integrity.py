@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from aectl import trainer
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.datasets import load_dataset
@@ -28,22 +27,9 @@ def standardised_csv(tmp_path):
             "model.output_activation=identity")
 
 
-@pytest.fixture
-def inputs_seen(monkeypatch):
-    seen = []
-    step = trainer.train_step
-
-    def recording(model, optimizer, x_in, x, *args, **kwargs):
-        seen.append((x_in.detach().clone(), x.detach().clone()))
-        return step(model, optimizer, x_in, x, *args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", recording)
-    return seen
-
-
-def test_gaussian_noise_is_clipped_to_the_data_range_not_to_0_1(train_run, standardised_csv, inputs_seen):
+def test_gaussian_noise_is_clipped_to_the_data_range_not_to_0_1(train_run, standardised_csv, seen_batches):
     run = train_run("model=dae", *standardised_csv, *TINY, "trainer.epochs=1")
-    noisy = torch.cat([a for a, _ in inputs_seen])
+    noisy = torch.cat([a for a, _ in seen_batches])
     train = load_dataset("tensor_file", path=standardised_csv[1].split("=", 1)[1], scale="standard").train
     low, high = train.min().item(), train.max().item()
     assert noisy.min().item() == pytest.approx(low) and noisy.max().item() == pytest.approx(high)
@@ -52,9 +38,9 @@ def test_gaussian_noise_is_clipped_to_the_data_range_not_to_0_1(train_run, stand
     assert noise["v_min"] == pytest.approx(low) and noise["v_max"] == pytest.approx(high)
 
 
-def test_salt_and_pepper_values_are_the_data_extremes(train_run, standardised_csv, inputs_seen):
+def test_salt_and_pepper_values_are_the_data_extremes(train_run, standardised_csv, seen_batches):
     train_run("model=dae", "noise=salt_pepper", "noise.p=0.5", *standardised_csv, *TINY, "trainer.epochs=1")
-    noisy, clean = (torch.cat(t) for t in zip(*inputs_seen))
+    noisy, clean = (torch.cat(t) for t in zip(*seen_batches))
     changed = noisy[noisy != clean]
     assert set(changed.unique().tolist()) == {clean.min().item(), clean.max().item()}
 

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from aectl import trainer
 from aectl.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
 from aectl.cli import main
 from aectl.datasets import load_dataset
@@ -67,20 +66,6 @@ def test_validation_is_at_the_target_beta_not_the_annealed_one(train_run):
 
 
 # ---------------------------------------------------------------- noise through the training path
-
-
-@pytest.fixture
-def seen_batches(monkeypatch):
-    """(input, clean target) of every training step, as the loop hands them to train_step."""
-    seen = []
-    step = trainer.train_step
-
-    def recording(model, optimizer, x_in, x, *args, **kwargs):
-        seen.append((x_in.detach().clone(), x.detach().clone()))
-        return step(model, optimizer, x_in, x, *args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", recording)
-    return seen
 
 
 def _stack(seen) -> tuple[torch.Tensor, torch.Tensor]:
