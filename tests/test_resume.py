@@ -66,7 +66,9 @@ def test_the_beta_curve_continues_unchanged_when_epochs_grow(train_run):
 
 def test_a_run_continued_into_a_new_folder_is_complete_and_holds_the_whole_history(train_run):
     first = train_run(*TINY, "trainer.epochs=2", "model.latent_dim=4")
-    continued = train_run(f"trainer.resume={first}", "trainer.epochs=4")
+    # lr 1e-12 leaves the weights as they were: the new epochs cannot beat the old best, so the
+    # new folder has a best.pt only if the continuation brings it along.
+    continued = train_run(f"trainer.resume={first}", "trainer.epochs=4", "trainer.lr=1e-12")
     before, after = read_metrics(first), read_metrics(continued)
     assert after["val_loss_history"][:2] == before["val_loss_history"] and len(after["val_loss_history"]) == 4
     assert after["train_time_s"] > before["train_time_s"]
@@ -74,6 +76,7 @@ def test_a_run_continued_into_a_new_folder_is_complete_and_holds_the_whole_histo
     assert [o for o in after["resumed_with"][-1] if o.startswith("trainer.epochs")] == ["trainer.epochs=4"]
     best = load_checkpoint(continued / "checkpoints" / "best.pt")  # in the new folder, always
     assert best["best_val_loss"] == after["best_val_loss"] == min(after["val_loss_history"])
+    assert best["step"] == load_checkpoint(first / "checkpoints" / "best.pt")["step"]
 
 
 def test_a_stop_seen_at_an_epoch_boundary_exits_with_its_signal_and_a_resumable_checkpoint(

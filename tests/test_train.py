@@ -120,3 +120,11 @@ def test_resume_applies_a_new_learning_rate(train_run):
     ckpt = load_checkpoint(resumed)
     assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [0.0001]
     assert ckpt["config"]["trainer"]["lr"] == 0.0001
+
+
+def test_a_run_shorter_than_log_every_still_has_its_train_curves(train_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train_run("model.hidden_dims=[16]", "trainer.epochs=1", "trainer.log_every=50")  # 12 steps < 50
+    losses = EventAccumulator(str(run)).Reload().Scalars("train/loss")
+    assert [e.step for e in losses] == [12]  # the last, partial interval is written at the end
