@@ -33,7 +33,7 @@ MUTANTS = {
         "aectl/models.py", "z = reparameterize(mu, logvar, torch.randn_like(mu))",
         "z = mu + torch.randn_like(mu)", ["tests/test_objective.py"]),
     "cyclical period in epochs": ("aectl/build.py", "ratio=s.ratio, total_steps=total_steps)",
-                                  "ratio=s.ratio, total_steps=t.epochs)", ["tests/test_wiring.py"]),
+                                  "ratio=s.ratio, total_steps=config.trainer.epochs)", ["tests/test_wiring.py"]),
     "validation at the current beta": (
         "aectl/trainer.py", "                        self.target_beta, self.eval_batch)",
         "                        self.loop.beta_at(self.progress.step), self.eval_batch)",
