@@ -169,6 +169,14 @@ def test_the_patience_counter_survives_a_resume(train_run):
     assert_same_weights(resumed / "checkpoints" / "last.pt", reference / "checkpoints" / "last.pt")
 
 
+def test_the_final_metrics_of_a_stopped_run_are_best_pts_not_the_last_weights(train_run):
+    first = train_run(*EARLY, "trainer.epochs=2")
+    worse = train_run(f"trainer.resume={first}", "trainer.epochs=10", "trainer.lr=0.5")  # epoch 3 blows up
+    metrics = read_metrics(worse)
+    assert metrics["stopped_early"]["best_epoch"] == 2 and metrics["val_loss_history"][2] > metrics["best_val_loss"]
+    assert metrics["val"]["loss"] == pytest.approx(metrics["best_val_loss"])
+
+
 def test_a_stopped_run_resumes_only_with_more_patience(train_run):
     stopped = train_run(*EARLY, "trainer.epochs=10")
     again = train_run(f"trainer.resume={stopped}")
