@@ -131,7 +131,7 @@ class TrainerConfig:
     # early stopping on the val loss (the only monitor for now): end the run, with best.pt as
     # its result, after this many epochs in a row without an improvement (0 = off)
     early_stopping_patience: int = 0
-    early_stopping_min_delta: float = 0.0  # early stopping: an improvement is a val loss below the best by more than this
+    early_stopping_min_delta: float = 0.0  # early stopping: improving means a val loss below the best by more than this
 
 
 @dataclass

@@ -302,9 +302,11 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     progress = run.progress
     if progress.epoch >= settings.epochs or _still_stopped(progress, settings):
         run.bar.close()
-        log.info("the checkpoint already finished all %d epochs: nothing to train" if not progress.stopped_early else
-                 "the run stopped early at epoch %d: nothing to train (a larger trainer.early_stopping_patience "
-                 "continues it)", progress.stopped_early["epoch"] if progress.stopped_early else settings.epochs)
+        if progress.epoch >= settings.epochs:
+            log.info("the checkpoint already finished all %d epochs: nothing to train", settings.epochs)
+        else:
+            log.info("the run stopped early at epoch %d: nothing to train (a larger "
+                     "trainer.early_stopping_patience continues it)", progress.epoch)
         return {}
     progress.stopped_early = None  # a resume with a larger patience continues a stopped run
     if resume is not None:

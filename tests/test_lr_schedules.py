@@ -116,7 +116,8 @@ def interrupted_at(monkeypatch, train_run, k: int, *overrides: str):
 
 @pytest.mark.parametrize("schedule", [
     ("lr_schedule=cosine", "lr_schedule.warmup_steps=5", "lr_schedule.min_lr=0.0001"),
-    ("lr_schedule=plateau", "lr_schedule.factor=0.5", "lr_schedule.patience=1", f"lr_schedule.min_delta={NEVER_IMPROVES}"),
+    ("lr_schedule=plateau", "lr_schedule.factor=0.5", "lr_schedule.patience=1",
+     f"lr_schedule.min_delta={NEVER_IMPROVES}"),
 ], ids=["cosine", "plateau"])
 def test_a_resumed_schedule_gives_the_uninterrupted_weights(monkeypatch, train_run, schedule):
     args = (*TINY, "trainer.epochs=4", *schedule)
