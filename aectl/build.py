@@ -23,6 +23,7 @@ class Components:
     corrupt: object  # aectl.noise.Corruption
     beta_at: object  # step → β
     meta: dict  # what every checkpoint stores besides weights and progress
+    lr_at: object = None  # (step, epoch, plateau reductions) → lr
 
 
 def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str] = (),
@@ -60,7 +61,7 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
     try:
         metrics = fit(built.model, built.data, built.objective, built.corrupt, built.beta_at, config.beta,
                       config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
-                      stop_requested=dist.agree(stop_requested))
+                      stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule)
         if metrics:
             tracker.hparams(hparams(built.meta["config"], hparams_lead or built.meta["overrides"]),
                             {f"hparam/{k}": v for k, v in metrics["val"].items()})
@@ -101,7 +102,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
     return Components(data, model, make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty)), corrupt,
-                      _beta_schedule(config, total_steps), meta)
+                      _beta_schedule(config, total_steps), meta, _lr_schedule(config, total_steps))
 
 
 def _model(config, data, resume: dict | None):
@@ -146,6 +147,22 @@ def _beta_schedule(config, total_steps: int):
     return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind == "vae" else 0.0,
                              kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
                              ratio=s.ratio, total_steps=total_steps)
+
+
+def _lr_schedule(config, total_steps: int):
+    """lr(step, epoch, reductions) on the base trainer.lr of this process (a resume may change it),
+    over the same fixed step count as the β curve: a resume with more epochs keeps the cosine's
+    period and trains the added steps at min_lr."""
+    from aectl import lr_schedules
+    from aectl.errors import ConfigError
+
+    r = config.lr_schedule
+    if r.kind == "cosine" and r.warmup_steps >= total_steps:
+        raise ConfigError("lr_schedule.warmup_steps", r.warmup_steps,
+                          f"fewer than the run's {total_steps} optimizer steps (the warm-up would never end)")
+    return functools.partial(lr_schedules.lr_at, base_lr=config.trainer.lr, kind=r.kind,
+                             warmup_steps=r.warmup_steps, min_lr=r.min_lr, step_size=r.step_size, gamma=r.gamma,
+                             factor=r.factor, total_steps=total_steps)
 
 
 def resolve_data_paths(config) -> None:

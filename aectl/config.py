@@ -18,6 +18,7 @@ LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 NOISES = ("none", "gaussian", "salt_pepper", "masking")
 PENALTIES = ("none", "kl_sparsity", "l1")
 SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
+LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "binarized_mnist",
             "tensor_file", "image_folder")
 BINARIZE = ("none", "threshold", "dynamic")
@@ -96,6 +97,18 @@ class BetaScheduleConfig:
 
 
 @dataclass
+class LRScheduleConfig:
+    kind: str = "constant"  # constant | cosine | step | plateau: lr(t) = trainer.lr · f(t) (aectl/lr_schedules.py)
+    warmup_steps: int = 0  # cosine: optimizer steps of linear warm-up from trainer.lr/warmup_steps to trainer.lr
+    min_lr: float = 0.0  # cosine: the lr at the run's last step; plateau: the lr is never reduced below it
+    step_size: int = 30  # step: epochs (not optimizer steps) between two multiplications by gamma
+    gamma: float = 0.1  # step: factor applied every step_size epochs
+    factor: float = 0.1  # plateau: factor applied when the val loss stops improving
+    patience: int = 10  # plateau: epochs in a row without an improvement of the val loss before a reduction
+    min_delta: float = 0.0  # plateau: an epoch improves when its val loss is below the best by more than this
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 100  # passes over the training split
     batch_size: int = 128  # examples per optimizer step
@@ -115,6 +128,10 @@ class TrainerConfig:
     save_every: int = 1  # epochs between writes of checkpoints/last.pt
     on_nonfinite: str = "stop"  # stop | skip_batch: what a non-finite loss or gradient does (aectl/guards.py)
     max_skipped_batches: int = 10  # skip_batch: stop after this many skipped batches in a row
+    # early stopping on the val loss (the only monitor for now): end the run, with best.pt as
+    # its result, after this many epochs in a row without an improvement (0 = off)
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0  # early stopping: improving means a val loss below the best by more than this
 
 
 @dataclass
@@ -124,6 +141,7 @@ class TrainConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
     beta_schedule: BetaScheduleConfig = field(default_factory=BetaScheduleConfig)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     beta: float = 1.0  # target KL weight of the VAE: β(t) = beta · f(t); <1 anneals, >1 is a β-VAE
 
@@ -235,8 +253,25 @@ def validate(cfg: TrainConfig) -> None:
     _choice("trainer.on_nonfinite", t.on_nonfinite, ON_NONFINITE)
     _check("trainer.max_skipped_batches", t.max_skipped_batches, t.max_skipped_batches > 0, "an integer > 0")
     _choice("trainer.precision", t.precision, PRECISIONS)
+    _check("trainer.early_stopping_patience", t.early_stopping_patience, t.early_stopping_patience >= 0,
+           "an integer ≥ 0 (0 = off)")
+    _check("trainer.early_stopping_min_delta", t.early_stopping_min_delta, t.early_stopping_min_delta >= 0,
+           "a val-loss difference ≥ 0")
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
+    validate_lr_schedule(cfg.lr_schedule, t.lr)
     check_fields_apply(cfg)
+
+
+def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:
+    """The lr schedule's ranges; min_lr is checked against trainer.lr, the schedule's base."""
+    _choice("lr_schedule.kind", r.kind, LR_SCHEDULES)
+    _check("lr_schedule.warmup_steps", r.warmup_steps, r.warmup_steps >= 0, "an integer ≥ 0")
+    _check("lr_schedule.min_lr", r.min_lr, 0 <= r.min_lr < lr, f"a learning rate ≥ 0 and below trainer.lr={lr}")
+    _check("lr_schedule.step_size", r.step_size, r.step_size > 0, "an integer > 0 (epochs)")
+    _check("lr_schedule.gamma", r.gamma, 0 < r.gamma <= 1, "a factor in (0, 1]")
+    _check("lr_schedule.factor", r.factor, 0 < r.factor < 1, "a factor in (0, 1)")
+    _check("lr_schedule.patience", r.patience, r.patience > 0, "an integer > 0 (epochs)")
+    _check("lr_schedule.min_delta", r.min_delta, r.min_delta >= 0, "a val-loss difference ≥ 0")
 
 
 # The fields each option of a group reads; a field it does not read must keep its default, so
@@ -245,6 +280,8 @@ NOISE_FIELDS = {"none": (), "gaussian": ("sigma", "clip", "v_min", "v_max"), "sa
                 "masking": ("p",)}
 PENALTY_FIELDS = {"none": (), "kl_sparsity": ("rho", "beta"), "l1": ("weight",)}
 SCHEDULE_FIELDS = {"constant": (), "linear": ("warmup_steps",), "sigmoid": ("k", "x0"), "cyclical": ("cycles", "ratio")}
+LR_SCHEDULE_FIELDS = {"constant": (), "cosine": ("warmup_steps", "min_lr"), "step": ("step_size", "gamma"),
+                      "plateau": ("factor", "patience", "min_delta", "min_lr")}
 _SPLIT_FIELDS = ("binarize", "val_fraction", "test_fraction", "split_seed", "limit")
 _DOWNLOADED = (*_SPLIT_FIELDS, "root", "download")
 DATASET_FIELDS = {
@@ -272,7 +309,8 @@ def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
     """A field given on the command line that the chosen option does not read is refused even at
     its default value (`dataset=mnist dataset.size=32`): it says the user meant something else."""
     options = {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
-               "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+               "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS),
+               "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
     for override in overrides:
         key = override.lstrip("+").partition("=")[0]
         group, _, name = key.partition(".")
@@ -291,6 +329,8 @@ def check_fields_apply(cfg: TrainConfig) -> None:
     _unused_fields(n, "noise", n.kind, NOISE_FIELDS[n.kind], ("kind",))
     _unused_fields(p, "penalty", p.kind, PENALTY_FIELDS[p.kind], ("kind",))
     _unused_fields(s, "beta_schedule", s.kind, SCHEDULE_FIELDS[s.kind], ("kind",))
+    r = cfg.lr_schedule
+    _unused_fields(r, "lr_schedule", r.kind, LR_SCHEDULE_FIELDS[r.kind], ("kind",))
     _unused_fields(d, "dataset", d.name, DATASET_FIELDS[d.name], ("name",))
     if d.name == "binarized_mnist" and d.binarize != "none":
         raise ConfigError("dataset.binarize", d.binarize, "none for dataset=binarized_mnist (it is binary already, "

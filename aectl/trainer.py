@@ -23,9 +23,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aectl import guards, tracking
 from aectl.checkpoint import save_checkpoint
-from aectl.config import TrainerConfig
+from aectl.config import LRScheduleConfig, TrainerConfig
 from aectl.datasets import DataSplits
 from aectl.distributed import Distributed
+from aectl.lr_schedules import Plateau
 from aectl.noise import Corruption
 from aectl.objective import Objective
 from aectl.progress import progress_bar
@@ -46,6 +47,9 @@ class Progress:
     batch: int = 0  # batches done in the current epoch (non-zero in a checkpoint written mid-epoch)
     val_history: list[float] = field(default_factory=list)  # val loss after each epoch, over every resume
     train_time_s: float = 0.0  # training time before this process (the resumed segments)
+    lr_plateau: Plateau = field(default_factory=Plateau)  # lr_schedule=plateau: its best, bad epochs, reductions
+    early_stop: Plateau = field(default_factory=Plateau)  # early stopping's best and bad epochs (counted even when off)
+    stopped_early: dict | None = None  # {epoch, best_epoch, reason} once early stopping ended the run
 
 
 @dataclass
@@ -64,10 +68,13 @@ class Loop:
     seed: int
     dist: Distributed = field(default_factory=Distributed)  # torchrun ranks: shards and reductions
     skip_nonfinite: bool = False  # trainer.on_nonfinite=skip_batch (a fused optimizer skips bad batches)
+    # (step, epoch, plateau reductions) → the lr of that step (aectl.lr_schedules); None: trainer.lr throughout
+    lr_at: Callable[[int, int, int], float] | None = None
 
 
 def make_loop(model: nn.Module, objective: Objective, corrupt: Corruption, beta_at: Callable[[int], float],
-              settings: TrainerConfig, dist: Distributed | None = None) -> Loop:
+              settings: TrainerConfig, dist: Distributed | None = None,
+              lr_at: Callable[[int, int, int], float] | None = None) -> Loop:
     device = next(model.parameters()).device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16"
                 else contextlib.nullcontext())
@@ -77,7 +84,7 @@ def make_loop(model: nn.Module, objective: Objective, corrupt: Corruption, beta_
     return Loop(model, torch.compile(step_model) if settings.compile else step_model,
                 make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, fused=skip),
                 objective, corrupt, beta_at, autocast, settings.grad_clip, settings.batch_size, settings.seed, dist,
-                skip)
+                skip, lr_at)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.Tensor, x: torch.Tensor,
@@ -116,6 +123,10 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
             continue
         x_in, x = dist.shard(loop.corrupt(x)), dist.shard(x)  # this rank's part of the global batch
         beta = loop.beta_at(progress.step)
+        if loop.lr_at is not None:  # set before the step: the lr logged with a step is the one it used
+            lr = loop.lr_at(progress.step, epoch, progress.lr_plateau.reductions)
+            for group in loop.optimizer.param_groups:
+                group["lr"] = lr
         with dist.own_rng(loop.seed, progress.step):
             terms, grad_norm = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective, beta,
                                           loop.grad_clip, loop.autocast, loop.skip_nonfinite)
@@ -140,8 +151,9 @@ class Training:
     resuming, and the checkpoints, validation and final metrics it writes."""
 
     def __init__(self, loop: Loop, data: DataSplits, target_beta: float, settings: TrainerConfig, run_dir: Path,
-                 tracker, checkpoint_meta: dict, resume: dict | None):
+                 tracker, checkpoint_meta: dict, resume: dict | None, lr_schedule: LRScheduleConfig | None = None):
         self.loop, self.data, self.target_beta, self.settings = loop, data, target_beta, settings
+        self.lr_schedule = lr_schedule or LRScheduleConfig()
         self.run_dir, self.tracker, self.meta, self.resume = run_dir, tracker, checkpoint_meta, resume
         last = run_dir / "checkpoints" / "last.pt"
         self.watch = guards.NonFiniteWatch(settings.on_nonfinite, settings.max_skipped_batches,
@@ -164,7 +176,9 @@ class Training:
             group.update(lr=settings.lr, weight_decay=settings.weight_decay)
         history = resume.get("history", {})
         self.progress = Progress(resume["step"], resume["epoch"], resume["best_val_loss"], resume.get("batch", 0),
-                                 list(history.get("val_loss", [])), history.get("train_time_s", 0.0))
+                                 list(history.get("val_loss", [])), history.get("train_time_s", 0.0),
+                                 Plateau(**resume.get("lr_plateau", {})), Plateau(**resume.get("early_stopping", {})),
+                                 resume.get("stopped_early"))
         self.watch = guards.NonFiniteWatch(settings.on_nonfinite, settings.max_skipped_batches, self.watch.last_good,
                                            **resume.get("nonfinite", {}))
 
@@ -183,7 +197,9 @@ class Training:
             "step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
             "best_val_loss": progress.best_val_loss, "rng": guards.rng_state(next(model.parameters()).device),
             "nonfinite": self.watch.state(), "history": {"val_loss": progress.val_history,
-                                                         "train_time_s": self.elapsed()}})
+                                                         "train_time_s": self.elapsed()},
+            "lr_plateau": progress.lr_plateau.state(), "early_stopping": progress.early_stop.state(),
+            "stopped_early": progress.stopped_early})
         if name == "last.pt":
             self.watch.last_good = path
         return path
@@ -215,9 +231,37 @@ class Training:
         if val["loss"] < progress.best_val_loss:
             progress.best_val_loss = val["loss"]
             self.checkpoint("best.pt")
-        if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs:
+        self.watch_plateaus(val["loss"])
+        if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs or progress.stopped_early:
             self.checkpoint("last.pt")
         self.tracker.flush()
+
+    def watch_plateaus(self, val_loss: float) -> None:
+        """The plateau schedule's reductions and early stopping, from this epoch's val loss; both
+        counters go into the checkpoint, so a resume counts on where it stopped."""
+        progress, r, settings = self.progress, self.lr_schedule, self.settings
+        if r.kind == "plateau" and progress.lr_plateau.observe(val_loss, r.min_delta, r.patience):
+            progress.lr_plateau.reductions += 1
+            progress.lr_plateau.bad_epochs = 0  # a fresh count of patience epochs at the new lr
+            log.info("val loss did not improve by more than %g for %d epochs: lr reduced ×%g (reduction %d)",
+                     r.min_delta, r.patience, r.factor, progress.lr_plateau.reductions)
+        patience = settings.early_stopping_patience
+        if progress.early_stop.observe(val_loss, settings.early_stopping_min_delta, patience):
+            history = progress.val_history
+            best_epoch = history.index(min(history)) + 1  # best.pt's epoch: the run's result
+            reason = (f"val loss did not improve by more than {settings.early_stopping_min_delta:g} for {patience} "
+                      f"epochs (best {min(history):.5g} at epoch {best_epoch})")
+            progress.stopped_early = {"epoch": progress.epoch, "best_epoch": best_epoch, "reason": reason}
+            log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
+                     reason)
+
+    def load_best(self) -> None:
+        """An early-stopped run's result is best.pt: its final metrics are of those weights."""
+        from aectl.checkpoint import load_checkpoint
+
+        best = self.run_dir / "checkpoints" / "best.pt"
+        if best.is_file():
+            self.loop.model.load_state_dict(load_checkpoint(best)["state_dict"])
 
     def final_metrics(self) -> dict:
         """Every split's metrics, the history and the run's record; written to metrics.json."""
@@ -229,6 +273,8 @@ class Training:
         final.update(best_val_loss=progress.best_val_loss, val_loss_history=progress.val_history,
                      epochs=progress.epoch, steps=progress.step, train_time_s=round(self.elapsed(), 3),
                      overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
+        if progress.stopped_early:
+            final["stopped_early"] = progress.stopped_early
         if self.loop.dist.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
         return final
@@ -237,7 +283,8 @@ class Training:
 def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corruption,
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
         tracker, checkpoint_meta: dict, resume: dict | None = None, dist: Distributed | None = None,
-        stop_requested: Callable[[], int] | None = None) -> dict:
+        stop_requested: Callable[[], int] | None = None, lr_at: Callable[[int, int, int], float] | None = None,
+        lr_schedule: LRScheduleConfig | None = None) -> dict:
     """Train `model` on data.train, validate each epoch, checkpoint, and return the final metrics.
 
     `beta_at(step)` gives the KL weight; validation uses `target_beta` (annealing is a training
@@ -245,15 +292,23 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     kind/kwargs, config) is stored in every checkpoint; `resume` is a loaded checkpoint.
     `dist` splits batches across torchrun's ranks (aectl.distributed); only its main rank writes.
     `stop_requested()` (a signal number or 0) is read after every step: non-zero saves last.pt
-    mid-epoch and raises signals.Interrupted.
+    mid-epoch and raises signals.Interrupted. `lr_at(step, epoch, reductions)` sets the lr of each
+    step (aectl.lr_schedules); `lr_schedule` says whether the val loss drives it (plateau).
+    Early stopping (settings.early_stopping_patience) ends the run after an epoch, with best.pt's
+    weights as its final metrics.
     """
-    run = Training(make_loop(model, objective, corrupt, beta_at, settings, dist or Distributed()), data, target_beta,
-                   settings, run_dir, tracker, checkpoint_meta, resume)
+    run = Training(make_loop(model, objective, corrupt, beta_at, settings, dist or Distributed(), lr_at), data,
+                   target_beta, settings, run_dir, tracker, checkpoint_meta, resume, lr_schedule)
     progress = run.progress
-    if progress.epoch >= settings.epochs:
+    if progress.epoch >= settings.epochs or _still_stopped(progress, settings):
         run.bar.close()
-        log.info("the checkpoint already finished all %d epochs: nothing to train", settings.epochs)
+        if progress.epoch >= settings.epochs:
+            log.info("the checkpoint already finished all %d epochs: nothing to train", settings.epochs)
+        else:
+            log.info("the run stopped early at epoch %d: nothing to train (a larger "
+                     "trainer.early_stopping_patience continues it)", progress.epoch)
         return {}
+    progress.stopped_early = None  # a resume with a larger patience continues a stopped run
     if resume is not None:
         log.info("resuming at epoch %d, batch %d, step %d", progress.epoch, progress.batch, progress.step)
     model.train()
@@ -268,8 +323,18 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
             progress.epoch, progress.batch = epoch + 1, 0
             run.end_epoch()
             signum = stop_requested() if stop_requested is not None else 0  # read once: a read may consume it
+            if progress.stopped_early:
+                break
             if signum and progress.epoch < settings.epochs:
                 raise run.interrupt(signum)  # it came during validation: stop at the epoch boundary
     run.flush_interval()
     run.bar.close()
+    if progress.stopped_early:
+        run.load_best()
     return run.final_metrics()
+
+
+def _still_stopped(progress: Progress, settings: TrainerConfig) -> bool:
+    """Whether a resumed run that early stopping ended is still stopped under this patience."""
+    patience = settings.early_stopping_patience
+    return bool(progress.stopped_early) and 0 < patience <= progress.early_stop.bad_epochs

@@ -35,10 +35,10 @@ def load_resume_checkpoint(path: str) -> dict:
 RESUME_SAFE = ("trainer.epochs", "trainer.lr", "trainer.weight_decay", "trainer.grad_clip", "trainer.log_every",
                "trainer.images_every", "trainer.save_every", "trainer.progress", "trainer.device", "trainer.threads",
                "trainer.resume", "trainer.compile", "trainer.precision", "trainer.on_nonfinite",
-               "trainer.max_skipped_batches")
+               "trainer.max_skipped_batches", "trainer.early_stopping_patience", "trainer.early_stopping_min_delta")
 
 
-GROUPS = ("model", "dataset", "noise", "penalty", "beta_schedule", "trainer")
+GROUPS = ("model", "dataset", "noise", "penalty", "beta_schedule", "lr_schedule", "trainer")
 
 
 def resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: bool = False):

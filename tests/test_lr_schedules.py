@@ -1,0 +1,211 @@
+"""LR schedules and early stopping: lr(t) by hand, the lr each optimizer step really used
+(charts/lr at log_every=1), exact resumes with the plateau and patience counters, and one-line
+errors for bad values."""
+
+import math
+import signal
+
+import pytest
+import torch
+
+from aectl import signals
+from aectl.checkpoint import load_checkpoint
+from aectl.cli import main
+from aectl.lr_schedules import Plateau, lr_at
+from tests.conftest import read_metrics
+
+TINY = ("model.hidden_dims=[16]", "trainer.images_every=100", "trainer.log_every=1")
+STEPS_PER_EPOCH = 12  # 1437 training digits in batches of 128
+NEVER_IMPROVES = "1e9"  # a min_delta no epoch after the first can beat: a plateau from epoch 2 on
+
+
+def lr_events(run) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return {e.step: e.value for e in EventAccumulator(str(run)).Reload().Scalars("charts/lr")}
+
+
+def lrs(run) -> list[float]:
+    """The lr of every optimizer step, in order (charts/lr at step s is optimizer step s − 1's)."""
+    events = lr_events(run)
+    return [events[s] for s in sorted(events)]
+
+
+def assert_same_weights(a, b) -> None:
+    a, b = load_checkpoint(a)["state_dict"], load_checkpoint(b)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+# ---------------------------------------------------------------- lr(t) as pure functions
+
+def test_cosine_warms_up_linearly_then_falls_to_min_lr_at_the_last_step():
+    cos = dict(base_lr=1.0, kind="cosine", warmup_steps=4, min_lr=0.1, total_steps=14)
+    assert [lr_at(t, 0, **cos) for t in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lr_at(4, 0, **cos) == pytest.approx(1.0)  # the cosine's top
+    assert lr_at(9, 0, **cos) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: the mean of base and min_lr
+    assert lr_at(7, 0, **cos) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 10)))
+    assert lr_at(14, 0, **cos) == pytest.approx(0.1) and lr_at(100, 0, **cos) == pytest.approx(0.1)
+
+
+def test_step_multiplies_by_gamma_every_step_size_epochs_whatever_the_step():
+    step = dict(base_lr=1.0, kind="step", step_size=2, gamma=0.5)
+    assert [lr_at(999, e, **step) for e in range(6)] == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_plateau_lr_is_base_times_factor_per_reduction_never_below_min_lr():
+    plateau = dict(base_lr=1.0, kind="plateau", factor=0.1, min_lr=0.005)
+    assert [lr_at(0, 0, n, **plateau) for n in range(4)] == pytest.approx([1, 0.1, 0.01, 0.005])
+    assert lr_at(5, 3, base_lr=0.01) == 0.01  # constant
+
+
+def test_patience_counts_epochs_without_an_improvement_by_more_than_min_delta():
+    p = Plateau()
+    ran_out = [p.observe(v, 0.1, 2) for v in (1.0, 0.95, 0.85, 0.84, 0.83)]
+    # 1.0 improves on ∞; 0.95 is not 0.1 below 1.0; 0.85 is; 0.84 and 0.83 are not: out of patience
+    assert ran_out == [False, False, False, False, True] and p.best == 0.85 and p.bad_epochs == 2
+    assert not Plateau().observe(5.0, 0.0, 0) and not any(Plateau().observe(5.0, 0.0, 0) for _ in range(9))
+
+
+# ---------------------------------------------------------------- the lr each step used
+
+def test_cosine_and_step_are_the_lr_of_every_optimizer_step(train_run):
+    run = train_run(*TINY, "trainer.epochs=3", "trainer.lr=0.002", "lr_schedule=cosine",
+                    "lr_schedule.warmup_steps=6", "lr_schedule.min_lr=0.0002")
+    expected = [lr_at(t, t // STEPS_PER_EPOCH, base_lr=0.002, kind="cosine", warmup_steps=6, min_lr=0.0002,
+                      total_steps=36) for t in range(36)]
+    assert lrs(run) == pytest.approx(expected, rel=1e-6)
+    assert lrs(run)[0] == pytest.approx(0.002 / 6) and lrs(run)[-1] < 0.00021
+    run = train_run(*TINY, "trainer.epochs=3", "lr_schedule=step", "lr_schedule.step_size=1", "lr_schedule.gamma=0.5")
+    assert lrs(run) == pytest.approx([1e-3 * 0.5 ** (t // STEPS_PER_EPOCH) for t in range(36)], rel=1e-6)
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement(train_run):
+    run = train_run(*TINY, "trainer.epochs=4", "lr_schedule=plateau", "lr_schedule.factor=0.5",
+                    "lr_schedule.patience=1", f"lr_schedule.min_delta={NEVER_IMPROVES}")
+    # epoch 1 improves on ∞; epochs 2 and 3 do not: the lr halves after each of them
+    per_epoch = [1e-3, 1e-3, 5e-4, 2.5e-4]
+    assert lrs(run) == pytest.approx([per_epoch[t // STEPS_PER_EPOCH] for t in range(48)], rel=1e-6)
+    assert load_checkpoint(run)["lr_plateau"]["reductions"] == 3  # epoch 4's reduction is for a 5th epoch
+
+
+def test_default_constant_lr_is_trainer_lr_throughout(train_run):
+    assert lrs(train_run(*TINY, "trainer.epochs=2", "trainer.lr=0.003")) == pytest.approx([0.003] * 24)
+
+
+# ---------------------------------------------------------------- exact across resume
+
+def interrupted_at(monkeypatch, train_run, k: int, *overrides: str):
+    """A run stopped by SIGINT after its k-th optimizer step (mid-epoch), then resumed to the end."""
+    from aectl import trainer
+
+    steps, real_step = [0], trainer.train_step
+
+    def counted(*args, **kwargs):
+        steps[0] += 1
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", counted)
+    monkeypatch.setattr(signals.StopSignals, "__call__", lambda self: signal.SIGINT if steps[0] >= k else 0)
+    run = train_run(*overrides, expect_rc=130)
+    monkeypatch.undo()
+    assert load_checkpoint(run)["step"] == k
+    assert main(["train", f"trainer.resume={run}", f"hydra.run.dir={run}", "trainer.progress=false",
+                 "trainer.device=cpu"]) == 0
+    return run
+
+
+@pytest.mark.parametrize("schedule", [
+    ("lr_schedule=cosine", "lr_schedule.warmup_steps=5", "lr_schedule.min_lr=0.0001"),
+    ("lr_schedule=plateau", "lr_schedule.factor=0.5", "lr_schedule.patience=1",
+     f"lr_schedule.min_delta={NEVER_IMPROVES}"),
+], ids=["cosine", "plateau"])
+def test_a_resumed_schedule_gives_the_uninterrupted_weights(monkeypatch, train_run, schedule):
+    args = (*TINY, "trainer.epochs=4", *schedule)
+    reference = train_run(*args)
+    run = interrupted_at(monkeypatch, train_run, 2 * STEPS_PER_EPOCH + 6, *args)  # after the 1st reduction
+    resumed, uninterrupted = lr_events(run), lr_events(reference)
+    assert set(range(2 * STEPS_PER_EPOCH + 7, 4 * STEPS_PER_EPOCH + 1)) <= set(resumed)  # every resumed step
+    assert resumed == pytest.approx({s: uninterrupted[s] for s in resumed}, rel=1e-6)
+    assert_same_weights(run, reference)
+
+
+def test_trainer_lr_at_resume_rescales_the_rest_of_the_schedule(train_run):
+    cosine = (*TINY, "lr_schedule=cosine", "lr_schedule.warmup_steps=5", "lr_schedule.min_lr=0.0001")
+    reference = train_run(*cosine, "trainer.epochs=2")
+    half = train_run(*cosine, "trainer.epochs=1")
+    resumed = train_run(f"trainer.resume={half}", "trainer.epochs=2", "trainer.lr=0.002")
+    # the cosine is laid out over the first run's 12 steps: past them the lr stays at min_lr
+    assert lrs(resumed)[-12:] == pytest.approx([1e-4] * 12, rel=1e-6)
+    assert lrs(reference)[-1] == pytest.approx(lr_at(23, 1, base_lr=1e-3, kind="cosine", warmup_steps=5,
+                                                     min_lr=1e-4, total_steps=24))
+    step = train_run(*TINY, "lr_schedule=step", "lr_schedule.step_size=1", "lr_schedule.gamma=0.5", "trainer.epochs=1")
+    resumed = train_run(f"trainer.resume={step}", "trainer.epochs=2", "trainer.lr=0.004")
+    assert lrs(resumed)[-12:] == pytest.approx([0.004 * 0.5] * 12, rel=1e-6)  # the new base, the same position
+
+
+# ---------------------------------------------------------------- early stopping
+
+EARLY = (*TINY, "trainer.early_stopping_patience=2", f"trainer.early_stopping_min_delta={NEVER_IMPROVES}")
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_with_best_pt_as_its_result(train_run, caplog):
+    run = train_run(*EARLY, "trainer.epochs=10")
+    metrics = read_metrics(run)
+    stopped = metrics["stopped_early"]
+    best_epoch = metrics["val_loss_history"].index(min(metrics["val_loss_history"])) + 1
+    assert stopped["epoch"] == 3 and stopped["best_epoch"] == best_epoch and "for 2 epochs" in stopped["reason"]
+    assert metrics["epochs"] == 3 and metrics["steps"] == 3 * STEPS_PER_EPOCH
+    assert load_checkpoint(run)["epoch"] == 3  # last.pt written at the stop, whatever save_every says
+    assert metrics["val"]["loss"] == pytest.approx(metrics["best_val_loss"])  # best.pt's weights
+    assert "early stopping after epoch 3" in (run / "train.log").read_text()
+    assert "stopped_early" not in read_metrics(train_run(*TINY, "trainer.epochs=3"))
+
+
+def test_the_patience_counter_survives_a_resume(train_run):
+    reference = train_run(*EARLY, "trainer.epochs=10")
+    first = train_run(*EARLY, "trainer.epochs=2")  # one epoch without improvement so far
+    resumed = train_run(f"trainer.resume={first}", "trainer.epochs=10")
+    assert read_metrics(resumed)["stopped_early"]["epoch"] == 3
+    assert read_metrics(resumed)["stopped_early"] == read_metrics(reference)["stopped_early"]
+    assert_same_weights(resumed / "checkpoints" / "last.pt", reference / "checkpoints" / "last.pt")
+
+
+def test_the_final_metrics_of_a_stopped_run_are_best_pts_not_the_last_weights(train_run):
+    first = train_run(*EARLY, "trainer.epochs=2")
+    worse = train_run(f"trainer.resume={first}", "trainer.epochs=10", "trainer.lr=0.5")  # epoch 3 blows up
+    metrics = read_metrics(worse)
+    assert metrics["stopped_early"]["best_epoch"] == 2 and metrics["val_loss_history"][2] > metrics["best_val_loss"]
+    assert metrics["val"]["loss"] == pytest.approx(metrics["best_val_loss"])
+
+
+def test_a_stopped_run_resumes_only_with_more_patience(train_run):
+    stopped = train_run(*EARLY, "trainer.epochs=10")
+    again = train_run(f"trainer.resume={stopped}")
+    assert not (again / "metrics.json").exists()  # nothing to train
+    more = train_run(f"trainer.resume={stopped}", "trainer.early_stopping_patience=3")
+    assert read_metrics(more)["stopped_early"]["epoch"] == 4
+
+
+# ---------------------------------------------------------------- one-line errors
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["lr_schedule=warm"], ["lr_schedule", "warm"]),
+    (["lr_schedule=cosine", "lr_schedule.warmup_steps=-1"], ["lr_schedule.warmup_steps=-1", "≥ 0"]),
+    (["lr_schedule=cosine", "lr_schedule.min_lr=0.01"], ["lr_schedule.min_lr=0.01", "below trainer.lr=0.001"]),
+    (["lr_schedule=cosine", "lr_schedule.warmup_steps=12"], ["lr_schedule.warmup_steps=12", "12 optimizer steps"]),
+    (["lr_schedule=step", "lr_schedule.step_size=0"], ["lr_schedule.step_size=0", "> 0"]),
+    (["lr_schedule=step", "lr_schedule.gamma=2"], ["lr_schedule.gamma=2", "(0, 1]"]),
+    (["lr_schedule=plateau", "lr_schedule.factor=1"], ["lr_schedule.factor=1", "(0, 1)"]),
+    (["lr_schedule=plateau", "lr_schedule.patience=0"], ["lr_schedule.patience=0", "> 0"]),
+    (["lr_schedule=plateau", "lr_schedule.min_delta=-1"], ["lr_schedule.min_delta=-1", "≥ 0"]),
+    (["lr_schedule=step", "lr_schedule.min_lr=0.0001"], ["lr_schedule.min_lr", "lr_schedule=step does not use"]),
+    (["lr_schedule=constant", "lr_schedule.gamma=0.1"], ["lr_schedule.gamma", "lr_schedule=constant does not use"]),
+    (["trainer.early_stopping_patience=-1"], ["trainer.early_stopping_patience=-1", "0 = off"]),
+    (["trainer.early_stopping_min_delta=-0.1"], ["trainer.early_stopping_min_delta=-0.1", "≥ 0"]),
+])
+def test_bad_schedule_and_early_stopping_values_end_in_one_line(capsys, overrides, expected):
+    rc = main(["train", *overrides, "trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert all(fragment in lines[0] for fragment in expected), lines[0]
