@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs in its own temporary folder, offline, on the CPU."""
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,25 @@ def seen_batches(monkeypatch):
 
     monkeypatch.setattr(trainer, "train_step", recording)
     return seen
+
+
+@pytest.fixture
+def stop_after(monkeypatch):
+    """Make the stop request read as SIGINT once k training steps are done (the flag the
+    signal handler sets, set at a chosen moment)."""
+    from aectl import signals, trainer
+
+    def arm(k: int) -> None:
+        steps, real_step = [0], trainer.train_step
+
+        def counted(*args, **kwargs):
+            steps[0] += 1
+            return real_step(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "train_step", counted)
+        monkeypatch.setattr(signals.StopSignals, "__call__", lambda self: signal.SIGINT if steps[0] >= k else 0)
+
+    return arm
 
 
 @pytest.fixture

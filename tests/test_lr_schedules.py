@@ -3,12 +3,10 @@
 errors for bad values."""
 
 import math
-import signal
 
 import pytest
 import torch
 
-from aectl import signals
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.lr_schedules import Plateau, lr_at
@@ -94,18 +92,9 @@ def test_default_constant_lr_is_trainer_lr_throughout(train_run):
 
 # ---------------------------------------------------------------- exact across resume
 
-def interrupted_at(monkeypatch, train_run, k: int, *overrides: str):
+def interrupted_at(stop_after, monkeypatch, train_run, k: int, *overrides: str):
     """A run stopped by SIGINT after its k-th optimizer step (mid-epoch), then resumed to the end."""
-    from aectl import trainer
-
-    steps, real_step = [0], trainer.train_step
-
-    def counted(*args, **kwargs):
-        steps[0] += 1
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", counted)
-    monkeypatch.setattr(signals.StopSignals, "__call__", lambda self: signal.SIGINT if steps[0] >= k else 0)
+    stop_after(k)
     run = train_run(*overrides, expect_rc=130)
     monkeypatch.undo()
     assert load_checkpoint(run)["step"] == k
@@ -119,10 +108,11 @@ def interrupted_at(monkeypatch, train_run, k: int, *overrides: str):
     ("lr_schedule=plateau", "lr_schedule.factor=0.5", "lr_schedule.patience=1",
      f"lr_schedule.min_delta={NEVER_IMPROVES}"),
 ], ids=["cosine", "plateau"])
-def test_a_resumed_schedule_gives_the_uninterrupted_weights(monkeypatch, train_run, schedule):
+def test_a_resumed_schedule_gives_the_uninterrupted_weights(stop_after, monkeypatch, train_run, schedule):
     args = (*TINY, "trainer.epochs=4", *schedule)
     reference = train_run(*args)
-    run = interrupted_at(monkeypatch, train_run, 2 * STEPS_PER_EPOCH + 6, *args)  # after the 1st reduction
+    run = interrupted_at(stop_after, monkeypatch, train_run, 2 * STEPS_PER_EPOCH + 6,
+                         *args)  # after the 1st reduction
     resumed, uninterrupted = lr_events(run), lr_events(reference)
     assert set(range(2 * STEPS_PER_EPOCH + 7, 4 * STEPS_PER_EPOCH + 1)) <= set(resumed)  # every resumed step
     assert resumed == pytest.approx({s: uninterrupted[s] for s in resumed}, rel=1e-6)

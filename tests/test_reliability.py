@@ -217,25 +217,6 @@ def test_sigterm_through_the_console_script(tmp_path):
     assert load_checkpoint(run)["epoch"] >= 1
 
 
-@pytest.fixture
-def stop_after(monkeypatch):
-    """Make the stop request read as SIGINT once k training steps are done (the flag the
-    signal handler sets, set at a chosen moment)."""
-    from aectl import trainer
-
-    def arm(k: int) -> None:
-        steps, real_step = [0], trainer.train_step
-
-        def counted(*args, **kwargs):
-            steps[0] += 1
-            return real_step(*args, **kwargs)
-
-        monkeypatch.setattr(trainer, "train_step", counted)
-        monkeypatch.setattr(signals.StopSignals, "__call__", lambda self: signal.SIGINT if steps[0] >= k else 0)
-
-    return arm
-
-
 @pytest.mark.parametrize("stop_step", [3, 8, 13], ids=["mid-epoch", "last-batch", "second-epoch"])
 def test_interrupt_at_any_batch_resumes_to_the_uninterrupted_weights(tmp_path, capsys, monkeypatch, stop_after,
                                                                      stop_step):

@@ -134,7 +134,8 @@ def _constant_decoder_vae(train_run, tmp_path, *overrides):
 
 
 @pytest.mark.parametrize("likelihood", [("model.likelihood=bernoulli",),
-                                        ("model.likelihood=gaussian", "model.sigma=0.3")], ids=["bernoulli", "gaussian"])
+                                        ("model.likelihood=gaussian", "model.sigma=0.3")],
+                         ids=["bernoulli", "gaussian"])
 @pytest.mark.parametrize("k", [1, 20])
 def test_iw_estimate_through_eval_is_the_exact_log_likelihood_of_a_constant_decoder(
         train_run, tmp_path, likelihood, k):
@@ -169,7 +170,8 @@ def test_psnr_mse_and_active_units_through_eval_match_hand_values(train_run):
 
 
 @pytest.mark.parametrize("likelihood", [("model.likelihood=bernoulli",),
-                                        ("model.likelihood=gaussian", "model.sigma=0.2")], ids=["bernoulli", "gaussian"])
+                                        ("model.likelihood=gaussian", "model.sigma=0.2")],
+                         ids=["bernoulli", "gaussian"])
 def test_validation_loss_at_beta_1_is_evals_negative_elbo(train_run, likelihood):
     run = train_run(*likelihood, "trainer.epochs=3")
     val_loss = read_metrics(run)["val"]["loss"]
