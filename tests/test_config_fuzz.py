@@ -30,8 +30,9 @@ GROUPS = {
     "noise": ["none", "gaussian", "salt_pepper", "masking"],
     "penalty": ["none", "l1", "kl_sparsity"],
     "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
+    "lr_schedule": ["constant", "cosine", "step", "plateau"],
 }
-UNKNOWN_OPTION = {"model": "gan", "noise": "blur", "penalty": "l2", "beta_schedule": "step"}
+UNKNOWN_OPTION = {"model": "gan", "noise": "blur", "penalty": "l2", "beta_schedule": "step", "lr_schedule": "cyclic"}
 
 
 def _group_combinations() -> list[tuple[str, ...]]:
@@ -85,6 +86,15 @@ FIELDS = {
     "trainer.max_skipped_batches": (ints(1, 5), ints(-1, 0)),
     "trainer.log_every": (ints(1, 10), ints(-1, 0)),
     "trainer.save_every": (ints(1, 3), ints(-1, 0)),
+    "trainer.early_stopping_patience": (ints(0, 3), ints(-3, -1)),
+    "trainer.early_stopping_min_delta": (floats(0, 1), floats(-1, -0.001)),
+    "lr_schedule.warmup_steps": (ints(0, 1), ints(-5, -1)),
+    "lr_schedule.min_lr": (floats(0, 1e-4), floats(-1, -0.001)),
+    "lr_schedule.step_size": (ints(1, 3), ints(-2, 0)),
+    "lr_schedule.gamma": (floats(0.1, 1), st.one_of(floats(-1, 0), floats(1.01, 2))),
+    "lr_schedule.factor": (floats(0.1, 0.9), st.one_of(floats(-1, 0), floats(1, 2))),
+    "lr_schedule.patience": (ints(1, 3), ints(-2, 0)),
+    "lr_schedule.min_delta": (floats(0, 1), floats(-1, -0.001)),
 }
 UNKNOWN_KEYS = ["model.depth", "trainer.patience", "noise.scale", "foo"]
 FIXED = ["dataset.num_samples=32", "dataset.shape=[1,4,4]", "trainer.epochs=1",
@@ -102,14 +112,16 @@ def _chosen(groups: tuple[str, ...]) -> dict[str, str]:
     model = given.get("model", "vae")
     return {"model": model, "beta_schedule": given.get("beta_schedule", "constant"),
             "noise": given.get("noise", "gaussian" if model == "dae" else "none"),
-            "penalty": given.get("penalty", "kl_sparsity" if model == "sparse_ae" else "none")}
+            "penalty": given.get("penalty", "kl_sparsity" if model == "sparse_ae" else "none"),
+            "lr_schedule": given.get("lr_schedule", "constant")}
 
 
 def _applies(key: str, groups: tuple[str, ...]) -> bool:
     """Whether the options of `groups` read field `key` (a field they ignore is refused, so a
     valid draw only sets fields that do something)."""
     chosen, (section, _, name) = _chosen(groups), key.partition(".")
-    tables = {"noise": config.NOISE_FIELDS, "penalty": config.PENALTY_FIELDS, "beta_schedule": config.SCHEDULE_FIELDS}
+    tables = {"noise": config.NOISE_FIELDS, "penalty": config.PENALTY_FIELDS, "beta_schedule": config.SCHEDULE_FIELDS,
+              "lr_schedule": config.LR_SCHEDULE_FIELDS}
     if section in tables:
         return name in tables[section].get(chosen[section], ()) and \
             (section != "beta_schedule" or chosen["model"] == "vae")
