@@ -101,7 +101,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
             "resumed_with": resume["resumed_with"] if resume else [],
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
-    return Components(data, model, make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty)), corrupt,
+    return Components(data, model, make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k), corrupt,
                       _beta_schedule(config, total_steps), meta, _lr_schedule(config, total_steps))
 
 
@@ -110,6 +110,7 @@ def _model(config, data, resume: dict | None):
     and the constructor arguments a checkpoint rebuilds it from."""
     import torch
 
+    from aectl.config import VARIATIONAL_KINDS
     from aectl.models import build_model
 
     m = config.model
@@ -117,8 +118,10 @@ def _model(config, data, resume: dict | None):
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
-    if m.kind != "vae":
+    if m.kind not in VARIATIONAL_KINDS:
         kwargs["code_activation"] = m.code_activation
+    if m.kind == "iwae":
+        kwargs["k"] = m.k
     torch.manual_seed(config.trainer.seed)
     model = build_model(m.kind, **kwargs)
     if resume is not None:

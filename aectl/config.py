@@ -12,11 +12,14 @@ from typing import Any, Optional
 from aectl.errors import ConfigError
 
 MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
+MODEL_KINDS += ("iwae",)  # importance-weighted AE (Burda et al. 2016): the VAE's networks, the k-sample bound
+VARIATIONAL_KINDS = ("vae", "iwae")  # kinds with a posterior q(z|x) and a prior: ELBO, IW log p(x), active units
 ARCHS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "tanh", "sigmoid", "identity")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 NOISES = ("none", "gaussian", "salt_pepper", "masking")
 PENALTIES = ("none", "kl_sparsity", "l1")
+PENALTIES += ("contractive",)  # λ·‖J_f(x)‖²_F of the encoder (Rifai et al. 2011)
 SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
 LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "binarized_mnist",
@@ -31,7 +34,7 @@ ON_NONFINITE = ("stop", "skip_batch")
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | iwae
     arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
@@ -43,6 +46,7 @@ class ModelConfig:
     likelihood: str = "gaussian"
     output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
     sigma: float = 0.5 ** 0.5  # gaussian likelihood only: the decoder's fixed σ (1/√2: the loss is the squared error + D/2·log π)
+    k: int = 1  # iwae only: importance samples per example of the training bound L_k (k=1 is the VAE's ELBO)
 
 
 @dataclass
@@ -80,10 +84,10 @@ class NoiseConfig:
 
 @dataclass
 class PenaltyConfig:
-    kind: str = "none"  # none | kl_sparsity | l1
+    kind: str = "none"  # none | kl_sparsity | l1 | contractive
     rho: float = 0.05  # kl_sparsity: target mean activation ρ
     beta: float = 3.0  # kl_sparsity: weight β of Σ_j KL(ρ‖ρ̂_j)
-    weight: float = 1e-3  # l1: weight of Σ_j |h_j|
+    weight: float = 1e-3  # l1: weight of Σ_j |h_j|; contractive: λ of ‖J_f(x)‖²_F
 
 
 @dataclass
@@ -226,6 +230,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("penalty.weight", p.weight, p.weight >= 0, "a weight ≥ 0")
     # The VAE check first: for model=vae penalty=kl_sparsity the conflict is the penalty itself,
     # not the code activation the sparsity penalty would need.
+    validate_iwae(cfg)
     if m.kind == "vae" and p.kind != "none":
         _check("penalty.kind", p.kind, False, "none for model=vae (the KL term is its regulariser)")
     if p.kind == "kl_sparsity":
@@ -262,6 +267,23 @@ def validate(cfg: TrainConfig) -> None:
     check_fields_apply(cfg)
 
 
+def validate_iwae(cfg: TrainConfig) -> None:
+    """model.k belongs to model=iwae; the IWAE bound has no KL weight and no penalty."""
+    m = cfg.model
+    _check("model.k", m.k, isinstance(m.k, int) and not isinstance(m.k, bool) and m.k >= 1, "an integer ≥ 1")
+    if m.kind != "iwae":
+        _check("model.k", m.k, m.k == ModelConfig.k,
+               f"unset for model={m.kind} (k is the importance samples of model=iwae)")
+        return
+    _check("penalty.kind", cfg.penalty.kind, cfg.penalty.kind == "none",
+           "none for model=iwae (its bound is the objective)")
+    _check("beta", cfg.beta, cfg.beta == 1.0, "1.0 for model=iwae (the importance-weighted bound has no KL weight)")
+    _check("beta_schedule.kind", cfg.beta_schedule.kind, cfg.beta_schedule.kind == "constant",
+           "constant for model=iwae (the importance-weighted bound has no KL weight to anneal)")
+    _check("model.code_activation", m.code_activation, m.code_activation == "identity",
+           "identity for model=iwae (its code is the Gaussian posterior's μ and log σ²)")
+
+
 def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:
     """The lr schedule's ranges; min_lr is checked against trainer.lr, the schedule's base."""
     _choice("lr_schedule.kind", r.kind, LR_SCHEDULES)
@@ -279,6 +301,7 @@ def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:
 NOISE_FIELDS = {"none": (), "gaussian": ("sigma", "clip", "v_min", "v_max"), "salt_pepper": ("p", "v_min", "v_max"),
                 "masking": ("p",)}
 PENALTY_FIELDS = {"none": (), "kl_sparsity": ("rho", "beta"), "l1": ("weight",)}
+PENALTY_FIELDS["contractive"] = ("weight",)
 SCHEDULE_FIELDS = {"constant": (), "linear": ("warmup_steps",), "sigmoid": ("k", "x0"), "cyclical": ("cycles", "ratio")}
 LR_SCHEDULE_FIELDS = {"constant": (), "cosine": ("warmup_steps", "min_lr"), "step": ("step_size", "gamma"),
                       "plateau": ("factor", "patience", "min_delta", "min_lr")}

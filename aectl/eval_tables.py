@@ -3,6 +3,7 @@
 import textwrap
 from pathlib import Path
 
+from aectl.config import VARIATIONAL_KINDS
 from aectl.tables import align_rows, format_metric
 
 _ROWS = (  # metric → label, in the order shown
@@ -12,6 +13,8 @@ _ROWS = (  # metric → label, in the order shown
     ("neg_elbo", "−ELBO = reconstruction + KL ({unit})"),
     ("nll_iw", "−log p(x), IW bound k={k} ({unit})"),
     ("penalty", "penalty (weighted, per batch as in training)"),
+    ("jacobian_norm", "contractive: mean ‖J_f(x)‖_F of the encoder (clean input)"),
+    ("ess", "IWAE: effective sample size 1/Σ w̃² of the k training samples (mean)"),
     ("mse", "MSE per element (clean input{at_mu})"),
     ("psnr", "PSNR, MAX={psnr_max:g} (dB)"),
     ("active_units", "active units (of K={latent_dim})"),
@@ -24,12 +27,14 @@ _ROWS = (  # metric → label, in the order shown
 
 
 def _label_context(result: dict) -> dict:
-    likelihood, variational = result["likelihood"], result["model"] == "vae"
+    likelihood, variational = result["likelihood"], result["model"] in VARIATIONAL_KINDS
     noisy = result["noise"]["kind"] != "none"
-    of = [s for s, on in (("the noisy input", noisy), ("one z ~ q(z|x)", variational)) if on]
+    iwae = result["model"] == "iwae"
+    of = [s for s, on in (("the noisy input", noisy), ("the k training z_i ~ q(z|x)" if iwae else "one z ~ q(z|x)",
+                                                       variational)) if on]
     return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
             "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
-            "at_beta": f" at β={result['beta']:g}" if variational else "",
+            "at_beta": " −L_k (the IWAE bound)" if iwae else f" at β={result['beta']:g}" if variational else "",
             "recon_of": f" of {', '.join(of)}" if of else "",
             "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from aectl import metrics, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
-from aectl.config import DatasetConfig, EvalConfig, validate_dataset
+from aectl.config import VARIATIONAL_KINDS, DatasetConfig, EvalConfig, validate_dataset
 from aectl.datasets import DataSplits, load_dataset
 from aectl.errors import AectlError, ConfigError, DataError
 from aectl.eval_pictures import N_PICTURES, write_pictures, write_projector
@@ -57,12 +57,12 @@ class Variant:
     @classmethod
     def of(cls, ckpt: dict) -> "Variant":
         config = ckpt["config"]
-        return cls(ckpt["model"]["kind"], ckpt["model"]["kind"] == "vae",
+        return cls(ckpt["model"]["kind"], ckpt["model"]["kind"] in VARIATIONAL_KINDS,
                    dict(config.get("noise") or {"kind": "none"}), dict(config.get("penalty") or {"kind": "none"}),
                    float(config.get("beta", 1.0)))
 
     def objective(self, model: nn.Module) -> Objective:
-        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty)
+        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty, getattr(model, "k", 1))
 
     def trained_noise(self, data_range: tuple[float, float]) -> Corruption:
         """The corruption the model was trained with; a range left unset is the data's."""

@@ -84,3 +84,20 @@ def kl_sparsity(code: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tens
 def l1_activity(code: torch.Tensor) -> torch.Tensor:
     """Σ_j |h_j| per example, averaged over the batch (the L1 activity penalty)."""
     return code.abs().flatten(1).sum(1).mean()
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; μ, diag σ²) summed over the last axis: −½ Σ_j (log 2π + log σ_j² + (z_j − μ_j)²/σ_j²)."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).square() * (-logvar).exp()).sum(-1)
+
+
+def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """L_k per example from the log-weights log w_i = log p(x, z_i) − log q(z_i|x), shape (k, N):
+    log (1/k) Σ_i w_i (Burda et al. 2016, eq. 8), by a logsumexp."""
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:
+    """ESS = 1 / Σ_i w̃_i² of the normalised weights w̃ = softmax(log w) over the k samples, per
+    example, in [1, k]: k when the weights are equal, 1 when one sample carries them all."""
+    return 1 / torch.softmax(log_w, 0).square().sum(0)

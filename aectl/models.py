@@ -1,8 +1,9 @@
 """Encoder/decoder builders (mlp, conv) and the two model classes, built from plain kwargs.
 
-Every variant is one of two modules: `Autoencoder` (ae, stacked_ae, sparse_ae, dae:
-they differ in depth, code activation, noise and penalty, not in code) and
-`VariationalAutoencoder`. `build_model(kind, **kwargs)` is the only way to construct one, so a
+Every variant is one of three modules: `Autoencoder` (ae, stacked_ae, sparse_ae, dae:
+they differ in depth, code activation, noise and penalty, not in code),
+`VariationalAutoencoder` and its subclass `ImportanceWeightedAutoencoder` (same networks, a
+k-sample forward pass). `build_model(kind, **kwargs)` is the only way to construct one, so a
 checkpoint's (kind, kwargs) rebuilds it exactly.
 """
 
@@ -178,6 +179,26 @@ class VariationalAutoencoder(nn.Module):
         return ModelOutput(self.decode(z), z, mu, logvar)
 
 
+class ImportanceWeightedAutoencoder(VariationalAutoencoder):
+    """The IWAE (Burda et al. 2016): the VAE's networks and parameters, trained on the k-sample
+    bound L_k (aectl.objective). `forward(x)` is the VAE's one-sample pass; `forward(x, samples=k)`
+    draws k reparameterised z per example, z_i = μ + σ ⊙ ε_i with ε of shape (k, N, K) (for
+    k = 1 the same draws as the VAE's ε on the same RNG state), and gives recon and z a leading
+    sample axis: recon (k, N, C, H, W), z (k, N, K)."""
+
+    def __init__(self, *, k: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def forward(self, x: torch.Tensor, samples: int | None = None) -> ModelOutput:
+        if samples is None:
+            return super().forward(x)
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar, torch.randn((samples, *mu.shape), device=mu.device, dtype=mu.dtype))
+        recon = self.decode(z.flatten(0, 1))
+        return ModelOutput(recon.unflatten(0, (samples, len(x))), z, mu, logvar)
+
+
 # Model kinds of the config → module class. The AE kinds share one class; their presets differ.
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "ae": Autoencoder,
@@ -186,6 +207,7 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "dae": Autoencoder,
     "vae": VariationalAutoencoder,
 }
+MODEL_CLASSES["iwae"] = ImportanceWeightedAutoencoder
 
 
 def build_model(kind: str, **kwargs) -> nn.Module:

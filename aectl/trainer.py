@@ -94,7 +94,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.T
     (None unless clipping or skip_nonfinite computes it), without a host sync. With
     skip_nonfinite (a fused optimizer) a non-finite loss or gradient skips the update."""
     with autocast:
-        loss, terms = objective(model(x_in), x, beta)
+        _, loss, terms = objective.step(model, x_in, x, beta)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = None

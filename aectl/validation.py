@@ -11,6 +11,9 @@
              known range, and absent where the data has none (standardised tables).
   psnr_noisy, psnr_denoised
              denoising models: the noisy input's PSNR and that of the reconstruction from it.
+  jacobian_norm
+             contractive penalty: the mean ‖J_f(x)‖_F of the encoder at the clean inputs.
+  ess        IWAE: the mean effective sample size 1/Σ w̃² of the k importance weights (in [1, k]).
   active_units, rho_hat_*, kl_sparsity, frac_within_2x, code_l1
              statistics of the codes (μ for a VAE) of the clean inputs over the whole split.
 """
@@ -18,7 +21,7 @@
 import torch
 from torch import nn
 
-from aectl import losses, metrics
+from aectl import contractive, losses, metrics
 from aectl.models import mean_reconstruction
 from aectl.objective import TERMS, Objective
 
@@ -44,8 +47,7 @@ class SplitMetrics:
     def add(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         self.n += len(x)
         x_in = self.corrupt(x) if self.noisy else x
-        out = model(x_in)
-        _, terms = self.objective(out, x, self.beta)
+        out, _, terms = self.objective.step(model, x_in, x, self.beta)
         self.terms = self.terms + terms.double() * len(x)
         if self.noisy:  # the codes and reconstruction of the clean input
             code = metrics.latent_means(model, x)
@@ -62,6 +64,8 @@ class SplitMetrics:
                 self.accumulate("psnr_denoised", metrics.psnr(metrics.reconstruct(model, x_in).float(), x, self.psnr_max))
         if self.objective.variational:
             self.accumulate("neg_elbo", self._neg_elbo(model, x, out, terms))
+        if self.objective.penalty == "contractive":
+            self.accumulate("jacobian_norm", jacobian_norm(model, x))
         self.binary = self.binary & ((x == 0) | (x == 1)).all()
         return code.float()
 
@@ -82,6 +86,15 @@ class SplitMetrics:
     def data_is_binary(self) -> bool:
         """Whether every value the model was scored on was 0 or 1 (a Bernoulli mass applies)."""
         return bool(self.binary)
+
+
+def jacobian_norm(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """‖J_f(x)‖_F per example of the clean input (the norm, not its square: the contractive
+    penalty's quantity in the units of the code per unit of input)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        code = model.encode(x)
+        return contractive.jacobian_sq_norm(model, x, code, create_graph=False).detach().sqrt()
 
 
 def code_statistics(codes: torch.Tensor, objective: Objective) -> dict[str, float]:

@@ -11,7 +11,11 @@ dynamically binarized MNIST (experiment=mnist_vae), then prints one table:
 - DAE: test PSNR of the reconstruction from the noisy input against the noisy input's own PSNR
   (same noise draw), both averaged over images; it passes above the noisy input;
 - VAE: test NLL by importance sampling with k samples (Burda et al. 2016) on the test set
-  binarized by a fixed-seed draw, with the test ELBO, epochs and minutes.
+  binarized by a fixed-seed draw, with the test ELBO, epochs and minutes;
+- CAE (experiment=mnist_cae): the test mean ‖J_f(x)‖_F of its encoder against the same network
+  trained without the penalty; it passes at half that or less with a test MSE within 10%;
+- IWAE k=5 (experiment=mnist_iwae): test NLL (IW, k samples) against experiment=mnist_vae trained
+  for the same epochs; it passes 1 nat or more below it.
 
 Epoch counts default to a budget of about 20-25 minutes on one CPU thread; raise them on a GPU.
 """
@@ -53,7 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--iw-k", type=int, default=1000, help="importance samples per test image")
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
     ap.add_argument("--limit", type=int, default=0, help="dataset.limit (smoke runs only)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["ae", "dae", "vae"], help="parts to leave out")
+    ap.add_argument("--cae-epochs", type=int, default=10)
+    ap.add_argument("--iwae-epochs", type=int, default=10, help="epochs of both the IWAE and its VAE baseline")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["ae", "dae", "vae", "cae", "iwae"],
+                    help="parts to leave out")
     return ap.parse_args(argv)
 
 
@@ -170,6 +177,51 @@ def vae(args, device) -> list[str]:
     return rows
 
 
+CAE_JACOBIAN_RATIO, CAE_MSE_TOLERANCE = 0.5, 0.10  # the CAE's marks against the same AE without the penalty
+
+
+def test_jacobian_norm(model, x: torch.Tensor) -> float:
+    """Mean ‖J_f(x)‖_F of the encoder over the test images (aectl eval's jacobian_norm)."""
+    from aectl.validation import jacobian_norm
+
+    return float(torch.cat([jacobian_norm(model, x[i:i + 500]) for i in range(0, len(x), 500)]).mean())
+
+
+def contractive(args, device) -> list[str]:
+    """experiment=mnist_cae against the same network and epochs with penalty=none."""
+    x_test = mnist(args).test.to(device).float() / 255
+    found = {}
+    for name, overrides in (("ae_plain", ["penalty=none"]), ("cae", [])):
+        run_dir, minutes = train(args, name, "mnist_cae", args.cae_epochs, *overrides)
+        model, metrics_json, _ = load_run(run_dir, device)
+        found[name] = (metrics_json["test"]["mse"], test_jacobian_norm(model, x_test), minutes)
+    (mse_ae, jac_ae, _), (mse, jac, minutes) = found["ae_plain"], found["cae"]
+    ok = jac <= CAE_JACOBIAN_RATIO * jac_ae and mse <= (1 + CAE_MSE_TOLERANCE) * mse_ae
+    return [f"| CAE 784-256 sigmoid, λ=0.1 | test mean ‖J_f‖_F; test MSE/pixel | {jac:.3f}; {mse:.4f} | same AE "
+            f"without the penalty: {jac_ae:.3f}; {mse_ae:.4f} | {'passes' if ok else 'DOES NOT pass'} (‖J‖ ratio "
+            f"{jac / jac_ae:.2f} ≤ {CAE_JACOBIAN_RATIO}, MSE ratio {mse / mse_ae:.2f} ≤ {1 + CAE_MSE_TOLERANCE:.2f}) | "
+            f"{args.cae_epochs} ep, {minutes:.1f} min |"]
+
+
+def importance_weighted(args, device) -> list[str]:
+    """experiment=mnist_iwae (k = 5) against experiment=mnist_vae at the same epochs: test NLL by IW."""
+    data = mnist(args, binarize="dynamic")
+    x_test = data.as_float(data.test).to(device)
+    if args.iw_examples:
+        x_test = x_test[:args.iw_examples]
+    found = {}
+    for name in ("vae", "iwae"):
+        run_dir, minutes = train(args, f"{name}_same_epochs", f"mnist_{name}", args.iwae_epochs)
+        model, metrics_json, _ = load_run(run_dir, device)
+        found[name] = (float(iw_nll(model, x_test, args.iw_k).mean()), metrics_json["test"], minutes)
+    (nll_vae, _, _), (nll, test, minutes) = found["vae"], found["iwae"]
+    gain = nll_vae - nll
+    verdict = f"beats the VAE by {gain:.2f} nats" + ("" if gain >= 1 else ": DOES NOT reach the 1-nat mark")
+    return [f"| IWAE k=5 784-400-40, dyn. binarized | test NLL, IW k={args.iw_k} ({len(x_test)} images) | "
+            f"{nll:.2f} nats | VAE of the same networks and epochs {nll_vae:.2f}; train bound −L_5 test "
+            f"{test['loss']:.2f}, ESS {test['ess']:.2f} of 5 | {verdict} | {args.iwae_epochs} ep, {minutes:.1f} min |"]
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.out is None:
@@ -180,7 +232,8 @@ def main(argv=None) -> None:
           f"{args.threads} thread(s), device {device}", flush=True)
     start = time.perf_counter()
     rows = []
-    for part, fn in (("ae", stacked_ae), ("dae", denoising), ("vae", vae)):
+    for part, fn in (("ae", stacked_ae), ("dae", denoising), ("vae", vae), ("cae", contractive),
+                     ("iwae", importance_weighted)):
         if part not in args.skip:
             rows += fn(args, device)
     print("\n| model | metric | aectl | reference | verdict | budget |\n|---|---|---|---|---|---|")

@@ -97,7 +97,33 @@ def build_report(paths: list[Path]) -> Report:
     shown = [m for m in columns if m.startswith("eval/")
              or (m.split("/")[0] in ("val", "test") and m.split("/")[-1] in SHOWN)] + \
             [m for m in ("train_time_s",) if m in columns]
-    return Report(jobs, params, shown, columns, {m: best_jobs(jobs, m) if m in ranked else set() for m in columns})
+    best = {m: (best_within_objectives(jobs, m) if m.rsplit("/", 1)[-1] in OBJECTIVE_TERMS else best_jobs(jobs, m))
+            if m in ranked else set() for m in columns}
+    return Report(jobs, params, shown, columns, best)
+
+
+# Metrics whose value is a term of the training objective: −ELBO for a VAE, −L_k for an IWAE
+# (a bound that tightens with k), recon + λ·penalty for an AE; only jobs with the same
+# objective compare on them.
+OBJECTIVE_TERMS = ("loss", "penalty")
+
+
+def objective_key(job: Job) -> tuple:
+    """What fixes a job's objective: the model family (with the IWAE's k), likelihood and σ, the
+    penalty with its weights, and β."""
+    model, config = job.config.get("model") or {}, job.config
+    kind = model.get("kind", "vae")
+    family = ("iwae", model.get("k", 1)) if kind == "iwae" else ("vae",) if kind == "vae" else ("ae",)
+    penalty = tuple(sorted((k, repr(v)) for k, v in (config.get("penalty") or {}).items()))
+    return family, model.get("likelihood"), model.get("sigma"), penalty, config.get("beta", 1.0)
+
+
+def best_within_objectives(jobs: list[Job], metric: str) -> set[int]:
+    """best_jobs of `metric` among the jobs of each objective (objective_key) separately."""
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(repr(objective_key(job)), []).append(i)
+    return {members[i] for members in groups.values() for i in best_jobs([jobs[j] for j in members], metric)}
 
 
 def _sweeps_beta(params: list[str]) -> bool:
