@@ -112,7 +112,7 @@ class Autoencoder:
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws z ~ N(0, I) of a VAE's prior, decoded to E[x|z]."""
         if self.kind not in VARIATIONAL_KINDS:
-            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE does")
+            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE or IWAE does")
         z = torch.randn((n, self.module.latent_dim), generator=generator)
         return self.decode(z)
 

@@ -337,6 +337,9 @@ def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
     for override in overrides:
         key = override.lstrip("+").partition("=")[0]
         group, _, name = key.partition(".")
+        if key == "model.k" and cfg.model.kind != "iwae":  # even at its default: k is the IWAE's
+            raise ConfigError(key, cfg.model.k, f"unset for model={cfg.model.kind} (k is the importance samples "
+                                                "of model=iwae)")
         if group in options and name not in ("kind", "name", ""):
             option, table = options[group]
             if name not in table[option]:

@@ -129,6 +129,31 @@ MUTANTS = {
                                           ["tests/test_train.py"]),
 }
 
+MUTANTS.update({  # the contractive penalty and the IWAE
+    "contractive closed form without the square": (
+        "aectl/contractive.py", "return (h * (1 - h)).square() @ weight.square().sum(1)",
+        "return (h * (1 - h)) @ weight.square().sum(1)", ["tests/test_contractive.py"]),
+    "jacobian rows summed before squaring": ("aectl/contractive.py", "rows.square().flatten(2).sum(2).sum(0)",
+                                             "rows.flatten(2).sum(2).square().sum(0)", ["tests/test_contractive.py"]),
+    "contractive weight dropped": ("aectl/objective.py", "penalty = self.contractive_weight * jacobian_sq.mean()",
+                                   "penalty = jacobian_sq.mean()", ["tests/test_contractive.py"]),
+    "contractive penalty not differentiated": ("aectl/objective.py", "create_graph=training)", "create_graph=False)",
+                                               ["tests/test_contractive.py"]),
+    "eval reports the squared jacobian norm": ("aectl/validation.py", "create_graph=False).detach().sqrt()",
+                                               "create_graph=False).detach()", ["tests/test_contractive.py"]),
+    "iwae bound is the mean log weight": ("aectl/losses.py", "return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])",
+                                          "return log_w.mean(0)", ["tests/test_iwae.py"]),
+    "iwae log q added": ("aectl/objective.py", "log_w = log_px_z + log_pz - losses.gaussian_log_density",
+                         "log_w = log_px_z + log_pz + losses.gaussian_log_density", ["tests/test_iwae.py"]),
+    "ess of unnormalised weights": ("aectl/losses.py", "return 1 / torch.softmax(log_w, 0).square().sum(0)",
+                                    "return 1 / log_w.exp().square().sum(0)", ["tests/test_iwae.py"]),
+    "iwae k not wired to training": ("aectl/build.py", "vars(config.penalty), m.k)", "vars(config.penalty))",
+                                     ["tests/test_iwae.py"]),
+    "iwae k not wired to eval": ("aectl/evaluation.py", 'getattr(model, "k", 1))', "1)", ["tests/test_iwae.py"]),
+    "report ranks the loss across objectives": (
+        "aectl/report/ranking.py", 'm.rsplit("/", 1)[-1] in OBJECTIVE_TERMS', "False", ["tests/test_report.py"]),
+})
+
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""

@@ -32,6 +32,8 @@ GROUPS = {
     "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
     "lr_schedule": ["constant", "cosine", "step", "plateau"],
 }
+GROUPS["model"].append("iwae")
+GROUPS["penalty"].append("contractive")
 UNKNOWN_OPTION = {"model": "gan", "noise": "blur", "penalty": "l2", "beta_schedule": "step", "lr_schedule": "cyclic"}
 
 
@@ -96,6 +98,7 @@ FIELDS = {
     "lr_schedule.patience": (ints(1, 3), ints(-2, 0)),
     "lr_schedule.min_delta": (floats(0, 1), floats(-1, -0.001)),
 }
+FIELDS["model.k"] = (ints(1, 4), choice("0", "-1", "true"))
 UNKNOWN_KEYS = ["model.depth", "trainer.patience", "noise.scale", "foo"]
 FIXED = ["dataset.num_samples=32", "dataset.shape=[1,4,4]", "trainer.epochs=1",
          "trainer.device=cpu", "trainer.progress=false", "trainer.threads=1"]
@@ -127,7 +130,9 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
             (section != "beta_schedule" or chosen["model"] == "vae")
     if key == "beta":
         return chosen["model"] == "vae"
-    return key != "model.code_activation" or chosen["model"] != "vae"
+    if key == "model.k":
+        return chosen["model"] == "iwae"
+    return key != "model.code_activation" or chosen["model"] not in ("vae", "iwae")
 
 
 def _valid_overrides(groups: tuple[str, ...]):

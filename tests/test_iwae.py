@@ -155,6 +155,7 @@ def test_k_is_wired_from_the_config_to_training_eval_and_the_api(train_run, monk
 @pytest.mark.parametrize("overrides, fragment", [
     (["model=iwae", "model.k=0"], "model.k=0 is not allowed: an integer ≥ 1"),
     (["model=vae", "model.k=3"], "model.k=3 is not allowed: unset for model=vae"),
+    (["model=ae", "model.k=1"], "model.k=1 is not allowed: unset for model=ae"),
     (["model=iwae", "beta=0.5"], "beta=0.5 is not allowed: 1.0 for model=iwae"),
     (["model=iwae", "beta_schedule=linear"], "beta_schedule.kind='linear' is not allowed: constant for model=iwae"),
     (["model=iwae", "penalty=l1"], "penalty.kind='l1' is not allowed: none for model=iwae"),

@@ -350,3 +350,19 @@ def test_rate_distortion_labels_of_close_points_do_not_overlap(tmp_path):
     assert len(boxes) == 6
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     plt.close(fig)
+
+
+def test_objective_terms_are_ranked_only_against_jobs_with_the_same_objective(tmp_path):
+    """−L_k of an IWAE, −ELBO of a VAE and an AE's penalised loss are different objectives: the
+    loss marks compare within each; metrics of the model (PSNR) compare across all."""
+    for i, (name, config, loss, psnr) in enumerate((
+            ("vae", "model:\n  kind: vae\n", 2.0, 20.0),
+            ("iwae_a", "model:\n  kind: iwae\n  k: 5\n", 1.0, 18.0),
+            ("iwae_b", "model:\n  kind: iwae\n  k: 5\n", 1.5, 19.0),
+            ("iwae_k50", "model:\n  kind: iwae\n  k: 50\n", 0.5, 17.0))):
+        fake_job(tmp_path / name, [f"trainer.lr={i}"], metrics_of(loss, psnr), num=i)
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(config)
+    report = ranking.build_report([tmp_path])
+    names = [job.path.name for job in report.jobs]
+    assert {names[i] for i in report.best["val/loss"]} == {"iwae_a"}  # alone in their objective: vae, k=50
+    assert {names[i] for i in report.best["val/psnr"]} == {"vae"}
