@@ -141,8 +141,9 @@ MUTANTS.update({  # the contractive penalty and the IWAE
                                                ["tests/test_contractive.py"]),
     "eval reports the squared jacobian norm": ("aectl/validation.py", "create_graph=False).detach().sqrt()",
                                                "create_graph=False).detach()", ["tests/test_contractive.py"]),
-    "iwae bound is the mean log weight": ("aectl/losses.py", "return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])",
-                                          "return log_w.mean(0)", ["tests/test_iwae.py"]),
+    "iwae bound is the mean log weight": (
+        "aectl/losses.py", "return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])", "return log_w.mean(0)",
+        ["tests/test_iwae.py"]),
     "iwae log q added": ("aectl/objective.py", "log_w = log_px_z + log_pz - losses.gaussian_log_density",
                          "log_w = log_px_z + log_pz + losses.gaussian_log_density", ["tests/test_iwae.py"]),
     "ess of unnormalised weights": ("aectl/losses.py", "return 1 / torch.softmax(log_w, 0).square().sum(0)",
