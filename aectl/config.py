@@ -305,12 +305,36 @@ def _unused_fields(section, group: str, option: str, used: tuple[str, ...], skip
                           f"remove it or choose a {group} that has it")
 
 
+def _option_tables(cfg: TrainConfig) -> dict:
+    """group → (its chosen option, the table of the fields each option reads)."""
+    return {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
+            "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS),
+            "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+
+
+def drop_fields_of_switched_options(cfg: TrainConfig, overrides: list[str]) -> list[str]:
+    """`experiment=mnist_vae lr_schedule=constant`: the preset's fields of the option it chose
+    (its cosine's warm-up) mean nothing to the option the command line switched to; they go back
+    to their defaults instead of being refused. Returns the `key=value` settings dropped."""
+    tables, given = _option_tables(cfg), {o.lstrip("+").partition("=")[0] for o in overrides}
+    dropped = []
+    for group in given & set(tables):
+        option, table = tables[group]
+        section = getattr(cfg, group)
+        defaults = type(section)()
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if f.name not in (*table[option], "kind", "name") and f"{group}.{f.name}" not in given \
+                    and value != getattr(defaults, f.name):
+                dropped.append(f"{group}.{f.name}={value}")
+                setattr(section, f.name, getattr(defaults, f.name))
+    return dropped
+
+
 def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
     """A field given on the command line that the chosen option does not read is refused even at
     its default value (`dataset=mnist dataset.size=32`): it says the user meant something else."""
-    options = {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
-               "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS),
-               "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+    options = _option_tables(cfg)
     for override in overrides:
         key = override.lstrip("+").partition("=")[0]
         group, _, name = key.partition(".")

@@ -141,8 +141,9 @@ def iw_nll(model, x: torch.Tensor, k: int) -> torch.Tensor:
 
 # The VAE preset against the same networks at a fixed lr and the same epochs: what the
 # preset's cosine schedule and early stopping buy at this budget.
-VAE_RUNS = (("vae_fixed_lr", "fixed lr", ["lr_schedule=constant", "trainer.early_stopping_patience=0"]),
-            ("vae", "preset: cosine lr + early stopping", []))
+FIXED_LR = ["lr_schedule=constant", "trainer.lr=0.001", "trainer.early_stopping_patience=0"]
+VAE_RUNS = (("vae_fixed_lr", "fixed lr 1e-3", FIXED_LR),
+            ("vae", "preset: warm-up + cosine lr 3e-3, early stopping", []))
 
 
 def vae(args, device) -> list[str]:

@@ -14,7 +14,7 @@ def train_task(cfg) -> dict:
     from omegaconf import OmegaConf
 
     from aectl import preemption
-    from aectl.config import check_given_fields, validate
+    from aectl.config import check_given_fields, drop_fields_of_switched_options, validate
 
     hydra_cfg = HydraConfig.get()
     run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
@@ -28,6 +28,9 @@ def train_task(cfg) -> dict:
         log.info("requeued job: resuming from %s", run_dir / "checkpoints" / "last.pt")
         resume = load_resume_checkpoint(str(run_dir))
     config = OmegaConf.to_object(cfg)
+    if not source:
+        for setting in drop_fields_of_switched_options(config, list(hydra_cfg.overrides.task)):
+            log.info("%s from the config is dropped: the option chosen on the command line does not use it", setting)
     validate(config)
     check_given_fields(config, [] if source else list(hydra_cfg.overrides.task))
     if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
