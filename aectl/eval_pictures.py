@@ -47,7 +47,7 @@ def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, l
         g = torch.Generator(device=device).manual_seed(seed)
         names = [classes[c] if classes and c < len(classes) else str(c) for c in range(trained.num_classes)]
         grids["class_samples"] = (pictures.class_samples_grid(trained, N_CLASS_SAMPLES, g),
-                                  f"samples per class: z ~ N(0, I) decoded to E[x|z,y], one z per column", names)
+                                  f"{variant.kind}: E[x|z,y], z ~ N(0, I);\na class per row, a z per column", names)
     elif variant.variational:
         g = torch.Generator(device=device).manual_seed(seed)
         grids["samples"] = (pictures.samples_grid(pictures.prior_samples(model, N_PRIOR_SAMPLES, g)),
