@@ -59,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
     ap.add_argument("--limit", type=int, default=0, help="dataset.limit (smoke runs only)")
     ap.add_argument("--cvae-epochs", type=int, default=10)
+    ap.add_argument("--cvae-latent", type=int, default=20, help="the cvae's latent size K")
     ap.add_argument("--cvae-samples", type=int, default=100, help="samples drawn per class")
     ap.add_argument("--clf-train", type=int, default=20000, help="train images the pixel classifier is fitted on")
     ap.add_argument("--skip", nargs="*", default=[], choices=["ae", "dae", "vae", "cvae"], help="parts to leave out")
@@ -183,7 +184,7 @@ def cvae(args, device) -> list[str]:
 
     from aectl import pictures
 
-    run_dir, minutes = train(args, "cvae", "mnist_cvae", args.cvae_epochs)
+    run_dir, minutes = train(args, "cvae", "mnist_cvae", args.cvae_epochs, f"model.latent_dim={args.cvae_latent}")
     model, metrics_json, _ = load_run(run_dir, device)
     clf, clf_acc = pixel_classifier(args, mnist(args))
     gen = torch.Generator(device).manual_seed(0)
@@ -197,7 +198,7 @@ def cvae(args, device) -> list[str]:
     verdict = f"≥ {CVAE_TARGET_ACC:.0%}" if acc >= CVAE_TARGET_ACC else f"< {CVAE_TARGET_ACC:.0%}: MISSES the mark"
     print("  cvae per-class accuracy of its samples: "
           + ", ".join(f"{c}: {a:.2f}" for c, a in enumerate(per_class)), flush=True)
-    return [f"| cVAE 784-400-20, dyn. binarized | samples classified as their class ({args.cvae_samples}/class, "
+    return [f"| cVAE 784-400-{args.cvae_latent}, dyn. binarized | samples classified as their class ({args.cvae_samples}/class, "
             f"decoder mean) | {acc:.1%} | pixel logistic regression: test acc. {clf_acc:.1%}; per class "
             f"{min(per_class):.0%}–{max(per_class):.0%}; test −ELBO(x|y) {metrics_json['test']['neg_elbo']:.2f} | "
             f"{verdict} | {args.cvae_epochs} ep, {minutes:.1f} min |"]

@@ -213,3 +213,25 @@ def test_api_takes_labels(cvae_run):
         model.sample(2)
     with pytest.raises(AectlError, match=r"in \[0, 10\)"):
         model.encode(x, torch.tensor([0, 1, 2, 10]))
+
+
+def test_each_example_reaches_the_model_with_its_own_label(monkeypatch):
+    """Example i holds the value i and the label i mod 3: in every training step, the model is
+    called with each input next to its own label (the permutation slices both alike)."""
+    n = 48
+    x = torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+    y = torch.arange(n) % 3
+    data = DataSplits(x, x[:8], x[:8], y, y[:8], y[:8], scale=1 / 255)
+    calls, forward = [], ConditionalVAE.forward
+
+    def recording(self, x_in, labels):
+        calls.append(((x_in[:, 0, 0, 0] * 255).round().long(), labels.clone()))
+        return forward(self, x_in, labels)
+
+    monkeypatch.setattr(ConditionalVAE, "forward", recording)
+    one_epoch_terms(data)
+    assert len(calls) == 3
+    seen = torch.cat([index for index, _ in calls])
+    assert sorted(seen.tolist()) == list(range(n)) and seen.tolist() != list(range(n))  # all of them, shuffled
+    for index, labels in calls:
+        assert torch.equal(labels, index % 3)
