@@ -137,8 +137,8 @@ def num_classes(data, dataset: str) -> int:
 
     labels = [y for y in (data.train_labels, data.val_labels, data.test_labels) if y is not None and len(y)]
     if data.train_labels is None or not labels:
-        raise DataError(f"model=cvae needs a labelled dataset: dataset.name={dataset} has no labels "
-                        "(tensor_file: dataset.label_key or dataset.label_column; image_folder: one sub-folder per class)")
+        raise DataError(f"model=cvae needs a labelled dataset: dataset.name={dataset} has no labels (tensor_file: "
+                        "dataset.label_key or dataset.label_column; image_folder: one sub-folder per class)")
     low, high = min(int(y.min()) for y in labels), max(int(y.max()) for y in labels)
     n = len(data.classes) if data.classes else high + 1
     if low < 0 or high >= n:

@@ -264,7 +264,8 @@ def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, s
                 split.accumulate(f"psnr_noisy_{name}", scores.noisy)
                 split.accumulate(f"psnr_denoised_{name}", scores.denoised)
         if variant.variational:
-            split.accumulate("nll_iw", -metrics.iw_log_likelihood(given, x, settings.k, chunk=IW_CHUNK, generator=gens["iw"]))
+            split.accumulate("nll_iw", -metrics.iw_log_likelihood(given, x, settings.k, chunk=IW_CHUNK,
+                                                                  generator=gens["iw"]))
         if sum(len(f) for f in first) < keep:
             first.append(x)
     codes = torch.cat(codes)

@@ -1,9 +1,10 @@
-"""Encoder/decoder builders (mlp, conv) and the two model classes, built from plain kwargs.
+"""Encoder/decoder builders (mlp, conv) and the model classes, built from plain kwargs.
 
 Every variant is one of three modules: `Autoencoder` (ae, stacked_ae, sparse_ae, dae:
 they differ in depth, code activation, noise and penalty, not in code),
-`VariationalAutoencoder` and `ConditionalVAE` (cvae: encoder and decoder see a label). `build_model(kind, **kwargs)` is the only way to construct one, so a
-checkpoint's (kind, kwargs) rebuilds it exactly.
+`VariationalAutoencoder` and `ConditionalVAE` (cvae: encoder and decoder see a label).
+`build_model(kind, **kwargs)` is the only way to construct one, so a checkpoint's (kind,
+kwargs) rebuilds it exactly.
 """
 
 from typing import NamedTuple, Sequence

@@ -63,6 +63,7 @@ class Objective:
 def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict) -> Objective:
     """The objective of a model kind with its likelihood and penalty section (plain data, as in
     a checkpoint's config), so training and `aectl eval` build the same one."""
-    return Objective(likelihood=likelihood, variational=model_kind in VARIATIONAL_KINDS, penalty=penalty.get("kind", "none"),
+    return Objective(likelihood=likelihood, variational=model_kind in VARIATIONAL_KINDS,
+                     penalty=penalty.get("kind", "none"),
                      rho=penalty.get("rho", 0.05), penalty_beta=penalty.get("beta", 3.0),
                      l1_weight=penalty.get("weight", 1e-3), sigma=sigma)

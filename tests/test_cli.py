@@ -72,7 +72,7 @@ def test_train_help_lists_groups_and_options(capsys):
         main(["train", "--help"])
     assert exit_info.value.code in (0, None)
     out = capsys.readouterr().out
-    for group, options in {"model": "ae, dae, sparse_ae, stacked_ae, vae",
+    for group, options in {"model": "ae, cvae, dae, sparse_ae, stacked_ae, vae",
                            "noise": "gaussian, masking, none, salt_pepper",
                            "beta_schedule": "constant, cyclical, linear, sigmoid"}.items():
         assert f"{group}: {options}" in out

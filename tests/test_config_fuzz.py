@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from aectl import build, cli, config
 
 GROUPS = {
-    "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],
+    "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae"],
     "noise": ["none", "gaussian", "salt_pepper", "masking"],
     "penalty": ["none", "l1", "kl_sparsity"],
     "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
@@ -112,10 +112,10 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
     tables = {"noise": config.NOISE_FIELDS, "penalty": config.PENALTY_FIELDS, "beta_schedule": config.SCHEDULE_FIELDS}
     if section in tables:
         return name in tables[section].get(chosen[section], ()) and \
-            (section != "beta_schedule" or chosen["model"] == "vae")
+            (section != "beta_schedule" or chosen["model"] in config.VARIATIONAL_KINDS)
     if key == "beta":
-        return chosen["model"] == "vae"
-    return key != "model.code_activation" or chosen["model"] != "vae"
+        return chosen["model"] in config.VARIATIONAL_KINDS
+    return key != "model.code_activation" or chosen["model"] not in config.VARIATIONAL_KINDS
 
 
 def _valid_overrides(groups: tuple[str, ...]):
