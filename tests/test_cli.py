@@ -15,7 +15,7 @@ from aectl.cli import main
 REPO = Path(__file__).resolve().parent.parent
 
 BAD_INPUT = [
-    (["model=foo"], ["model=foo", "allowed model=ae, dae, sparse_ae, stacked_ae, vae"]),
+    (["model=foo"], ["model=foo", "allowed model=ae, cvae, dae, sparse_ae, stacked_ae, vae"]),
     (["noise=foo"], ["noise=foo", "gaussian", "masking", "salt_pepper"]),
     (["model.foo=1"], ["model.foo", "allowed keys", "latent_dim"]),
     (["foo=1"], ["foo", "allowed keys", "beta"]),

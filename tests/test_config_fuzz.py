@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from aectl import build, cli, config
 
 GROUPS = {
-    "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae"],
+    "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],
     "noise": ["none", "gaussian", "salt_pepper", "masking"],
     "penalty": ["none", "l1", "kl_sparsity"],
     "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
