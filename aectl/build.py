@@ -110,6 +110,7 @@ def _model(config, data, resume: dict | None):
     and the constructor arguments a checkpoint rebuilds it from."""
     import torch
 
+    from aectl.config import VARIATIONAL_KINDS
     from aectl.models import build_model
 
     m = config.model
@@ -117,13 +118,33 @@ def _model(config, data, resume: dict | None):
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
-    if m.kind != "vae":
+    if m.kind not in VARIATIONAL_KINDS:
         kwargs["code_activation"] = m.code_activation
+    if m.kind == "cvae":
+        kwargs["num_classes"] = num_classes(data, config.dataset.name)
     torch.manual_seed(config.trainer.seed)
     model = build_model(m.kind, **kwargs)
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
     return model.to(data.train.device), kwargs
+
+
+def num_classes(data, dataset: str) -> int:
+    """The label count a conditional model is built for: the dataset's class names where it has
+    them, else the largest label + 1. Data without labels, or with labels outside that range,
+    is refused in one line (a label outside it would fail in the one-hot scatter mid-run)."""
+    from aectl.errors import DataError
+
+    labels = [y for y in (data.train_labels, data.val_labels, data.test_labels) if y is not None and len(y)]
+    if data.train_labels is None or not labels:
+        raise DataError(f"model=cvae needs a labelled dataset: dataset.name={dataset} has no labels (tensor_file: "
+                        "dataset.label_key or dataset.label_column; image_folder: one sub-folder per class)")
+    low, high = min(int(y.min()) for y in labels), max(int(y.max()) for y in labels)
+    n = len(data.classes) if data.classes else high + 1
+    if low < 0 or high >= n:
+        raise DataError(f"model=cvae: dataset.name={dataset} has labels in [{low}, {high}], expected integers in "
+                        f"[0, {n}) (one per class)")
+    return n
 
 
 def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
@@ -142,9 +163,10 @@ def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
 
 def _beta_schedule(config, total_steps: int):
     from aectl import schedules
+    from aectl.config import VARIATIONAL_KINDS
 
     s = config.beta_schedule
-    return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind == "vae" else 0.0,
+    return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind in VARIATIONAL_KINDS else 0.0,
                              kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
                              ratio=s.ratio, total_steps=total_steps)
 

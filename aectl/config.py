@@ -11,7 +11,10 @@ from typing import Any, Optional
 
 from aectl.errors import ConfigError
 
-MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
+MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae")
+# Kinds with a Gaussian posterior and a KL term: beta, beta_schedule and the VAE metrics apply.
+# cvae conditions q(z|x,y) and p(x|z,y) on the dataset's label y (needs a labelled dataset).
+VARIATIONAL_KINDS = ("vae", "cvae")
 ARCHS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "tanh", "sigmoid", "identity")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
@@ -31,7 +34,7 @@ ON_NONFINITE = ("stop", "skip_batch")
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | cvae (conditional VAE: labelled data)
     arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
@@ -226,8 +229,8 @@ def validate(cfg: TrainConfig) -> None:
     _check("penalty.weight", p.weight, p.weight >= 0, "a weight ≥ 0")
     # The VAE check first: for model=vae penalty=kl_sparsity the conflict is the penalty itself,
     # not the code activation the sparsity penalty would need.
-    if m.kind == "vae" and p.kind != "none":
-        _check("penalty.kind", p.kind, False, "none for model=vae (the KL term is its regulariser)")
+    if m.kind in VARIATIONAL_KINDS and p.kind != "none":
+        _check("penalty.kind", p.kind, False, f"none for model={m.kind} (the KL term is its regulariser)")
     if p.kind == "kl_sparsity":
         _check("model.code_activation", m.code_activation, m.code_activation == "sigmoid",
                "sigmoid when penalty=kl_sparsity (ρ̂ must lie in (0, 1))")
@@ -359,13 +362,13 @@ def check_fields_apply(cfg: TrainConfig) -> None:
     if d.name == "binarized_mnist" and d.binarize != "none":
         raise ConfigError("dataset.binarize", d.binarize, "none for dataset=binarized_mnist (it is binary already, "
                           "a fixed binarization); for dynamic binarization use dataset=mnist dataset.binarize=dynamic")
-    if m.kind != "vae":
+    if m.kind not in VARIATIONAL_KINDS:
         _check("beta", cfg.beta, cfg.beta == 1.0, f"1.0 for model={m.kind}: beta weighs the KL term of model=vae")
         _check("beta_schedule.kind", s.kind, s.kind == "constant",
                f"constant for model={m.kind}: the schedule anneals the KL term of model=vae")
     else:
         _check("model.code_activation", m.code_activation, m.code_activation == "identity",
-               "identity for model=vae (its code is the Gaussian posterior's μ and log σ²)")
+               f"identity for model={m.kind} (its code is the Gaussian posterior's μ and log σ²)")
     if m.likelihood != "gaussian":
         _check("model.output_activation", m.output_activation, m.output_activation == ModelConfig.output_activation,
                f"unset for model.likelihood={m.likelihood} (its decoder emits logits; output_activation "

@@ -7,10 +7,10 @@ from aectl.tables import align_rows, format_metric
 
 _ROWS = (  # metric → label, in the order shown
     ("loss", "loss: the training objective{at_beta} (per example)"),
-    ("recon", "reconstruction −log p(x|z){recon_of} ({unit})"),
-    ("kl", "KL(q(z|x) ‖ p(z)) (nats)"),
-    ("neg_elbo", "−ELBO = reconstruction + KL ({unit})"),
-    ("nll_iw", "−log p(x), IW bound k={k} ({unit})"),
+    ("recon", "reconstruction −log p(x|z{y}){recon_of} ({unit})"),
+    ("kl", "KL(q(z|x{y}) ‖ p(z)) (nats)"),
+    ("neg_elbo", "−ELBO{of_y} = reconstruction + KL ({unit})"),
+    ("nll_iw", "−log p(x{given_y}), IW bound k={k} ({unit})"),
     ("penalty", "penalty (weighted, per batch as in training)"),
     ("mse", "MSE per element (clean input{at_mu})"),
     ("psnr", "PSNR, MAX={psnr_max:g} (dB)"),
@@ -24,13 +24,15 @@ _ROWS = (  # metric → label, in the order shown
 
 
 def _label_context(result: dict) -> dict:
-    likelihood, variational = result["likelihood"], result["model"] == "vae"
+    likelihood, variational = result["likelihood"], result["model"] in ("vae", "cvae")
+    y = ",y" if result["model"] == "cvae" else ""  # a conditional VAE: every term is given the label y
     noisy = result["noise"]["kind"] != "none"
-    of = [s for s, on in (("the noisy input", noisy), ("one z ~ q(z|x)", variational)) if on]
+    of = [s for s, on in (("the noisy input", noisy), (f"one z ~ q(z|x{y})", variational)) if on]
     return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
             "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
             "at_beta": f" at β={result['beta']:g}" if variational else "",
             "recon_of": f" of {', '.join(of)}" if of else "",
+            "y": y, "given_y": "|y" if y else "", "of_y": " of log p(x|y)" if y else "",
             "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
 
 

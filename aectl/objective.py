@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from aectl import losses
+from aectl.config import VARIATIONAL_KINDS
 from aectl.models import ModelOutput
 
 # Terms computed on the device for every batch, in this order (a fixed order lets the trainer
@@ -20,7 +21,7 @@ TERMS = ("loss", "recon", "kl", "penalty")
 @dataclass(frozen=True)
 class Objective:
     likelihood: str  # bernoulli | continuous_bernoulli | gaussian
-    variational: bool  # add the KL(q(z|x) ‖ N(0, I)) term
+    variational: bool  # add the KL(q(z|x) ‖ N(0, I)) term (a cvae's q(z|x,y): the model's mu/logvar)
     penalty: str = "none"  # none | kl_sparsity | l1
     rho: float = 0.05  # kl_sparsity target ρ
     penalty_beta: float = 3.0  # kl_sparsity weight β
@@ -62,6 +63,7 @@ class Objective:
 def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict) -> Objective:
     """The objective of a model kind with its likelihood and penalty section (plain data, as in
     a checkpoint's config), so training and `aectl eval` build the same one."""
-    return Objective(likelihood=likelihood, variational=model_kind == "vae", penalty=penalty.get("kind", "none"),
+    return Objective(likelihood=likelihood, variational=model_kind in VARIATIONAL_KINDS,
+                     penalty=penalty.get("kind", "none"),
                      rho=penalty.get("rho", 0.05), penalty_beta=penalty.get("beta", 3.0),
                      l1_weight=penalty.get("weight", 1e-3), sigma=sigma)

@@ -13,6 +13,9 @@
              denoising models: the noisy input's PSNR and that of the reconstruction from it.
   active_units, rho_hat_*, kl_sparsity, frac_within_2x, code_l1
              statistics of the codes (μ for a VAE) of the clean inputs over the whole split.
+
+For a conditional VAE (batches of (x, y)) each of these is conditional on the label: −ELBO of
+log p(x|y), μ of q(z|x,y), reconstructions from p(x|z,y).
 """
 
 import torch
@@ -41,7 +44,9 @@ class SplitMetrics:
         self.sums[name] = self.sums[name] + total if name in self.sums else total
 
     @torch.no_grad()
-    def add(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def add(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is not None:  # a conditional model: every term below is of q(z|x,y) and p(x|z,y)
+            model = model.given(y)
         self.n += len(x)
         x_in = self.corrupt(x) if self.noisy else x
         out = model(x_in)
@@ -109,7 +114,7 @@ def evaluate_split(model: nn.Module, batches, objective: Objective, corrupt, bet
     split = SplitMetrics(objective, corrupt, beta, known_range, noisy)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        codes = torch.cat([split.add(model, x) for x in batches])
+        codes = torch.cat([split.add(model, *(b if isinstance(b, tuple) else (b,))) for b in batches])
     model.train(was_training)
     return split.result(codes)
 

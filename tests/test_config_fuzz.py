@@ -124,10 +124,10 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
               "lr_schedule": config.LR_SCHEDULE_FIELDS}
     if section in tables:
         return name in tables[section].get(chosen[section], ()) and \
-            (section != "beta_schedule" or chosen["model"] == "vae")
+            (section != "beta_schedule" or chosen["model"] in config.VARIATIONAL_KINDS)
     if key == "beta":
-        return chosen["model"] == "vae"
-    return key != "model.code_activation" or chosen["model"] != "vae"
+        return chosen["model"] in config.VARIATIONAL_KINDS
+    return key != "model.code_activation" or chosen["model"] not in config.VARIATIONAL_KINDS
 
 
 def _valid_overrides(groups: tuple[str, ...]):

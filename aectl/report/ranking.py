@@ -72,15 +72,27 @@ def finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def objective_of(job: Job) -> str:
+    """What a job's numbers are of: a conditional model's (cvae) −ELBO, NLL, reconstructions…
+    are of p(x|y), given the label, the others' of p(x); the two are not ranked together."""
+    kind = (job.config.get("model") or {}).get("kind") if isinstance(job.config, dict) else None
+    return "p(x|y)" if kind == "cvae" else "p(x)"
+
+
 def best_jobs(jobs: list[Job], metric: str) -> set[int]:
-    """Indices of the ok jobs holding the best value of `metric` (needs two jobs to compare)."""
+    """Indices of the ok jobs holding the best value of `metric` among the jobs with the same
+    objective (`objective_of`; needs two such jobs to compare)."""
     direction = _direction(metric)
-    scored = [(i, j.metrics[metric]) for i, j in enumerate(jobs)
-              if j.status == "ok" and finite(j.metrics.get(metric))]
-    if not direction or len(scored) < 2:
+    if not direction:
         return set()
-    best = (max if direction > 0 else min)(v for _, v in scored)
-    return {i for i, v in scored if v == best}
+    best_of = set()
+    for objective in {objective_of(j) for j in jobs}:
+        scored = [(i, j.metrics[metric]) for i, j in enumerate(jobs)
+                  if j.status == "ok" and finite(j.metrics.get(metric)) and objective_of(j) == objective]
+        if len(scored) >= 2:
+            best = (max if direction > 0 else min)(v for _, v in scored)
+            best_of |= {i for i, v in scored if v == best}
+    return best_of
 
 
 def build_report(paths: list[Path]) -> Report:
