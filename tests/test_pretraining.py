@@ -84,6 +84,22 @@ def test_stage_1_reconstructs_the_data_with_the_models_likelihood_deeper_ones_th
     assert pretraining.stage_loss(model, decoder2, h1, h1, 2).item() == pytest.approx(by_hand.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_noise_corrupts_the_stage_input_computed_on_the_clean_data(tmp_path, monkeypatch, stage):
+    greedy, x = tiny_greedy(tmp_path, Corruption("masking", p=0.3), epochs=1)
+    seen, loss = [], pretraining.stage_loss
+    monkeypatch.setattr(pretraining, "stage_loss", lambda m, d, h, h_in, k: seen.append((h, h_in)) or
+                        loss(m, d, h, h_in, k))
+    decoder, optimizer = greedy.stage_parts(stage)
+    greedy.train_epoch(stage, 0, decoder, optimizer, None)
+    h, h_in = (torch.cat(parts) for parts in zip(*seen))
+    clean = pretraining.stage_input(greedy.model, x, stage)  # the clean codes, in some batch order
+    assert sorted(map(tuple, h.tolist())) == sorted(map(tuple, clean.tolist()))
+    assert bool(((h_in == 0) | (h_in == h)).all())  # masking: an entry is kept or zeroed
+    dropped = ((h_in == 0) & (h != 0)).sum() / (h != 0).sum()
+    assert 0.25 < float(dropped) < 0.35  # p = 0.3 of the stage's own input
+
+
 def recording_stages(monkeypatch):
     """(layer weight, layer bias, decoder weight, decoder bias) of each stage when it ends, and the
     model's state_dict when fine-tuning starts."""
