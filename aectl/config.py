@@ -271,7 +271,8 @@ def validate_pretraining(cfg: TrainConfig) -> None:
     _check("trainer.pretrain_epochs", t.pretrain_epochs,
            isinstance(t.pretrain_epochs, int) and not isinstance(t.pretrain_epochs, bool) and t.pretrain_epochs >= 0,
            "an integer ≥ 0 (epochs per layer; 0 = off)")
-    _check("trainer.pretrain_epochs", t.pretrain_epochs, t.pretrain_epochs == 0 or (m.kind, m.arch) == ("stacked_ae", "mlp"),
+    stacked_mlp = (m.kind, m.arch) == ("stacked_ae", "mlp")
+    _check("trainer.pretrain_epochs", t.pretrain_epochs, t.pretrain_epochs == 0 or stacked_mlp,
            f"0 for model={m.kind} model.arch={m.arch} (greedy pretraining is for model=stacked_ae with model.arch=mlp)")
 
 
