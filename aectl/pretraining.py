@@ -116,6 +116,8 @@ class Greedy:
         for epoch in range(first, s.pretrain_epochs):
             loss, signum = self.train_epoch(stage, epoch, decoder, optimizer, stop_requested)
             if signum:  # the partial epoch is trained again (same seed) on resume
+                log.info("stopped in pretraining stage %d/%d, epoch %d: last.pt holds the stage after %d "
+                         "epochs; a resume trains this epoch again", stage, self.n_stages, epoch + 1, epoch)
                 raise Interrupted(signum, 0, self.run_dir / "checkpoints" / "last.pt")
             self.record["stage_epochs"][stage - 1], self.record["stage_loss"][stage - 1] = epoch + 1, loss
             self.tracker.scalar(f"pretrain/stage{stage}/loss", loss, epoch + 1)
