@@ -48,6 +48,7 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
          hparams_lead: list[str]) -> dict:
     from aectl.distributed import current as current_distributed
+    from aectl.pretraining import pretrain
     from aectl.tracking import NullTracker, TensorBoardTracker
     from aectl.trainer import fit
 
@@ -56,9 +57,11 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
     log.info("model %s (%s), %d parameters, on %s; %d training examples", config.model.kind, config.model.arch,
              sum(q.numel() for q in built.model.parameters()), built.data.train.device, len(built.data.train))
     dist = current_distributed()  # under torchrun only rank 0 writes TensorBoard events
-    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume else None) if dist.is_main \
-        else NullTracker()
+    in_pretraining = resume is not None and not resume.get("pretrain", {"done": True})["done"]
+    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume and not in_pretraining else None) \
+        if dist.is_main else NullTracker()
     try:
+        resume = pretrain(built, config, run_dir, tracker, resume, dist.agree(stop_requested), dist.is_main)
         metrics = fit(built.model, built.data, built.objective, built.corrupt, built.beta_at, config.beta,
                       config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
                       stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule)

@@ -135,6 +135,9 @@ class TrainerConfig:
     # its result, after this many epochs in a row without an improvement (0 = off)
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0  # early stopping: improving means a val loss below the best by more than this
+    # greedy layer-wise pretraining (model=stacked_ae, mlp; aectl/pretraining.py): epochs per encoder
+    # layer, trained as a shallow AE before trainer.epochs of end-to-end fine-tuning (0 = off)
+    pretrain_epochs: int = 0
 
 
 @dataclass
@@ -261,8 +264,19 @@ def validate(cfg: TrainConfig) -> None:
     _check("trainer.early_stopping_min_delta", t.early_stopping_min_delta, t.early_stopping_min_delta >= 0,
            "a val-loss difference ≥ 0")
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
+    validate_pretraining(cfg)
     validate_lr_schedule(cfg.lr_schedule, t.lr)
     check_fields_apply(cfg)
+
+
+def validate_pretraining(cfg: TrainConfig) -> None:
+    t, m = cfg.trainer, cfg.model
+    _check("trainer.pretrain_epochs", t.pretrain_epochs,
+           isinstance(t.pretrain_epochs, int) and not isinstance(t.pretrain_epochs, bool) and t.pretrain_epochs >= 0,
+           "an integer ≥ 0 (epochs per layer; 0 = off)")
+    stacked_mlp = (m.kind, m.arch) == ("stacked_ae", "mlp")
+    _check("trainer.pretrain_epochs", t.pretrain_epochs, t.pretrain_epochs == 0 or stacked_mlp,
+           f"0 for model={m.kind} model.arch={m.arch} (greedy pretraining is for model=stacked_ae with model.arch=mlp)")
 
 
 def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:

@@ -284,6 +284,8 @@ class Training:
                      overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
+        if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.pretraining)
+            final["pretrain"] = self.meta["pretrain"]
         if self.loop.dist.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
         return final

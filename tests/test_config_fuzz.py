@@ -88,6 +88,7 @@ FIELDS = {
     "trainer.save_every": (ints(1, 3), ints(-1, 0)),
     "trainer.early_stopping_patience": (ints(0, 3), ints(-3, -1)),
     "trainer.early_stopping_min_delta": (floats(0, 1), floats(-1, -0.001)),
+    "trainer.pretrain_epochs": (ints(0, 0), ints(-3, -1)),  # > 0 only for model=stacked_ae (test_pretraining)
     "lr_schedule.warmup_steps": (ints(0, 1), ints(-5, -1)),
     "lr_schedule.min_lr": (floats(0, 1e-4), floats(-1, -0.001)),
     "lr_schedule.step_size": (ints(1, 3), ints(-2, 0)),
