@@ -92,9 +92,18 @@ class Autoencoder:
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The code of x (N, ...): the posterior mean μ(x) for a VAE, the code z for an AE."""
+        """The code of x (N, ...): the posterior mean μ(x) for a VAE, the code z for an AE, the
+        quantised code z_q flattened to (N, P·D) for a VQ-VAE (`decode` takes it; `indices`
+        gives the codes' numbers)."""
         code = self.module.encode(self._to_model(x))
         return code[0] if isinstance(code, tuple) else code
+
+    @torch.no_grad()
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        """VQ-VAE: the number of the code chosen at each of the P positions, (N, P) long."""
+        if self.kind != "vqvae":
+            raise AectlError(f"indices: model {self.kind!r} has no codebook; only a VQ-VAE does")
+        return self.module.indices(self._to_model(x))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -110,6 +119,10 @@ class Autoencoder:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws z ~ N(0, I) of a VAE's prior, decoded to E[x|z]."""
+        if self.kind == "vqvae":
+            from aectl.evaluation import VQ_NO_SAMPLES
+
+            raise AectlError(f"sample: {VQ_NO_SAMPLES}")
         if self.kind != "vae":
             raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE does")
         z = torch.randn((n, self.module.latent_dim), generator=generator)

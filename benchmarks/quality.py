@@ -10,6 +10,8 @@ dynamically binarized MNIST (experiment=mnist_vae), then prints one table:
   fitted here on the same train split and as published for MNIST; it passes below both;
 - DAE: test PSNR of the reconstruction from the noisy input against the noisy input's own PSNR
   (same noise draw), both averaged over images; it passes above the noisy input;
+- VQ-VAE (experiment=mnist_vqvae): test PSNR against the stacked AE at K = 32 trained for the same
+  epochs; it passes at or above the AE's PSNR with at least half of its codebook in use on test;
 - VAE: test NLL by importance sampling with k samples (Burda et al. 2016) on the test set
   binarized by a fixed-seed draw, with the test ELBO, epochs and minutes.
 
@@ -50,10 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ae-epochs", type=int, default=5)
     ap.add_argument("--dae-epochs", type=int, default=15)
     ap.add_argument("--vae-epochs", type=int, default=50)
+    ap.add_argument("--vqvae-epochs", type=int, default=5, help="epochs of the VQ-VAE and of its K=32 AE")
     ap.add_argument("--iw-k", type=int, default=1000, help="importance samples per test image")
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
     ap.add_argument("--limit", type=int, default=0, help="dataset.limit (smoke runs only)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["ae", "dae", "vae"], help="parts to leave out")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["ae", "dae", "vae", "vqvae"], help="parts to leave out")
     return ap.parse_args(argv)
 
 
@@ -156,6 +159,23 @@ def vae(args, device) -> list[str]:
             f"(pixel-independent) | {verdict} | {args.vae_epochs} ep, {minutes:.1f} min + IW {iw_minutes:.1f} min |"]
 
 
+VQ_MIN_USAGE = 0.5  # share of the codebook the VQ-VAE must use on the test split
+
+
+def vqvae(args, device) -> list[str]:
+    """The VQ-VAE's test PSNR against the stacked AE's at K = 32, both trained for --vqvae-epochs."""
+    epochs = args.vqvae_epochs
+    ae_dir, ae_minutes = train(args, "vqvae_ref_ae_k32", "mnist_ae", epochs, "model.latent_dim=32")
+    vq_dir, vq_minutes = train(args, "vqvae", "mnist_vqvae", epochs)
+    ae = json.loads((ae_dir / "metrics.json").read_text())["test"]
+    vq = json.loads((vq_dir / "metrics.json").read_text())["test"]
+    ok = vq["psnr"] >= ae["psnr"] and vq["codebook_usage"] >= VQ_MIN_USAGE
+    verdict = "passes" if ok else "DOES NOT pass"
+    return [f"| VQ-VAE | test PSNR (dB), codebook usage, perplexity | {vq['psnr']:.2f}, {vq['codebook_usage']:.0%}, "
+            f"{vq['perplexity']:.1f} | stacked AE K=32 {ae['psnr']:.2f} dB; usage ≥ {VQ_MIN_USAGE:.0%} | {verdict} | "
+            f"{epochs} ep each, {vq_minutes:.1f} + {ae_minutes:.1f} min |"]
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.out is None:
@@ -166,7 +186,7 @@ def main(argv=None) -> None:
           f"{args.threads} thread(s), device {device}", flush=True)
     start = time.perf_counter()
     rows = []
-    for part, fn in (("ae", stacked_ae), ("dae", denoising), ("vae", vae)):
+    for part, fn in (("ae", stacked_ae), ("dae", denoising), ("vae", vae), ("vqvae", vqvae)):
         if part not in args.skip:
             rows += fn(args, device)
     print("\n| model | metric | aectl | reference | verdict | budget |\n|---|---|---|---|---|---|")
