@@ -51,7 +51,7 @@ class ModelConfig:
     commitment: float = 0.25  # vqvae: β_c, weight of the commitment term ‖z_e − sg[e]‖²
     ema: bool = False  # vqvae: keep the codebook by EMA (appendix A.1) instead of the codebook loss ‖sg[z_e] − e‖²
     ema_decay: float = 0.99  # vqvae with ema: decay γ of the moving averages, in (0, 1)
-    dead_code_steps: int = 100  # vqvae: a code unused for this many steps in a row takes a random encoder output (0 = off)
+    dead_code_steps: int = 100  # vqvae: a code unused this many steps in a row takes a random encoder output (0 = off)
 
 
 @dataclass
