@@ -94,9 +94,17 @@ class Autoencoder:
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """The code of x (N, ...): the posterior mean μ(x) for a VAE (μ(x, y) for a cvae, which
-        needs the labels `y`), the code z for an AE."""
+        needs the labels `y`), the code z for an AE, the quantised code z_q flattened to (N, P·D)
+        for a VQ-VAE (`decode` takes it; `indices` gives the codes' numbers)."""
         code = self._given(y, len(x)).encode(self._to_model(x))
         return code[0] if isinstance(code, tuple) else code
+
+    @torch.no_grad()
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        """VQ-VAE: the number of the code chosen at each of the P positions, (N, P) long."""
+        if self.kind != "vqvae":
+            raise AectlError(f"indices: model {self.kind!r} has no codebook; only a VQ-VAE does")
+        return self.module.indices(self._to_model(x))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
@@ -116,6 +124,10 @@ class Autoencoder:
         `y` one class for all n (an int) or a label per sample (a tensor of n)."""
         from aectl.config import VARIATIONAL_KINDS
 
+        if self.kind == "vqvae":
+            from aectl.evaluation import VQ_NO_SAMPLES
+
+            raise AectlError(f"sample: {VQ_NO_SAMPLES}")
         if self.kind not in VARIATIONAL_KINDS:
             raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE does")
         z = torch.randn((n, self.module.latent_dim), generator=generator)

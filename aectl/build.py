@@ -104,7 +104,8 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
             "resumed_with": resume["resumed_with"] if resume else [],
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
-    return Components(data, model, make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty)), corrupt,
+    objective = make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.commitment, m.ema)
+    return Components(data, model, objective, corrupt,
                       _beta_schedule(config, total_steps), meta, _lr_schedule(config, total_steps))
 
 
@@ -121,7 +122,11 @@ def _model(config, data, resume: dict | None):
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
-    if m.kind not in VARIATIONAL_KINDS:
+    if m.kind == "vqvae":
+        from aectl.config import VQ_FIELDS
+
+        kwargs.update({name: getattr(m, name) for name in VQ_FIELDS})
+    elif m.kind not in VARIATIONAL_KINDS:
         kwargs["code_activation"] = m.code_activation
     if m.kind == "cvae":
         kwargs["num_classes"] = num_classes(data, config.dataset.name)
@@ -232,6 +237,8 @@ def summary(metrics: dict, latent_dim: int) -> str:
                      f"{metrics.get('val_psnr_mean_image', float('nan')):.2f} dB)")
     if "active_units" in val:
         parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {val['kl']:.3g} nats")
+    if "codebook_usage" in val:
+        parts.append(f"{val['codebook_usage']:.1%} of the codebook in use, perplexity {val['perplexity']:.1f}")
     return "; ".join(parts) or f"val loss {val['loss']:.5g}"
 
 

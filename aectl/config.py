@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from aectl.errors import ConfigError
 
-MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae")
+MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae", "vqvae")
 # Kinds with a Gaussian posterior and a KL term: beta, beta_schedule and the VAE metrics apply.
 # cvae conditions q(z|x,y) and p(x|z,y) on the dataset's label y (needs a labelled dataset).
 VARIATIONAL_KINDS = ("vae", "cvae")
@@ -46,6 +46,14 @@ class ModelConfig:
     likelihood: str = "gaussian"
     output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
     sigma: float = 0.5 ** 0.5  # gaussian likelihood only: the decoder's fixed σ (1/√2: the loss is the squared error + D/2·log π)
+    # VQ-VAE (van den Oord et al. 2017); conv: one code per cell of the encoder's last feature map,
+    # mlp: latent_dim values split into latent_dim/embedding_dim codes
+    num_embeddings: int = 512  # vqvae: K, codes in the codebook (≥ 2)
+    embedding_dim: int = 16  # vqvae: D, size of each code vector
+    commitment: float = 0.25  # vqvae: β_c, weight of the commitment term ‖z_e − sg[e]‖²
+    ema: bool = False  # vqvae: keep the codebook by EMA (appendix A.1) instead of the codebook loss ‖sg[z_e] − e‖²
+    ema_decay: float = 0.99  # vqvae with ema: decay γ of the moving averages, in (0, 1)
+    dead_code_steps: int = 100  # vqvae: a code unused this many steps in a row takes a random encoder output (0 = off)
 
 
 @dataclass
@@ -218,6 +226,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("model.conv_channels", m.conv_channels,
            len(m.conv_channels) > 0 and all(c > 0 for c in m.conv_channels), "a non-empty list of channels > 0")
 
+    validate_vq(m)
     validate_dataset(d)
 
     _choice("noise.kind", n.kind, NOISES)
@@ -234,6 +243,8 @@ def validate(cfg: TrainConfig) -> None:
     # not the code activation the sparsity penalty would need.
     if m.kind in VARIATIONAL_KINDS and p.kind != "none":
         _check("penalty.kind", p.kind, False, f"none for model={m.kind} (the KL term is its regulariser)")
+    if m.kind == "vqvae" and p.kind != "none":
+        _check("penalty.kind", p.kind, False, "none for model=vqvae (its code is a codebook vector)")
     if p.kind == "kl_sparsity":
         _check("model.code_activation", m.code_activation, m.code_activation == "sigmoid",
                "sigmoid when penalty=kl_sparsity (ρ̂ must lie in (0, 1))")
@@ -277,6 +288,37 @@ def validate_pretraining(cfg: TrainConfig) -> None:
     stacked_mlp = (m.kind, m.arch) == ("stacked_ae", "mlp")
     _check("trainer.pretrain_epochs", t.pretrain_epochs, t.pretrain_epochs == 0 or stacked_mlp,
            f"0 for model={m.kind} model.arch={m.arch} (greedy pretraining is for model=stacked_ae with model.arch=mlp)")
+
+
+VQ_FIELDS = ("num_embeddings", "embedding_dim", "commitment", "ema", "ema_decay", "dead_code_steps")
+
+
+def validate_vq(m: ModelConfig) -> None:
+    """The VQ-VAE's ranges, and its fields refused on the other kinds (they would do nothing)."""
+    defaults = ModelConfig()
+    if m.kind != "vqvae":
+        for name in VQ_FIELDS:
+            _check(f"model.{name}", getattr(m, name), getattr(m, name) == getattr(defaults, name),
+                   f"unset for model={m.kind} (only model=vqvae has a codebook)")
+        return
+    _check("model.num_embeddings", m.num_embeddings, m.num_embeddings >= 2, "an integer ≥ 2")
+    _check("model.embedding_dim", m.embedding_dim, m.embedding_dim >= 1, "an integer ≥ 1")
+    _check("model.commitment", m.commitment, m.commitment >= 0, "a weight ≥ 0")
+    _check("model.ema_decay", m.ema_decay, 0 < m.ema_decay < 1, "a decay in (0, 1)")
+    _check("model.ema_decay", m.ema_decay, m.ema or m.ema_decay == defaults.ema_decay,
+           "unset unless model.ema=true (the codebook loss has no decay)")
+    _check("model.dead_code_steps", m.dead_code_steps, m.dead_code_steps >= 0, "an integer ≥ 0 (0 = off)")
+    _check("model.code_activation", m.code_activation, m.code_activation == "identity",
+           "identity for model=vqvae (the code is the nearest codebook vector)")
+    if m.arch == "mlp":
+        _check("model.latent_dim", m.latent_dim, m.latent_dim % m.embedding_dim == 0,
+               f"a multiple of model.embedding_dim={m.embedding_dim} (the code is split into vectors of that size)")
+    else:
+        _check("model.latent_dim", m.latent_dim, m.latent_dim == defaults.latent_dim,
+               "unset for model=vqvae model.arch=conv (the code is a grid of embedding_dim vectors, one per cell "
+               "of the encoder's last feature map); use model.arch=mlp for a latent_dim-sized code")
+        _check("model.hidden_dims", m.hidden_dims, not m.hidden_dims,
+               "[] for model=vqvae model.arch=conv (the code is the conv feature map, with no MLP layers)")
 
 
 def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:

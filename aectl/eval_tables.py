@@ -19,6 +19,10 @@ _ROWS = (  # metric → label, in the order shown
     ("frac_within_2x", "sparsity: share of units with ρ/2 ≤ ρ̂ ≤ 2ρ"),
     ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j) over the split"),
     ("code_l1", "L1 of the code (per example)"),
+    ("commitment", "VQ commitment β_c·‖z_e − sg[e]‖² (per example)"),
+    ("codebook", "VQ codebook term ‖sg[z_e] − e‖² (per example)"),
+    ("codebook_usage", "VQ codebook usage: share of the codes chosen on the split"),
+    ("perplexity", "VQ code perplexity: exp H(average one-hot)"),
     ("probe_acc", "linear probe accuracy"),
 )
 
@@ -66,12 +70,14 @@ def format_table(result: dict) -> str:
     body = [f"  {line}" for line in align_rows([list(row) for row in rows])]
     note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
         if "note" in result["likelihood"] else []
+    note += [f"  {result['samples']}"] if "samples" in result else []
     return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval' / result['name']}"])
 
 
 _SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("neg_elbo", "−ELBO"),
                   ("nll_iw", "NLL (IW)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
-                  ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"))
+                  ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"),
+                  ("codebook_usage", "usage"), ("perplexity", "perplexity"))
 
 
 def format_sweep_table(results: list[dict], root: Path) -> str:

@@ -36,6 +36,10 @@ from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
 
+# A VQ-VAE's prior over codes must be learnt (a PixelCNN, van den Oord et al. 2017, §3.1): no samples.
+VQ_NO_SAMPLES = ("no samples: a VQ-VAE needs a learned prior over its codes (a PixelCNN, van den Oord et al. 2017, "
+                 "§3.1), which aectl does not train")
+
 # Every model also faces the three corruptions at the strengths of the published noisy-MNIST
 # numbers, whatever it was trained with, so robustness compares across variants.
 ROBUSTNESS_NOISE = {"gaussian": {"sigma": 0.3, "clip": True}, "salt_pepper": {"p": 0.25}, "masking": {"p": 0.25}}
@@ -64,7 +68,8 @@ class Variant:
                    float(config.get("beta", 1.0)), kind == "cvae")
 
     def objective(self, model: nn.Module) -> Objective:
-        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty)
+        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty,
+                              getattr(model, "commitment", 0.25), getattr(model, "ema", False))
 
     def trained_noise(self, data_range: tuple[float, float]) -> Corruption:
         """The corruption the model was trained with; a range left unset is the data's."""
@@ -148,6 +153,8 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     if probe is not None:
         values["probe_acc"] = probe[0]
 
+    if variant.kind == "vqvae":
+        log.info("aectl eval: %s", VQ_NO_SAMPLES)
     run_dir, step = run_dir_of(path), ckpt["step"]
     name = eval_name(path, settings.split, settings.k if variant.variational else None, settings.limit)
     out_dir, tag = run_dir / "eval" / name, f"{tracking.EVAL}/{name}"
@@ -171,6 +178,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty, "likelihood": likelihood,
         "psnr_max": None if data.known_range is None else data.known_range[1] - data.known_range[0],
         "probe_train_n": probe[1] if probe else None, "metrics": values, "pictures": images,
+        **({"samples": VQ_NO_SAMPLES} if variant.kind == "vqvae" else {}),
         "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if settings.projector else None,
         "time_s": round(time.perf_counter() - start, 3),
     }

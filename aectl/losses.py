@@ -84,3 +84,15 @@ def kl_sparsity(code: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tens
 def l1_activity(code: torch.Tensor) -> torch.Tensor:
     """Σ_j |h_j| per example, averaged over the batch (the L1 activity penalty)."""
     return code.abs().flatten(1).sum(1).mean()
+
+
+def vq_commitment(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """‖z_e − sg[e]‖² summed over positions and dimensions, averaged over the batch: pulls the
+    encoder towards its codes, not the codes (van den Oord et al. 2017, eq. 3, third term)."""
+    return (z_e - z_q.detach()).square().flatten(1).sum(1).mean()
+
+
+def vq_codebook(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """‖sg[z_e] − e‖², reduced as vq_commitment: moves the chosen codes towards the encoder's
+    outputs (eq. 3, second term); the EMA codebook replaces it."""
+    return (z_e.detach() - z_q).square().flatten(1).sum(1).mean()

@@ -13,6 +13,12 @@
              denoising models: the noisy input's PSNR and that of the reconstruction from it.
   active_units, rho_hat_*, kl_sparsity, frac_within_2x, code_l1
              statistics of the codes (μ for a VAE) of the clean inputs over the whole split.
+  commitment, codebook, batch_usage, batch_perplexity
+             VQ-VAE: β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖² (not with the EMA codebook), and the
+             usage and perplexity of each batch's codes, averaged over the batches.
+  codebook_usage, perplexity
+             VQ-VAE: the fraction of the codes chosen at least once over the whole split (clean
+             inputs), and exp of the entropy of their average one-hot assignment.
 
 For a conditional VAE (batches of (x, y)) each of these is conditional on the label: −ELBO of
 log p(x|y), μ of q(z|x,y), reconstructions from p(x|z,y).
@@ -21,7 +27,7 @@ log p(x|y), μ of q(z|x,y), reconstructions from p(x|z,y).
 import torch
 from torch import nn
 
-from aectl import losses, metrics
+from aectl import losses, metrics, quantizer
 from aectl.models import mean_reconstruction
 from aectl.objective import TERMS, Objective
 
@@ -37,6 +43,7 @@ class SplitMetrics:
         self.terms: torch.Tensor | float = 0.0
         self.sums: dict[str, torch.Tensor] = {}
         self.binary: torch.Tensor | bool = True
+        self.code_counts: torch.Tensor | int = 0  # VQ-VAE: how often each code was chosen
         self.n = 0
 
     def accumulate(self, name: str, per_example: torch.Tensor) -> None:
@@ -67,6 +74,9 @@ class SplitMetrics:
                 self.accumulate("psnr_denoised", metrics.psnr(metrics.reconstruct(model, x_in).float(), x, self.psnr_max))
         if self.objective.variational:
             self.accumulate("neg_elbo", self._neg_elbo(model, x, out, terms))
+        if out.vq is not None:  # the codes of the clean input
+            vq = model(x).vq if self.noisy else out.vq
+            self.code_counts = self.code_counts + quantizer.code_counts(vq.indices, vq.num_embeddings)
         self.binary = self.binary & ((x == 0) | (x == 1)).all()
         return code.float()
 
@@ -82,6 +92,9 @@ class SplitMetrics:
         values = self.objective.named((self.terms / self.n).tolist(), self.beta)
         values.update({name: total.item() / self.n for name, total in self.sums.items()})
         values.update(code_statistics(codes, self.objective))
+        if isinstance(self.code_counts, torch.Tensor):
+            values.update(codebook_usage=quantizer.code_usage(self.code_counts).item(),
+                          perplexity=quantizer.code_perplexity(self.code_counts).item())
         return values
 
     def data_is_binary(self) -> bool:

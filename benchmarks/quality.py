@@ -12,6 +12,8 @@ dynamically binarized MNIST (experiment=mnist_vae), then prints one table:
   fitted here on the same train split and as published for MNIST; it passes below both;
 - DAE: test PSNR of the reconstruction from the noisy input against the noisy input's own PSNR
   (same noise draw), both averaged over images; it passes above the noisy input;
+- VQ-VAE (experiment=mnist_vqvae): test PSNR against the stacked AE at K = 32 trained for the same
+  epochs; it passes at or above the AE's PSNR with at least half of its codebook in use on test;
 - VAE: test NLL by importance sampling with k samples (Burda et al. 2016) on the test set
   binarized by a fixed-seed draw, with the test ELBO, epochs and minutes;
 - conditional VAE (experiment=mnist_cvae): samples drawn per class, z ~ N(0, I) decoded to the
@@ -47,7 +49,7 @@ VAE_TARGET_NATS = VAE_REFERENCE["mlp_784_400_40"]
 CVAE_TARGET_ACC = 0.90  # share of per-class samples a pixel classifier assigns to their class
 
 
-PARTS = ("ae", "greedy", "dae", "vae", "cvae")  # in the order they run
+PARTS = ("ae", "greedy", "dae", "vae", "cvae", "vqvae")  # in the order they run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ae-epochs", type=int, default=5)
     ap.add_argument("--dae-epochs", type=int, default=15)
     ap.add_argument("--vae-epochs", type=int, default=50)
+    ap.add_argument("--vqvae-epochs", type=int, default=5, help="epochs of the VQ-VAE and of its K=32 AE")
     ap.add_argument("--iw-k", type=int, default=1000, help="importance samples per test image")
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
     ap.add_argument("--limit", type=int, default=0, help="dataset.limit (smoke runs only)")
@@ -251,6 +254,23 @@ def cvae(args, device) -> list[str]:
             f"{verdict} | {args.cvae_epochs} ep, {minutes:.1f} min |"]
 
 
+VQ_MIN_USAGE = 0.5  # share of the codebook the VQ-VAE must use on the test split
+
+
+def vqvae(args, device) -> list[str]:
+    """The VQ-VAE's test PSNR against the stacked AE's at K = 32, both trained for --vqvae-epochs."""
+    epochs = args.vqvae_epochs
+    ae_dir, ae_minutes = train(args, "vqvae_ref_ae_k32", "mnist_ae", epochs, "model.latent_dim=32")
+    vq_dir, vq_minutes = train(args, "vqvae", "mnist_vqvae", epochs)
+    ae = json.loads((ae_dir / "metrics.json").read_text())["test"]
+    vq = json.loads((vq_dir / "metrics.json").read_text())["test"]
+    ok = vq["psnr"] >= ae["psnr"] and vq["codebook_usage"] >= VQ_MIN_USAGE
+    verdict = "passes" if ok else "DOES NOT pass"
+    return [f"| VQ-VAE | test PSNR (dB), codebook usage, perplexity | {vq['psnr']:.2f}, {vq['codebook_usage']:.0%}, "
+            f"{vq['perplexity']:.1f} | stacked AE K=32 {ae['psnr']:.2f} dB; usage ≥ {VQ_MIN_USAGE:.0%} | {verdict} | "
+            f"{epochs} ep each, {vq_minutes:.1f} + {ae_minutes:.1f} min |"]
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.out is None:
@@ -261,7 +281,7 @@ def main(argv=None) -> None:
           f"{args.threads} thread(s), device {device}", flush=True)
     start = time.perf_counter()
     rows = []
-    parts = {"ae": stacked_ae, "greedy": greedy, "dae": denoising, "vae": vae, "cvae": cvae}
+    parts = {"ae": stacked_ae, "greedy": greedy, "dae": denoising, "vae": vae, "cvae": cvae, "vqvae": vqvae}
     for part, fn in parts.items():
         if part not in args.skip:
             rows += fn(args, device)

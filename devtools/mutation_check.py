@@ -149,6 +149,26 @@ MUTANTS = {
     "cvae IW labels not tiled": ("aectl/models.py", "return self.y.repeat(rows // len(self.y))",
                                  "return self.y.repeat_interleave(rows // len(self.y))", ["tests/test_cvae.py"]),
 }
+_VQ = ["tests/test_vqvae.py"]
+MUTANTS.update({  # the VQ-VAE
+    "vq farthest code": ("aectl/quantizer.py", "return distances.argmin(1)", "return distances.argmax(1)", _VQ),
+    "vq no straight-through": ("aectl/quantizer.py", "return z_e + (z_q - z_e).detach()", "return z_q", _VQ),
+    "vq forward skips straight-through": ("aectl/models.py", "z = straight_through(vq.z_e, vq.z_q).flatten(1)",
+                                          "z = vq.z_q.flatten(1)", _VQ),
+    "vq commitment weight dropped": ("aectl/objective.py", "commitment = self.commitment * losses.vq_commitment",
+                                     "commitment = losses.vq_commitment", _VQ),
+    "vq commitment moves the codes": ("aectl/losses.py", "return (z_e - z_q.detach()).square()",
+                                      "return (z_e - z_q).square()", _VQ),
+    "vq codebook term dropped": ("aectl/objective.py", "codebook = None if self.ema else losses.vq_codebook(z_e, z_q)",
+                                 "codebook = None", _VQ),
+    "vq ema without Laplace smoothing": ("aectl/quantizer.py",
+                                         "smoothed = (cluster_size + eps) / (total + k * eps) * total",
+                                         "smoothed = cluster_size", _VQ),
+    "vq dead codes one step late": ("aectl/quantizer.py", "dead = self.unused_steps >= self.dead_code_steps",
+                                    "dead = self.unused_steps > self.dead_code_steps", _VQ),
+    "vq split counts of the last batch": ("aectl/validation.py", "self.code_counts = self.code_counts + quantizer",
+                                          "self.code_counts = quantizer", _VQ),
+})
 
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:

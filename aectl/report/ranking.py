@@ -9,9 +9,11 @@ from aectl.report.jobs import Job, read_jobs
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
+SHOWN += ("codebook_usage", "perplexity")  # VQ-VAE
 # Name fragments that say which way a metric improves; metrics matching neither (kl, beta,
 # rho_hat_mean) are trade-offs, not scores, and get no "best" mark.
 HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "log_px", "acc", "auc", "ssim", "likelihood")
+HIGHER_IS_BETTER += ("usage",)  # VQ-VAE codebook usage; its perplexity and terms are trade-offs, unranked
 NO_DIRECTION = ("psnr_noisy",)  # the corrupted input's own PSNR: the same for every model
 LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
 
@@ -109,7 +111,30 @@ def build_report(paths: list[Path]) -> Report:
     shown = [m for m in columns if m.startswith("eval/")
              or (m.split("/")[0] in ("val", "test") and m.split("/")[-1] in SHOWN)] + \
             [m for m in ("train_time_s",) if m in columns]
-    return Report(jobs, params, shown, columns, {m: best_jobs(jobs, m) if m in ranked else set() for m in columns})
+    best = {m: best_jobs(jobs, m) if m in ranked else set() for m in columns}
+    best.update({m: _best_within_objectives(jobs, m) for m in ranked if m.rsplit("/", 1)[-1] == "loss"})
+    return Report(jobs, params, shown, columns, best)
+
+
+def objective_key(job: Job) -> tuple:
+    """What makes two jobs' losses the same objective, beyond β: a VQ-VAE's loss adds its
+    commitment (and, without EMA, codebook) terms, so it is compared only with VQ-VAEs of the
+    same commitment weight and codebook update."""
+    model = job.config.get("model") or {}
+    if model.get("kind") != "vqvae":
+        return ("reconstruction",)
+    return ("vqvae", model.get("commitment", 0.25), bool(model.get("ema", False)))
+
+
+def _best_within_objectives(jobs: list[Job], metric: str) -> set[int]:
+    """best_jobs within each group of jobs with the same objective_key."""
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(objective_key(job), []).append(i)
+    best: set[int] = set()
+    for members in groups.values():
+        best |= {members[i] for i in best_jobs([jobs[j] for j in members], metric)}
+    return best
 
 
 def _sweeps_beta(params: list[str]) -> bool:
