@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional
 
 from aectl.errors import ConfigError
+from aectl.monitor import check_monitor
 
 MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
 ARCHS = ("mlp", "conv")
@@ -132,6 +133,9 @@ class TrainerConfig:
     # its result, after this many epochs in a row without an improvement (0 = off)
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0  # early stopping: improving means a val loss below the best by more than this
+    # what `aectl train` returns to a hyperparameter search (hydra/sweeper=aectl_optuna): a final metric
+    # <split>/<metric> (aectl/monitor.py); lower is better for loss/recon/mse/neg_elbo, higher for psnr/active_units
+    monitor: str = "val/loss"
 
 
 @dataclass
@@ -259,6 +263,7 @@ def validate(cfg: TrainConfig) -> None:
            "a val-loss difference ≥ 0")
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
     validate_lr_schedule(cfg.lr_schedule, t.lr)
+    check_monitor(t.monitor, m.kind, n.kind)
     check_fields_apply(cfg)
 
 

@@ -4,12 +4,14 @@ import logging
 from pathlib import Path
 
 from aectl import build
+from aectl.monitor import objective
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
 
 log = logging.getLogger("aectl")
 
-def train_task(cfg) -> dict:
-    """Hydra task function of `aectl train`: validated config → a trained run folder."""
+def train_task(cfg) -> float:
+    """Hydra task function of `aectl train`: validated config → a trained run folder; returns
+    the value of trainer.monitor, the objective of a hyperparameter search."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -33,14 +35,24 @@ def train_task(cfg) -> dict:
     if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
         print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
               f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
-        return {}
+        return _finished_objective(run_dir, config.trainer.monitor)
     if resume is not None:
         resume.setdefault("overrides", [])  # checkpoints written before runs stored their overrides
         resume["resumed_with"] = [*resume.get("resumed_with", []), list(hydra_cfg.overrides.task)]
         if source:
             build.adopt_best_checkpoint(Path(source), run_dir)
     with preemption.requeue_on_preemption():
-        return build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
+        metrics = build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
+    return objective(metrics, config.trainer.monitor)
+
+
+def _finished_objective(run_dir: Path, monitor: str) -> float | None:
+    """A finished run resumed again (a search trial re-asked after its controller died between
+    training and recording it): the objective from its metrics.json, None if it has none."""
+    import json
+
+    path = run_dir / "metrics.json"
+    return objective(json.loads(path.read_text()), monitor) if path.is_file() else None
 
 
 def swept_overrides() -> list[str]:
