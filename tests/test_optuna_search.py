@@ -2,6 +2,7 @@
 objective and its direction, failed trials recorded as FAIL, n_trials counting the whole study,
 a study resumed after its controller was killed, and the study in `aectl report`."""
 
+import json
 import math
 import os
 import signal
@@ -53,6 +54,14 @@ def test_bad_monitor_is_one_line_naming_key_and_allowed(name, kind, noise):
         monitor.check_monitor(name, kind, noise)
     text = str(err.value)
     assert "trainer.monitor" in text and name in text and "\n" not in text
+
+
+def test_train_refuses_a_bad_monitor_in_one_line(capsys):
+    from aectl.cli import main
+
+    assert main(["train", "trainer.monitor=val/bogus", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trainer.monitor" in err and "val/bogus" in err and "val/loss" in err and "\n" not in err
 
 
 def test_preset_direction_follows_the_monitor():
@@ -174,6 +183,8 @@ def test_killed_study_resumes_to_exactly_n_trials_then_reports(tmp_path):
     for t in trials:  # job number = trial number: each folder ran its own trial's parameters
         overrides = (sweep / str(t.number) / ".hydra" / "overrides.yaml").read_text()
         assert f"trainer.lr={t.params['trainer.lr']}" in overrides
+        metrics = json.loads((sweep / str(t.number) / "metrics.json").read_text())
+        assert t.value == pytest.approx(metrics["val"]["loss"])  # the objective is trainer.monitor=val/loss
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == sorted(str(n) for n in range(8))
     for n in finished:  # not rerun
         assert [(sweep / str(n) / f).stat().st_mtime_ns for f in ("train.log", "metrics.json")] == stamps[n]
