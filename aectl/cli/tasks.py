@@ -4,8 +4,8 @@ import logging
 from pathlib import Path
 
 from aectl import build
-from aectl.monitor import objective
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
+from aectl.monitor import objective
 
 log = logging.getLogger("aectl")
 
