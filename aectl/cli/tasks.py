@@ -35,7 +35,7 @@ def train_task(cfg) -> float:
     if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
         print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
               f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
-        return _finished_objective(run_dir, config.trainer.monitor)
+        return _search_objective({}, run_dir, config.trainer.monitor)
     if resume is not None:
         resume.setdefault("overrides", [])  # checkpoints written before runs stored their overrides
         resume["resumed_with"] = [*resume.get("resumed_with", []), list(hydra_cfg.overrides.task)]
@@ -43,16 +43,25 @@ def train_task(cfg) -> float:
             build.adopt_best_checkpoint(Path(source), run_dir)
     with preemption.requeue_on_preemption():
         metrics = build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
-    return objective(metrics, config.trainer.monitor)
+    return _search_objective(metrics, run_dir, config.trainer.monitor)
 
 
-def _finished_objective(run_dir: Path, monitor: str) -> float | None:
-    """A finished run resumed again (a search trial re-asked after its controller died between
-    training and recording it): the objective from its metrics.json, None if it has none."""
+def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | None:
+    """In a sweep, the value of trainer.monitor (a missing or non-finite one fails the job, so a
+    search records the trial as FAIL); a run with nothing left to train (a trial re-asked after
+    its controller died between training and recording it) reads it from its metrics.json.
+    A single run returns None: its result is its folder, never an error after training."""
     import json
 
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
     path = run_dir / "metrics.json"
-    return objective(json.loads(path.read_text()), monitor) if path.is_file() else None
+    if not metrics and path.is_file():
+        metrics = json.loads(path.read_text())
+    return objective(metrics, monitor) if metrics else None
 
 
 def swept_overrides() -> list[str]:
