@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional
 
 from aectl.errors import ConfigError
+from aectl.monitor import check_monitor
 
 MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae", "vqvae")
 # Kinds with a Gaussian posterior and a KL term: beta, beta_schedule and the VAE metrics apply.
@@ -146,6 +147,9 @@ class TrainerConfig:
     # greedy layer-wise pretraining (model=stacked_ae, mlp; aectl/pretraining.py): epochs per encoder
     # layer, trained as a shallow AE before trainer.epochs of end-to-end fine-tuning (0 = off)
     pretrain_epochs: int = 0
+    # what `aectl train` returns to a hyperparameter search (hydra/sweeper=aectl_optuna): a final metric
+    # <split>/<metric> (aectl/monitor.py); lower is better for loss/recon/mse/neg_elbo, higher for psnr/active_units
+    monitor: str = "val/loss"
 
 
 @dataclass
@@ -277,6 +281,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
     validate_pretraining(cfg)
     validate_lr_schedule(cfg.lr_schedule, t.lr)
+    check_monitor(t.monitor, m.kind, n.kind)
     check_fields_apply(cfg)
 
 
