@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/aectl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat  # compat: Hydra finds hydra_plugins/ in the checkout
 	touch $@
 
 install: $(BIN)/aectl

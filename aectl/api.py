@@ -3,6 +3,7 @@
     run = aectl.train(["model=vae", "trainer.epochs=20"])     # what `aectl train` does
     model = aectl.load(run.run_dir)                           # a checkpoint or run folder
     z = model.encode(x); x_hat = model.reconstruct(x); samples = model.sample(16)
+    samples = cvae.sample(16, y=3); x_hat = cvae.reconstruct(x, y)   # a conditional VAE takes labels
     metrics = aectl.evaluate(run.run_dir, k=1000)             # what `aectl eval` computes
 
 Tensors go in and come out in the data's own units: images as floats in [0, 1] (uint8 pixels
@@ -92,29 +93,60 @@ class Autoencoder:
         self._scale, self._scaler = data.get("scale", 1.0), data.get("scaler")
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The code of x (N, ...): the posterior mean μ(x) for a VAE, the code z for an AE."""
-        code = self.module.encode(self._to_model(x))
+    def encode(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """The code of x (N, ...): the posterior mean μ(x) for a VAE (μ(x, y) for a cvae, which
+        needs the labels `y`), the code z for an AE, the quantised code z_q flattened to (N, P·D)
+        for a VQ-VAE (`decode` takes it; `indices` gives the codes' numbers)."""
+        code = self._given(y, len(x)).encode(self._to_model(x))
         return code[0] if isinstance(code, tuple) else code
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] (N, C, H, W) in the data's units."""
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        """VQ-VAE: the number of the code chosen at each of the P positions, (N, P) long."""
+        if self.kind != "vqvae":
+            raise AectlError(f"indices: model {self.kind!r} has no codebook; only a VQ-VAE does")
+        return self.module.indices(self._to_model(x))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
+        """E[x|z] (N, C, H, W) in the data's units (E[x|z,y] for a cvae, given the labels `y`)."""
         from aectl.models import mean_reconstruction
 
         z = z.to(self._device())
-        return self._from_model(mean_reconstruction(self.module, self.module.decode(z)))
+        module = self._given(y, len(z))
+        return self._from_model(mean_reconstruction(module, module.decode(z)))
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """decode(encode(x)): the deterministic reconstruction `aectl eval` scores."""
-        return self.decode(self.encode(x))
+    def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """decode(encode(x)): the deterministic reconstruction `aectl eval` scores (given `y`: cvae)."""
+        return self.decode(self.encode(x, y), y)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws z ~ N(0, I) of a VAE's prior, decoded to E[x|z]."""
+    def sample(self, n: int, generator: torch.Generator | None = None, y=None) -> torch.Tensor:
+        """n draws z ~ N(0, I) of a VAE's prior, decoded to E[x|z]; a cvae's to E[x|z,y], with
+        `y` one class for all n (an int) or a label per sample (a tensor of n)."""
+        if self.kind == "vqvae":
+            from aectl.evaluation import VQ_NO_SAMPLES
+
+            raise AectlError(f"sample: {VQ_NO_SAMPLES}")
         if self.kind not in VARIATIONAL_KINDS:
-            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE or IWAE does")
+            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE, cvae or IWAE does")
         z = torch.randn((n, self.module.latent_dim), generator=generator)
-        return self.decode(z)
+        return self.decode(z, y)
+
+    def _given(self, y, n: int) -> torch.nn.Module:
+        """The module to call: a cvae with the labels y bound (checked), any other model as is."""
+        if not getattr(self.module, "conditional", False):
+            if y is not None:
+                raise AectlError(f"y: model {self.kind!r} takes no labels; only a cvae does")
+            return self.module
+        classes = self.module.num_classes
+        if y is None:
+            raise AectlError(f"y: model 'cvae' needs the labels (an int or a tensor of {n} ints in [0, {classes}))")
+        y = torch.as_tensor(y, device=self._device())
+        y = y.expand(n) if y.dim() == 0 else y
+        if y.dtype.is_floating_point or y.shape != (n,) or (n and not (0 <= int(y.min()) <= int(y.max()) < classes)):
+            raise AectlError(f"y: expected an int or {n} ints in [0, {classes}) (one label per example); "
+                             f"got shape {tuple(y.shape)}, dtype {y.dtype}")
+        return self.module.given(y.long())
 
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device

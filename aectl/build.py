@@ -48,6 +48,7 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
          hparams_lead: list[str]) -> dict:
     from aectl.distributed import current as current_distributed
+    from aectl.pretraining import pretrain
     from aectl.tracking import NullTracker, TensorBoardTracker
     from aectl.trainer import fit
 
@@ -56,9 +57,11 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
     log.info("model %s (%s), %d parameters, on %s; %d training examples", config.model.kind, config.model.arch,
              sum(q.numel() for q in built.model.parameters()), built.data.train.device, len(built.data.train))
     dist = current_distributed()  # under torchrun only rank 0 writes TensorBoard events
-    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume else None) if dist.is_main \
-        else NullTracker()
+    in_pretraining = resume is not None and not resume.get("pretrain", {"done": True})["done"]
+    tracker = TensorBoardTracker(run_dir, purge_step=resume["step"] if resume and not in_pretraining else None) \
+        if dist.is_main else NullTracker()
     try:
+        resume = pretrain(built, config, run_dir, tracker, resume, dist.agree(stop_requested), dist.is_main)
         metrics = fit(built.model, built.data, built.objective, built.corrupt, built.beta_at, config.beta,
                       config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
                       stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule)
@@ -101,7 +104,8 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
             "resumed_with": resume["resumed_with"] if resume else [],
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
-    return Components(data, model, make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k), corrupt,
+    objective = make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k, m.commitment, m.ema)
+    return Components(data, model, objective, corrupt,
                       _beta_schedule(config, total_steps), meta, _lr_schedule(config, total_steps))
 
 
@@ -118,15 +122,39 @@ def _model(config, data, resume: dict | None):
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
-    if m.kind not in VARIATIONAL_KINDS:
+    if m.kind == "vqvae":
+        from aectl.config import VQ_FIELDS
+
+        kwargs.update({name: getattr(m, name) for name in VQ_FIELDS})
+    elif m.kind not in VARIATIONAL_KINDS:
         kwargs["code_activation"] = m.code_activation
     if m.kind == "iwae":
         kwargs["k"] = m.k
+    if m.kind == "cvae":
+        kwargs["num_classes"] = num_classes(data, config.dataset.name)
     torch.manual_seed(config.trainer.seed)
     model = build_model(m.kind, **kwargs)
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
     return model.to(data.train.device), kwargs
+
+
+def num_classes(data, dataset: str) -> int:
+    """The label count a conditional model is built for: the dataset's class names where it has
+    them, else the largest label + 1. Data without labels, or with labels outside that range,
+    is refused in one line (a label outside it would fail in the one-hot scatter mid-run)."""
+    from aectl.errors import DataError
+
+    labels = [y for y in (data.train_labels, data.val_labels, data.test_labels) if y is not None and len(y)]
+    if data.train_labels is None or not labels:
+        raise DataError(f"model=cvae needs a labelled dataset: dataset.name={dataset} has no labels (tensor_file: "
+                        "dataset.label_key or dataset.label_column; image_folder: one sub-folder per class)")
+    low, high = min(int(y.min()) for y in labels), max(int(y.max()) for y in labels)
+    n = len(data.classes) if data.classes else high + 1
+    if low < 0 or high >= n:
+        raise DataError(f"model=cvae: dataset.name={dataset} has labels in [{low}, {high}], expected integers in "
+                        f"[0, {n}) (one per class)")
+    return n
 
 
 def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
@@ -145,9 +173,10 @@ def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
 
 def _beta_schedule(config, total_steps: int):
     from aectl import schedules
+    from aectl.config import VARIATIONAL_KINDS
 
     s = config.beta_schedule
-    return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind == "vae" else 0.0,
+    return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind in VARIATIONAL_KINDS else 0.0,
                              kind=s.kind, warmup_steps=s.warmup_steps, k=s.k, x0=s.x0, cycles=s.cycles,
                              ratio=s.ratio, total_steps=total_steps)
 
@@ -210,6 +239,8 @@ def summary(metrics: dict, latent_dim: int) -> str:
                      f"{metrics.get('val_psnr_mean_image', float('nan')):.2f} dB)")
     if "active_units" in val:
         parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {val['kl']:.3g} nats")
+    if "codebook_usage" in val:
+        parts.append(f"{val['codebook_usage']:.1%} of the codebook in use, perplexity {val['perplexity']:.1f}")
     return "; ".join(parts) or f"val loss {val['loss']:.5g}"
 
 

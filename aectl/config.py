@@ -10,10 +10,15 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional
 
 from aectl.errors import ConfigError
+from aectl.monitor import check_monitor
 
-MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
+MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae", "vqvae")
 MODEL_KINDS += ("iwae",)  # importance-weighted AE (Burda et al. 2016): the VAE's networks, the k-sample bound
-VARIATIONAL_KINDS = ("vae", "iwae")  # kinds with a posterior q(z|x) and a prior: ELBO, IW log p(x), active units
+# Kinds with a Gaussian posterior q(z|x) and a N(0, I) prior: the KL term and the VAE metrics (ELBO,
+# IW log p(x), active units) apply, and beta and beta_schedule for vae and cvae (model=iwae trains on
+# the k-sample bound: validate_iwae keeps beta at 1 and the schedule constant).
+# cvae conditions q(z|x,y) and p(x|z,y) on the dataset's label y (needs a labelled dataset).
+VARIATIONAL_KINDS = ("vae", "cvae", "iwae")
 ARCHS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "tanh", "sigmoid", "identity")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
@@ -34,7 +39,7 @@ ON_NONFINITE = ("stop", "skip_batch")
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | iwae
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | cvae (conditional VAE: labelled data) | vqvae | iwae
     arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
@@ -47,6 +52,14 @@ class ModelConfig:
     output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
     sigma: float = 0.5 ** 0.5  # gaussian likelihood only: the decoder's fixed σ (1/√2: the loss is the squared error + D/2·log π)
     k: int = 1  # iwae only: importance samples per example of the training bound L_k (k=1 is the VAE's ELBO)
+    # VQ-VAE (van den Oord et al. 2017); conv: one code per cell of the encoder's last feature map,
+    # mlp: latent_dim values split into latent_dim/embedding_dim codes
+    num_embeddings: int = 512  # vqvae: K, codes in the codebook (≥ 2)
+    embedding_dim: int = 16  # vqvae: D, size of each code vector
+    commitment: float = 0.25  # vqvae: β_c, weight of the commitment term ‖z_e − sg[e]‖²
+    ema: bool = False  # vqvae: keep the codebook by EMA (appendix A.1) instead of the codebook loss ‖sg[z_e] − e‖²
+    ema_decay: float = 0.99  # vqvae with ema: decay γ of the moving averages, in (0, 1)
+    dead_code_steps: int = 100  # vqvae: a code unused this many steps in a row takes a random encoder output (0 = off)
 
 
 @dataclass
@@ -136,6 +149,12 @@ class TrainerConfig:
     # its result, after this many epochs in a row without an improvement (0 = off)
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0  # early stopping: improving means a val loss below the best by more than this
+    # greedy layer-wise pretraining (model=stacked_ae, mlp; aectl/pretraining.py): epochs per encoder
+    # layer, trained as a shallow AE before trainer.epochs of end-to-end fine-tuning (0 = off)
+    pretrain_epochs: int = 0
+    # what `aectl train` returns to a hyperparameter search (hydra/sweeper=aectl_optuna): a final metric
+    # <split>/<metric> (aectl/monitor.py); lower is better for loss/recon/mse/neg_elbo, higher for psnr/active_units
+    monitor: str = "val/loss"
 
 
 @dataclass
@@ -216,6 +235,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("model.conv_channels", m.conv_channels,
            len(m.conv_channels) > 0 and all(c > 0 for c in m.conv_channels), "a non-empty list of channels > 0")
 
+    validate_vq(m)
     validate_dataset(d)
 
     _choice("noise.kind", n.kind, NOISES)
@@ -231,8 +251,10 @@ def validate(cfg: TrainConfig) -> None:
     # The VAE check first: for model=vae penalty=kl_sparsity the conflict is the penalty itself,
     # not the code activation the sparsity penalty would need.
     validate_iwae(cfg)
-    if m.kind == "vae" and p.kind != "none":
-        _check("penalty.kind", p.kind, False, "none for model=vae (the KL term is its regulariser)")
+    if m.kind in VARIATIONAL_KINDS and p.kind != "none":
+        _check("penalty.kind", p.kind, False, f"none for model={m.kind} (the KL term is its regulariser)")
+    if m.kind == "vqvae" and p.kind != "none":
+        _check("penalty.kind", p.kind, False, "none for model=vqvae (its code is a codebook vector)")
     if p.kind == "kl_sparsity":
         _check("model.code_activation", m.code_activation, m.code_activation == "sigmoid",
                "sigmoid when penalty=kl_sparsity (ρ̂ must lie in (0, 1))")
@@ -263,7 +285,9 @@ def validate(cfg: TrainConfig) -> None:
     _check("trainer.early_stopping_min_delta", t.early_stopping_min_delta, t.early_stopping_min_delta >= 0,
            "a val-loss difference ≥ 0")
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
+    validate_pretraining(cfg)
     validate_lr_schedule(cfg.lr_schedule, t.lr)
+    check_monitor(t.monitor, m.kind, n.kind)
     check_fields_apply(cfg)
 
 
@@ -282,6 +306,47 @@ def validate_iwae(cfg: TrainConfig) -> None:
            "constant for model=iwae (the importance-weighted bound has no KL weight to anneal)")
     _check("model.code_activation", m.code_activation, m.code_activation == "identity",
            "identity for model=iwae (its code is the Gaussian posterior's μ and log σ²)")
+
+
+def validate_pretraining(cfg: TrainConfig) -> None:
+    t, m = cfg.trainer, cfg.model
+    _check("trainer.pretrain_epochs", t.pretrain_epochs,
+           isinstance(t.pretrain_epochs, int) and not isinstance(t.pretrain_epochs, bool) and t.pretrain_epochs >= 0,
+           "an integer ≥ 0 (epochs per layer; 0 = off)")
+    stacked_mlp = (m.kind, m.arch) == ("stacked_ae", "mlp")
+    _check("trainer.pretrain_epochs", t.pretrain_epochs, t.pretrain_epochs == 0 or stacked_mlp,
+           f"0 for model={m.kind} model.arch={m.arch} (greedy pretraining is for model=stacked_ae with model.arch=mlp)")
+
+
+VQ_FIELDS = ("num_embeddings", "embedding_dim", "commitment", "ema", "ema_decay", "dead_code_steps")
+
+
+def validate_vq(m: ModelConfig) -> None:
+    """The VQ-VAE's ranges, and its fields refused on the other kinds (they would do nothing)."""
+    defaults = ModelConfig()
+    if m.kind != "vqvae":
+        for name in VQ_FIELDS:
+            _check(f"model.{name}", getattr(m, name), getattr(m, name) == getattr(defaults, name),
+                   f"unset for model={m.kind} (only model=vqvae has a codebook)")
+        return
+    _check("model.num_embeddings", m.num_embeddings, m.num_embeddings >= 2, "an integer ≥ 2")
+    _check("model.embedding_dim", m.embedding_dim, m.embedding_dim >= 1, "an integer ≥ 1")
+    _check("model.commitment", m.commitment, m.commitment >= 0, "a weight ≥ 0")
+    _check("model.ema_decay", m.ema_decay, 0 < m.ema_decay < 1, "a decay in (0, 1)")
+    _check("model.ema_decay", m.ema_decay, m.ema or m.ema_decay == defaults.ema_decay,
+           "unset unless model.ema=true (the codebook loss has no decay)")
+    _check("model.dead_code_steps", m.dead_code_steps, m.dead_code_steps >= 0, "an integer ≥ 0 (0 = off)")
+    _check("model.code_activation", m.code_activation, m.code_activation == "identity",
+           "identity for model=vqvae (the code is the nearest codebook vector)")
+    if m.arch == "mlp":
+        _check("model.latent_dim", m.latent_dim, m.latent_dim % m.embedding_dim == 0,
+               f"a multiple of model.embedding_dim={m.embedding_dim} (the code is split into vectors of that size)")
+    else:
+        _check("model.latent_dim", m.latent_dim, m.latent_dim == defaults.latent_dim,
+               "unset for model=vqvae model.arch=conv (the code is a grid of embedding_dim vectors, one per cell "
+               "of the encoder's last feature map); use model.arch=mlp for a latent_dim-sized code")
+        _check("model.hidden_dims", m.hidden_dims, not m.hidden_dims,
+               "[] for model=vqvae model.arch=conv (the code is the conv feature map, with no MLP layers)")
 
 
 def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:
@@ -328,12 +393,36 @@ def _unused_fields(section, group: str, option: str, used: tuple[str, ...], skip
                           f"remove it or choose a {group} that has it")
 
 
+def _option_tables(cfg: TrainConfig) -> dict:
+    """group → (its chosen option, the table of the fields each option reads)."""
+    return {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
+            "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS),
+            "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+
+
+def drop_fields_of_switched_options(cfg: TrainConfig, overrides: list[str]) -> list[str]:
+    """`experiment=mnist_vae lr_schedule=constant`: the preset's fields of the option it chose
+    (its cosine's warm-up) mean nothing to the option the command line switched to; they go back
+    to their defaults instead of being refused. Returns the `key=value` settings dropped."""
+    tables, given = _option_tables(cfg), {o.lstrip("+").partition("=")[0] for o in overrides}
+    dropped = []
+    for group in given & set(tables):
+        option, table = tables[group]
+        section = getattr(cfg, group)
+        defaults = type(section)()
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if f.name not in (*table[option], "kind", "name") and f"{group}.{f.name}" not in given \
+                    and value != getattr(defaults, f.name):
+                dropped.append(f"{group}.{f.name}={value}")
+                setattr(section, f.name, getattr(defaults, f.name))
+    return dropped
+
+
 def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
     """A field given on the command line that the chosen option does not read is refused even at
     its default value (`dataset=mnist dataset.size=32`): it says the user meant something else."""
-    options = {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
-               "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS),
-               "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+    options = _option_tables(cfg)
     for override in overrides:
         key = override.lstrip("+").partition("=")[0]
         group, _, name = key.partition(".")
@@ -361,13 +450,13 @@ def check_fields_apply(cfg: TrainConfig) -> None:
     if d.name == "binarized_mnist" and d.binarize != "none":
         raise ConfigError("dataset.binarize", d.binarize, "none for dataset=binarized_mnist (it is binary already, "
                           "a fixed binarization); for dynamic binarization use dataset=mnist dataset.binarize=dynamic")
-    if m.kind != "vae":
+    if m.kind not in VARIATIONAL_KINDS:
         _check("beta", cfg.beta, cfg.beta == 1.0, f"1.0 for model={m.kind}: beta weighs the KL term of model=vae")
         _check("beta_schedule.kind", s.kind, s.kind == "constant",
                f"constant for model={m.kind}: the schedule anneals the KL term of model=vae")
     else:
         _check("model.code_activation", m.code_activation, m.code_activation == "identity",
-               "identity for model=vae (its code is the Gaussian posterior's μ and log σ²)")
+               f"identity for model={m.kind} (its code is the Gaussian posterior's μ and log σ²)")
     if m.likelihood != "gaussian":
         _check("model.output_activation", m.output_activation, m.output_activation == ModelConfig.output_activation,
                f"unset for model.likelihood={m.likelihood} (its decoder emits logits; output_activation "

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # evaluation imports this module
 SCATTER_MAX = 5_000  # points drawn in the latent scatter
 N_PICTURES = 16  # examples in the reconstruction and denoising grids
 N_PRIOR_SAMPLES = 64  # decoded prior samples of a VAE
+N_CLASS_SAMPLES = 10  # columns of a conditional VAE's samples per class (one z per column, shared by the rows)
 MAX_TRAVERSED = 10  # latent dims in the traversal grid: the most active ones
 MIN_TILE_PX = 28  # image grids are enlarged (nearest neighbour) until a tile is this tall
 
@@ -30,6 +31,9 @@ def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, l
     device = next(model.parameters()).device
     x = first[:N_PICTURES].to(device)
     examples = f"{len(x)} {split} examples"
+    trained = model
+    if variant.conditional:  # reconstructions and traversals given the examples' own labels
+        model = model.given(labels[:len(x)].to(device))
     grids = {"reconstruction": (pictures.reconstruction_grid(x, metrics.reconstruct(model, x)),
                                 f"{variant.kind}: {examples} and their reconstructions"
                                 + (" (z = μ)" if variant.variational else ""), ["input", "reconstruction"])}
@@ -39,14 +43,22 @@ def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, l
         grids["denoising"] = (pictures.noisy_denoised_grid(x, x_noisy, metrics.reconstruct(model, x_noisy)),
                               f"{variant.kind}: denoising under the trained {noise.kind} noise",
                               ["clean", "noisy", "denoised"])
-    if variant.variational:
+    if variant.conditional:
+        g = torch.Generator(device=device).manual_seed(seed)
+        names = [classes[c] if classes and c < len(classes) else str(c) for c in range(trained.num_classes)]
+        grids["class_samples"] = (pictures.class_samples_grid(trained, N_CLASS_SAMPLES, g),
+                                  f"{variant.kind}: E[x|z,y], z ~ N(0, I);\na class per row, a z per column", names)
+    elif variant.variational:
         g = torch.Generator(device=device).manual_seed(seed)
         grids["samples"] = (pictures.samples_grid(pictures.prior_samples(model, N_PRIOR_SAMPLES, g)),
                             f"{N_PRIOR_SAMPLES} samples: z ~ N(0, I) decoded to E[x|z]", [])
+    if variant.variational:
         most_active = codes.var(0).argsort(descending=True)[:MAX_TRAVERSED].tolist()
         z0 = torch.zeros(codes.shape[1], device=device)  # the prior's mean; one row per traversed dim
-        grids["traversal"] = (pictures.traversal_grid(model, z0, dims=most_active),
-                              "traversals: z_j from −3 to 3, the other units at 0 (most active first)",
+        traversed = trained.given(labels[:1].to(device)) if variant.conditional else model
+        of_class = f", label y={int(labels[0])} (the first example's)" if variant.conditional else ""
+        grids["traversal"] = (pictures.traversal_grid(traversed, z0, dims=most_active),
+                              f"traversals: z_j from −3 to 3, the other units at 0 (most active first){of_class}",
                               [f"z{j}" for j in most_active])
     zoom = max(1, math.ceil(MIN_TILE_PX / first.shape[-2]))  # small images (8×8 digits) enlarged, pixel for pixel
     images = {name: pictures.labelled(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2), title, rows)

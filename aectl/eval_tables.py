@@ -8,10 +8,10 @@ from aectl.tables import align_rows, format_metric
 
 _ROWS = (  # metric → label, in the order shown
     ("loss", "loss: the training objective{at_beta} (per example)"),
-    ("recon", "reconstruction −log p(x|z){recon_of} ({unit})"),
-    ("kl", "KL(q(z|x) ‖ p(z)) (nats)"),
-    ("neg_elbo", "−ELBO = reconstruction + KL ({unit})"),
-    ("nll_iw", "−log p(x), IW bound k={k} ({unit})"),
+    ("recon", "reconstruction −log p(x|z{y}){recon_of} ({unit})"),
+    ("kl", "KL(q(z|x{y}) ‖ p(z)) (nats)"),
+    ("neg_elbo", "−ELBO{of_y} = reconstruction + KL ({unit})"),
+    ("nll_iw", "−log p(x{given_y}), IW bound k={k} ({unit})"),
     ("penalty", "penalty (weighted, per batch as in training)"),
     ("jacobian_norm", "contractive: mean ‖J_f(x)‖_F of the encoder (clean input)"),
     ("ess", "IWAE: effective sample size 1/Σ w̃² of the k training samples (mean)"),
@@ -22,20 +22,26 @@ _ROWS = (  # metric → label, in the order shown
     ("frac_within_2x", "sparsity: share of units with ρ/2 ≤ ρ̂ ≤ 2ρ"),
     ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j) over the split"),
     ("code_l1", "L1 of the code (per example)"),
+    ("commitment", "VQ commitment β_c·‖z_e − sg[e]‖² (per example)"),
+    ("codebook", "VQ codebook term ‖sg[z_e] − e‖² (per example)"),
+    ("codebook_usage", "VQ codebook usage: share of the codes chosen on the split"),
+    ("perplexity", "VQ code perplexity: exp H(average one-hot)"),
     ("probe_acc", "linear probe accuracy"),
 )
 
 
 def _label_context(result: dict) -> dict:
     likelihood, variational = result["likelihood"], result["model"] in VARIATIONAL_KINDS
+    y = ",y" if result["model"] == "cvae" else ""  # a conditional VAE: every term is given the label y
     noisy = result["noise"]["kind"] != "none"
     iwae = result["model"] == "iwae"
-    of = [s for s, on in (("the noisy input", noisy), ("the k training z_i ~ q(z|x)" if iwae else "one z ~ q(z|x)",
+    of = [s for s, on in (("the noisy input", noisy), ("the k training z_i ~ q(z|x)" if iwae else f"one z ~ q(z|x{y})",
                                                        variational)) if on]
     return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
             "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
             "at_beta": " −L_k (the IWAE bound)" if iwae else f" at β={result['beta']:g}" if variational else "",
             "recon_of": f" of {', '.join(of)}" if of else "",
+            "y": y, "given_y": "|y" if y else "", "of_y": " of log p(x|y)" if y else "",
             "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
 
 
@@ -69,12 +75,14 @@ def format_table(result: dict) -> str:
     body = [f"  {line}" for line in align_rows([list(row) for row in rows])]
     note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
         if "note" in result["likelihood"] else []
+    note += [f"  {result['samples']}"] if "samples" in result else []
     return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval' / result['name']}"])
 
 
 _SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("neg_elbo", "−ELBO"),
                   ("nll_iw", "NLL (IW)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
-                  ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"))
+                  ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"),
+                  ("codebook_usage", "usage"), ("perplexity", "perplexity"))
 
 
 def format_sweep_table(results: list[dict], root: Path) -> str:

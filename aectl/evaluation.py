@@ -36,6 +36,10 @@ from aectl.validation import SplitMetrics
 
 log = logging.getLogger(__name__)
 
+# A VQ-VAE's prior over codes must be learnt (a PixelCNN, van den Oord et al. 2017, §3.1): no samples.
+VQ_NO_SAMPLES = ("no samples: a VQ-VAE needs a learned prior over its codes (a PixelCNN, van den Oord et al. 2017, "
+                 "§3.1), which aectl does not train")
+
 # Every model also faces the three corruptions at the strengths of the published noisy-MNIST
 # numbers, whatever it was trained with, so robustness compares across variants.
 ROBUSTNESS_NOISE = {"gaussian": {"sigma": 0.3, "clip": True}, "salt_pepper": {"p": 0.25}, "masking": {"p": 0.25}}
@@ -48,21 +52,24 @@ PROBE_MAX_TRAIN = 10_000  # train examples the linear probe is fitted on (bounds
 class Variant:
     """What the checkpoint's config says about which metrics apply."""
 
-    kind: str  # model kind (ae, stacked_ae, sparse_ae, dae, vae)
-    variational: bool  # a VAE: ELBO, KL, IW log-likelihood, active units, prior pictures
+    kind: str  # model kind (ae, stacked_ae, sparse_ae, dae, vae, cvae, vqvae, iwae)
+    variational: bool  # a VAE, cvae or IWAE: ELBO, KL, IW log-likelihood, active units, prior pictures
     noise: dict  # the trained corruption: kind, sigma, clip, p, v_min, v_max
     penalty: dict  # the trained penalty: kind, rho, beta, weight
     beta: float  # the target KL weight the model was trained for
+    conditional: bool = False  # a cvae: every metric is given the label, samples are drawn per class
 
     @classmethod
     def of(cls, ckpt: dict) -> "Variant":
         config = ckpt["config"]
-        return cls(ckpt["model"]["kind"], ckpt["model"]["kind"] in VARIATIONAL_KINDS,
+        kind = ckpt["model"]["kind"]
+        return cls(kind, kind in VARIATIONAL_KINDS,
                    dict(config.get("noise") or {"kind": "none"}), dict(config.get("penalty") or {"kind": "none"}),
-                   float(config.get("beta", 1.0)))
+                   float(config.get("beta", 1.0)), kind == "cvae")
 
     def objective(self, model: nn.Module) -> Objective:
-        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty, getattr(model, "k", 1))
+        return make_objective(self.kind, model.likelihood, model.sigma, self.penalty, getattr(model, "k", 1),
+                              getattr(model, "commitment", 0.25), getattr(model, "ema", False))
 
     def trained_noise(self, data_range: tuple[float, float]) -> Corruption:
         """The corruption the model was trained with; a range left unset is the data's."""
@@ -135,15 +142,19 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         x_all, labels = x_all[:settings.limit], None if labels is None else labels[:settings.limit]
     if len(x_all) == 0:
         raise ConfigError("split", settings.split, f"a split with examples (dataset {dataset.name} has none in it)")
+    if variant.conditional and labels is None:
+        raise DataError(f"model=cvae needs labels: dataset.name={dataset.name} has none in its {settings.split} split")
     torch.manual_seed(settings.seed)  # a dynamically binarized train split draws from the global RNG
     keep = max(N_PICTURES, settings.max_embed if settings.projector else 0)
-    values, codes, first = split_metrics(model, data, x_all, variant, settings, keep)
+    values, codes, first = split_metrics(model, data, x_all, variant, settings, keep, labels)
     likelihood = likelihood_info(model, values.pop("binary_data"))
     labels = None if labels is None else labels.cpu()
-    probe = probe_accuracy(model, data, codes, labels, settings.batch_size)
+    probe = probe_accuracy(model, data, codes, labels, settings.batch_size, variant.conditional)
     if probe is not None:
         values["probe_acc"] = probe[0]
 
+    if variant.kind == "vqvae":
+        log.info("aectl eval: %s", VQ_NO_SAMPLES)
     run_dir, step = run_dir_of(path), ckpt["step"]
     name = eval_name(path, settings.split, settings.k if variant.variational else None, settings.limit)
     out_dir, tag = run_dir / "eval" / name, f"{tracking.EVAL}/{name}"
@@ -167,6 +178,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty, "likelihood": likelihood,
         "psnr_max": None if data.known_range is None else data.known_range[1] - data.known_range[0],
         "probe_train_n": probe[1] if probe else None, "metrics": values, "pictures": images,
+        **({"samples": VQ_NO_SAMPLES} if variant.kind == "vqvae" else {}),
         "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if settings.projector else None,
         "time_s": round(time.perf_counter() - start, 3),
     }
@@ -231,10 +243,11 @@ def likelihood_info(model: nn.Module, binary_data: bool) -> dict:
 
 @torch.no_grad()
 def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, settings: EvalConfig,
-                  keep: int) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+                  keep: int, labels: torch.Tensor | None = None) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """One pass over the split: the metrics training's validation computes (aectl.validation,
     at the trained β and noise), the robustness scores and the VAE's IW estimate; returns their
-    means, the codes (N, K) on the CPU and the first `keep` inputs (pictures, projector sprite)."""
+    means, the codes (N, K) on the CPU and the first `keep` inputs (pictures, projector sprite).
+    A conditional model is given the split's `labels`: its IW estimate is of log p(x|y)."""
     device = next(model.parameters()).device
     noises = robustness_noises(data_range(data))
     gens = {name: torch.Generator(device=device).manual_seed(settings.seed + i)
@@ -244,17 +257,23 @@ def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, s
     codes, first = [], []
     batches = math.ceil(len(x_all) / settings.batch_size)
     desc = f"eval {variant.kind}" + (f" (IW k={settings.k})" if variant.variational else "")
-    for x in progress_bar(data.batches(x_all, settings.batch_size), total=batches, desc=desc, unit="batch",
-                  disable=not settings.progress, leave=False, dynamic_ncols=True):
-        codes.append(split.add(model, x))  # kept on the device: no host sync per batch
+    y = None
+    for x in progress_bar(data.batches(x_all, settings.batch_size, labels=labels if variant.conditional else None),
+                          total=batches, desc=desc, unit="batch", disable=not settings.progress, leave=False,
+                          dynamic_ncols=True):
+        if variant.conditional:
+            x, y = x[0], x[1].to(device)
+        codes.append(split.add(model, x, y))  # kept on the device: no host sync per batch
+        given = model if y is None else model.given(y)  # q(z|x,y), p(x|z,y) for a cvae
         if data.known_range is not None:
             for name, corruption in noises.items():
-                scores = metrics.denoising_psnr(model, x, corruption, generator=gens[name],
+                scores = metrics.denoising_psnr(given, x, corruption, generator=gens[name],
                                                 max_val=split.psnr_max)
                 split.accumulate(f"psnr_noisy_{name}", scores.noisy)
                 split.accumulate(f"psnr_denoised_{name}", scores.denoised)
         if variant.variational:
-            split.accumulate("nll_iw", -metrics.iw_log_likelihood(model, x, settings.k, chunk=IW_CHUNK, generator=gens["iw"]))
+            split.accumulate("nll_iw", -metrics.iw_log_likelihood(given, x, settings.k, chunk=IW_CHUNK,
+                                                                  generator=gens["iw"]))
         if sum(len(f) for f in first) < keep:
             first.append(x)
     codes = torch.cat(codes)
@@ -264,14 +283,17 @@ def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, s
 
 
 def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labels: torch.Tensor | None,
-                   batch_size: int) -> tuple[float, int] | None:
+                   batch_size: int, conditional: bool = False) -> tuple[float, int] | None:
     """(accuracy, train examples) of a linear probe fitted on the train split's latent means and
-    scored on the evaluated split's; None without labels or with a single class."""
+    scored on the evaluated split's; None without labels or with a single class. A conditional
+    model's means are of q(z|x,y): the probe then says how much of the label z still holds."""
     if labels is None or data.train_labels is None:
         return None
     train_codes, n = [], 0
-    for x in data.batches(data.train, batch_size):
-        train_codes.append(metrics.latent_means(model, x).float().cpu())
+    for x in data.batches(data.train, batch_size, labels=data.train_labels if conditional else None):
+        given = model.given(x[1]) if conditional else model
+        x = x[0] if conditional else x
+        train_codes.append(metrics.latent_means(given, x).float().cpu())
         n += len(x)
         if n >= PROBE_MAX_TRAIN:
             break

@@ -101,3 +101,15 @@ def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:
     """ESS = 1 / Σ_i w̃_i² of the normalised weights w̃ = softmax(log w) over the k samples, per
     example, in [1, k]: k when the weights are equal, 1 when one sample carries them all."""
     return 1 / torch.softmax(log_w, 0).square().sum(0)
+
+
+def vq_commitment(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """‖z_e − sg[e]‖² summed over positions and dimensions, averaged over the batch: pulls the
+    encoder towards its codes, not the codes (van den Oord et al. 2017, eq. 3, third term)."""
+    return (z_e - z_q.detach()).square().flatten(1).sum(1).mean()
+
+
+def vq_codebook(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """‖sg[z_e] − e‖², reduced as vq_commitment: moves the chosen codes towards the encoder's
+    outputs (eq. 3, second term); the EMA codebook replaces it."""
+    return (z_e.detach() - z_q).square().flatten(1).sum(1).mean()

@@ -17,12 +17,14 @@ from aectl.models import ModelOutput
 # derived on the host from the step's β (see `Objective.named`): no kernels spent on them.
 TERMS = ("loss", "recon", "kl", "penalty")
 TERMS += ("ess",)  # IWAE: mean effective sample size of the normalised importance weights
+# VQ-VAE: β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖², and the batch's codebook usage and perplexity.
+TERMS += ("commitment", "codebook", "batch_usage", "batch_perplexity")
 
 
 @dataclass(frozen=True)
 class Objective:
     likelihood: str  # bernoulli | continuous_bernoulli | gaussian
-    variational: bool  # add the KL(q(z|x) ‖ N(0, I)) term
+    variational: bool  # add the KL(q(z|x) ‖ N(0, I)) term (a cvae's q(z|x,y): the model's mu/logvar)
     penalty: str = "none"  # none | kl_sparsity | l1
     rho: float = 0.05  # kl_sparsity target ρ
     penalty_beta: float = 3.0  # kl_sparsity weight β
@@ -30,15 +32,19 @@ class Objective:
     sigma: float = losses.DEFAULT_SIGMA  # gaussian likelihood: the decoder's fixed σ
     contractive_weight: float = 1e-3  # contractive: λ of ‖J_f(x)‖²_F
     iw_samples: int = 0  # IWAE: k of the bound L_k (0: not an IWAE)
+    vq: bool = False  # VQ-VAE: add the commitment term (and the codebook term unless ema)
+    commitment: float = 0.25  # VQ-VAE: β_c, the commitment weight
+    ema: bool = False  # VQ-VAE: the codebook is kept by EMA, so no codebook term
 
-    def step(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float):
+    def step(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float, y: torch.Tensor | None = None):
         """(out, loss, terms) of one batch: the model's forward pass on the input x_in and the
-        objective against the clean x. `out` is a one-sample ModelOutput for every kind."""
+        objective against the clean x. `out` is a one-sample ModelOutput for every kind. `y`: the
+        labels a conditional model takes (model(x_in, y)); None for every other model."""
         if self.iw_samples:
             return self._importance_weighted(model, x_in, x)
         if self.penalty == "contractive":
             return self._contractive(model, x_in, x, beta)
-        out = model(x_in)
+        out = model(x_in) if y is None else model(x_in, y)
         return (out, *self(out, x, beta))
 
     def _contractive(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float):
@@ -67,8 +73,9 @@ class Objective:
         loss = -losses.importance_weighted_bound(log_w).mean()
         with torch.no_grad():
             kl = losses.gaussian_kl(out.mu, out.logvar).mean()
-            terms = torch.stack([loss, -log_px_z.mean(), kl, loss.new_zeros(()),
-                                 losses.effective_sample_size(log_w).mean()])
+            zero = loss.new_zeros(())
+            terms = torch.stack([loss, -log_px_z.mean(), kl, zero, losses.effective_sample_size(log_w).mean(),
+                                 *[zero] * (len(TERMS) - 5)])
         return ModelOutput(out.recon[0], out.z[0], out.mu, out.logvar), loss, terms.detach().float()
 
     def __call__(self, out: ModelOutput, x: torch.Tensor, beta: float,
@@ -89,11 +96,28 @@ class Objective:
             penalty = self.contractive_weight * jacobian_sq.mean()
         if penalty is not None:
             loss = loss + penalty
+        vq_terms = [None] * 4
+        if self.vq:
+            vq_terms = self._vq_terms(out)
+            loss = loss + vq_terms[0] + (0 if vq_terms[1] is None else vq_terms[1])
         with torch.no_grad():
-            zero = recon.new_zeros(()) if kl is None or penalty is None else None
-            terms = torch.stack([loss, recon, zero if kl is None else kl, zero if penalty is None else penalty,
-                                 recon.new_zeros(())])
+            zero = recon.new_zeros(())
+            values = [loss, recon, kl, penalty, zero, *vq_terms]  # zero: the ess, an IWAE's only
+            terms = torch.stack([zero if v is None else v.to(zero.dtype) for v in values])
         return loss, terms.detach().float()
+
+    def _vq_terms(self, out: ModelOutput) -> list:
+        """VQ-VAE (van den Oord et al. 2017, eq. 3): [β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖² (None
+        with the EMA codebook), the batch's usage, its perplexity]."""
+        from aectl import quantizer
+
+        z_e, z_q = out.vq.z_e, out.vq.z_q
+        commitment = self.commitment * losses.vq_commitment(z_e, z_q)
+        codebook = None if self.ema else losses.vq_codebook(z_e, z_q)
+        with torch.no_grad():
+            counts = quantizer.code_counts(out.vq.indices, out.vq.num_embeddings)
+            usage, perplexity = quantizer.code_usage(counts), quantizer.code_perplexity(counts)
+        return [commitment, codebook, usage, perplexity]
 
     def named(self, values, beta: float) -> dict[str, float]:
         """TERMS values (a row, in order) by name, keeping only the terms this objective has:
@@ -106,13 +130,21 @@ class Objective:
             named.update(kl=terms["kl"], kl_weighted=beta * terms["kl"], beta=beta)
         if self.penalty != "none":
             named["penalty"] = terms["penalty"]
+        if self.vq:
+            named["commitment"] = terms["commitment"]
+            if not self.ema:
+                named["codebook"] = terms["codebook"]
+            named.update(batch_usage=terms["batch_usage"], batch_perplexity=terms["batch_perplexity"])
         return named
 
 
-def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict, k: int = 1) -> Objective:
+def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict, k: int = 1,
+                   commitment: float = 0.25, ema: bool = False) -> Objective:
     """The objective of a model kind with its likelihood and penalty section (plain data, as in
-    a checkpoint's config), so training and `aectl eval` build the same one."""
+    a checkpoint's config), so training and `aectl eval` build the same one; `k` is the IWAE's,
+    `commitment` and `ema` the VQ-VAE's."""
     return Objective(likelihood=likelihood, variational=model_kind in VARIATIONAL_KINDS,
                      penalty=penalty.get("kind", "none"), rho=penalty.get("rho", 0.05),
                      penalty_beta=penalty.get("beta", 3.0), l1_weight=penalty.get("weight", 1e-3), sigma=sigma,
-                     contractive_weight=penalty.get("weight", 1e-3), iw_samples=k if model_kind == "iwae" else 0)
+                     contractive_weight=penalty.get("weight", 1e-3), iw_samples=k if model_kind == "iwae" else 0,
+                     vq=model_kind == "vqvae", commitment=commitment, ema=ema)

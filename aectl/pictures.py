@@ -48,6 +48,22 @@ def prior_samples(model: nn.Module, n: int, generator: torch.Generator | None = 
 
 
 @torch.no_grad()
+def class_samples(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """E[x|z,y] of a conditional VAE for n draws z ~ N(0, I_K), each decoded with every label:
+    (num_classes · n, C, H, W), class-major (row c holds the n samples of class c, and column j
+    the same z_j in every row, so what changes down a column is the label alone)."""
+    device = next(model.parameters()).device
+    z = torch.randn((n, model.latent_dim), generator=generator, device=device)
+    y = torch.arange(model.num_classes, device=device).repeat_interleave(n)
+    return mean_reconstruction(model, model.decode(z.repeat(model.num_classes, 1), y))
+
+
+def class_samples_grid(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`class_samples` as a grid: one row per class, n samples each."""
+    return _grid(class_samples(model, n, generator), nrow=n)
+
+
+@torch.no_grad()
 def traversal_grid(model: nn.Module, z_base: torch.Tensor, dims: Sequence[int] | None = None,
                    steps: int = 9, span: float = 3.0) -> torch.Tensor:
     """Latent traversals of a VAE: one row per latent dim in `dims` (None: all), where that

@@ -70,6 +70,7 @@ class Loop:
     skip_nonfinite: bool = False  # trainer.on_nonfinite=skip_batch (a fused optimizer skips bad batches)
     # (step, epoch, plateau reductions) → the lr of that step (aectl.lr_schedules); None: trainer.lr throughout
     lr_at: Callable[[int, int, int], float] | None = None
+    conditional: bool = False  # a cvae: batches carry the labels, and the model takes them
 
 
 def make_loop(model: nn.Module, objective: Objective, corrupt: Corruption, beta_at: Callable[[int], float],
@@ -84,17 +85,18 @@ def make_loop(model: nn.Module, objective: Objective, corrupt: Corruption, beta_
     return Loop(model, torch.compile(step_model) if settings.compile else step_model,
                 make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, fused=skip),
                 objective, corrupt, beta_at, autocast, settings.grad_clip, settings.batch_size, settings.seed, dist,
-                skip, lr_at)
+                skip, lr_at, getattr(model, "conditional", False))
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.Tensor, x: torch.Tensor,
                objective: Objective, beta: float, grad_clip: float, autocast,
-               skip_nonfinite: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+               skip_nonfinite: bool = False, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimizer step on (x_in → x); returns the detached loss terms and the gradient norm
     (None unless clipping or skip_nonfinite computes it), without a host sync. With
-    skip_nonfinite (a fused optimizer) a non-finite loss or gradient skips the update."""
+    skip_nonfinite (a fused optimizer) a non-finite loss or gradient skips the update. `y`: the
+    labels a conditional model takes (model(x_in, y)); None for every other model."""
     with autocast:
-        _, loss, terms = objective.step(model, x_in, x, beta)
+        _, loss, terms = objective.step(model, x_in, x, beta, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = None
@@ -114,8 +116,12 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
     on (resuming a checkpoint written mid-epoch, whose RNG state is `rng`). Returns the signal
     number `stop_requested` gave after a step, or 0 once the epoch is done."""
     torch.manual_seed(epoch_seed(loop.seed, epoch))
-    dist, done = loop.dist, progress.batch
-    for x in data.batches(data.train, loop.batch_size, shuffle=True):
+    dist, done, y = loop.dist, progress.batch, None
+    labels = data.train_labels if loop.conditional else None
+    for x in data.batches(data.train, loop.batch_size, shuffle=True, labels=labels):
+        if labels is not None:  # a conditional model's batch is (x, y)
+            x, y = x
+            y = dist.shard(y)
         if done:  # trained before the checkpoint: same permutation, then the RNG where it stopped
             done -= 1
             if not done:
@@ -129,7 +135,7 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
                 group["lr"] = lr
         with dist.own_rng(loop.seed, progress.step):
             terms, grad_norm = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective, beta,
-                                          loop.grad_clip, loop.autocast, loop.skip_nonfinite)
+                                          loop.grad_clip, loop.autocast, loop.skip_nonfinite, y)
         progress.step += 1
         progress.batch += 1
         bar.update()
@@ -140,11 +146,12 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
 
 
 def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective: Objective, corrupt: Corruption,
-             beta: float, batch_size: int, seed: int = 0) -> dict[str, float]:
+             beta: float, batch_size: int, seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, float]:
     """The metrics of a split at the target β (aectl.validation: the same definitions as
-    `aectl eval`), on a fixed seed: comparable across epochs, and invisible to training."""
-    return evaluate_split(model, data.batches(x_all, batch_size), objective, corrupt, beta, data.known_range,
-                          corrupt.noisy, seed)
+    `aectl eval`), on a fixed seed: comparable across epochs, and invisible to training.
+    `labels`: the split's, for a conditional model (its batches are then (x, y))."""
+    return evaluate_split(model, data.batches(x_all, batch_size, labels=labels), objective, corrupt, beta,
+                          data.known_range, corrupt.noisy, seed)
 
 class Training:
     """One run of `fit`: its loop, progress and non-finite watch, restored from a checkpoint when
@@ -216,8 +223,9 @@ class Training:
         return Interrupted(signum, self.progress.step, path)
 
     def evaluate(self, split: str) -> dict[str, float]:
+        labels = getattr(self.data, f"{split}_labels") if self.loop.conditional else None
         return evaluate(self.loop.model, getattr(self.data, split), self.data, self.loop.objective, self.loop.corrupt,
-                        self.target_beta, self.eval_batch)
+                        self.target_beta, self.eval_batch, labels=labels)
 
     def end_epoch(self) -> None:
         """Validate at the target β, log, and write best.pt / last.pt."""
@@ -227,7 +235,8 @@ class Training:
         self.tracker.scalars(tracking.VAL, val, progress.step)
         log.info("epoch %d/%d step %d: val loss %.5g", progress.epoch, settings.epochs, progress.step, val["loss"])
         if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
-            log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step)
+            log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step,
+                       self.data.val_labels[:32] if self.loop.conditional else None)
         if val["loss"] < progress.best_val_loss:
             progress.best_val_loss = val["loss"]
             self.checkpoint("best.pt")
@@ -275,6 +284,8 @@ class Training:
                      overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
+        if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.pretraining)
+            final["pretrain"] = self.meta["pretrain"]
         if self.loop.dist.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
         return final

@@ -14,10 +14,15 @@ from aectl.objective import TERMS, Objective
 
 
 @torch.no_grad()
-def log_images(model: nn.Module, x: torch.Tensor, corrupt: Corruption, tracker, step: int) -> None:
-    """Inputs, noisy inputs, reconstructions, prior samples and latent histograms of a batch."""
+def log_images(model: nn.Module, x: torch.Tensor, corrupt: Corruption, tracker, step: int,
+               labels: torch.Tensor | None = None) -> None:
+    """Inputs, noisy inputs, reconstructions, prior samples and latent histograms of a batch.
+    With `labels` (a conditional model) everything is given the batch's labels: the samples are
+    z ~ N(0, I) decoded with those labels."""
     from torchvision.utils import make_grid
 
+    trained = model
+    model = model if labels is None else model.given(labels)
     model.eval()
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(step)
@@ -35,7 +40,7 @@ def log_images(model: nn.Module, x: torch.Tensor, corrupt: Corruption, tracker, 
             tracker.histogram(tracking.HIST_LOGVAR, out.logvar, step)
             z = torch.randn(len(x), out.mu.shape[1], device=x.device)
             tracker.image(tracking.IMG_SAMPLES, grid(mean(model.decode(z))), step)
-    model.train()
+    trained.train()
 
 
 class IntervalLog:

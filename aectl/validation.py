@@ -16,12 +16,21 @@
   ess        IWAE: the mean effective sample size 1/Σ w̃² of the k importance weights (in [1, k]).
   active_units, rho_hat_*, kl_sparsity, frac_within_2x, code_l1
              statistics of the codes (μ for a VAE) of the clean inputs over the whole split.
+  commitment, codebook, batch_usage, batch_perplexity
+             VQ-VAE: β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖² (not with the EMA codebook), and the
+             usage and perplexity of each batch's codes, averaged over the batches.
+  codebook_usage, perplexity
+             VQ-VAE: the fraction of the codes chosen at least once over the whole split (clean
+             inputs), and exp of the entropy of their average one-hot assignment.
+
+For a conditional VAE (batches of (x, y)) each of these is conditional on the label: −ELBO of
+log p(x|y), μ of q(z|x,y), reconstructions from p(x|z,y).
 """
 
 import torch
 from torch import nn
 
-from aectl import contractive, losses, metrics
+from aectl import contractive, losses, metrics, quantizer
 from aectl.models import mean_reconstruction
 from aectl.objective import TERMS, Objective
 
@@ -37,6 +46,7 @@ class SplitMetrics:
         self.terms: torch.Tensor | float = 0.0
         self.sums: dict[str, torch.Tensor] = {}
         self.binary: torch.Tensor | bool = True
+        self.code_counts: torch.Tensor | int = 0  # VQ-VAE: how often each code was chosen
         self.n = 0
 
     def accumulate(self, name: str, per_example: torch.Tensor) -> None:
@@ -44,7 +54,9 @@ class SplitMetrics:
         self.sums[name] = self.sums[name] + total if name in self.sums else total
 
     @torch.no_grad()
-    def add(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def add(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is not None:  # a conditional model: every term below is of q(z|x,y) and p(x|z,y)
+            model = model.given(y)
         self.n += len(x)
         x_in = self.corrupt(x) if self.noisy else x
         out, _, terms = self.objective.step(model, x_in, x, self.beta)
@@ -66,6 +78,9 @@ class SplitMetrics:
             self.accumulate("neg_elbo", self._neg_elbo(model, x, out, terms))
         if self.objective.penalty == "contractive":
             self.accumulate("jacobian_norm", jacobian_norm(model, x))
+        if out.vq is not None:  # the codes of the clean input
+            vq = model(x).vq if self.noisy else out.vq
+            self.code_counts = self.code_counts + quantizer.code_counts(vq.indices, vq.num_embeddings)
         self.binary = self.binary & ((x == 0) | (x == 1)).all()
         return code.float()
 
@@ -81,6 +96,9 @@ class SplitMetrics:
         values = self.objective.named((self.terms / self.n).tolist(), self.beta)
         values.update({name: total.item() / self.n for name, total in self.sums.items()})
         values.update(code_statistics(codes, self.objective))
+        if isinstance(self.code_counts, torch.Tensor):
+            values.update(codebook_usage=quantizer.code_usage(self.code_counts).item(),
+                          perplexity=quantizer.code_perplexity(self.code_counts).item())
         return values
 
     def data_is_binary(self) -> bool:
@@ -122,7 +140,7 @@ def evaluate_split(model: nn.Module, batches, objective: Objective, corrupt, bet
     split = SplitMetrics(objective, corrupt, beta, known_range, noisy)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        codes = torch.cat([split.add(model, x) for x in batches])
+        codes = torch.cat([split.add(model, *(b if isinstance(b, tuple) else (b,))) for b in batches])
     model.train(was_training)
     return split.result(codes)
 

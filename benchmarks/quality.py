@@ -6,12 +6,20 @@ Trains (in-process, through `aectl train`) the stacked AE at K = 2, 10, 32 (expe
 the denoising AE with gaussian σ=0.3 and masking 25% noise (experiment=mnist_dae) and the VAE on
 dynamically binarized MNIST (experiment=mnist_vae), then prints one table:
 
+- greedy: the stacked AE (K = 32) with greedy layer-wise pretraining (trainer.pretrain_epochs)
+  and fine-tuning, against end-to-end training for the same total epochs: test per-pixel MSE of both;
 - stacked AE: test per-pixel MSE against PCA at the same K (the optimal linear autoencoder),
   fitted here on the same train split and as published for MNIST; it passes below both;
 - DAE: test PSNR of the reconstruction from the noisy input against the noisy input's own PSNR
   (same noise draw), both averaged over images; it passes above the noisy input;
+- VQ-VAE (experiment=mnist_vqvae): test PSNR against the stacked AE at K = 32 trained for the same
+  epochs; it passes at or above the AE's PSNR with at least half of its codebook in use on test;
 - VAE: test NLL by importance sampling with k samples (Burda et al. 2016) on the test set
   binarized by a fixed-seed draw, with the test ELBO, epochs and minutes;
+- conditional VAE (experiment=mnist_cvae): samples drawn per class, z ~ N(0, I) decoded to the
+  decoder's mean E[x|z,y] (not a Bernoulli draw), classified by a logistic regression trained on
+  MNIST's grey train pixels (its own test accuracy reported beside); it passes when ≥ 90% of
+  the samples are classified as the class they were drawn for. Per-class accuracies are printed;
 - CAE (experiment=mnist_cae): the test mean ‖J_f(x)‖_F of its encoder against the same network
   trained without the penalty; it passes at half that or less with a test MSE within 10%;
 - IWAE k=5 (experiment=mnist_iwae): test NLL (IW, k samples) against experiment=mnist_vae trained
@@ -42,6 +50,10 @@ NOISY_PSNR_REFERENCE = {"gaussian": 13.3, "masking": 15.8}  # dB of the noisy MN
 # model of independent pixels.
 VAE_REFERENCE = {"mlp_784_400_40": 89.8, "burda_1layer_k5000": 86.76, "independent_bernoulli": 206.0}
 VAE_TARGET_NATS = VAE_REFERENCE["mlp_784_400_40"]
+CVAE_TARGET_ACC = 0.90  # share of per-class samples a pixel classifier assigns to their class
+
+
+PARTS = ("ae", "greedy", "dae", "vae", "cvae", "vqvae", "cae", "iwae")  # in the order they run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,13 +66,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ae-epochs", type=int, default=5)
     ap.add_argument("--dae-epochs", type=int, default=15)
     ap.add_argument("--vae-epochs", type=int, default=50)
+    ap.add_argument("--vqvae-epochs", type=int, default=5, help="epochs of the VQ-VAE and of its K=32 AE")
     ap.add_argument("--iw-k", type=int, default=1000, help="importance samples per test image")
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
     ap.add_argument("--limit", type=int, default=0, help="dataset.limit (smoke runs only)")
+    ap.add_argument("--cvae-epochs", type=int, default=60)
+    ap.add_argument("--cvae-latent", type=int, default=20, help="the cvae's latent size K")
+    ap.add_argument("--cvae-samples", type=int, default=100, help="samples drawn per class")
+    ap.add_argument("--clf-train", type=int, default=0, help="train images the pixel classifier is fitted on (0 = all)")
+    ap.add_argument("--greedy-stage-epochs", type=int, default=1, help="greedy: pretraining epochs per layer")
+    ap.add_argument("--greedy-finetune-epochs", type=int, default=2, help="greedy: end-to-end epochs after it")
     ap.add_argument("--cae-epochs", type=int, default=10)
     ap.add_argument("--iwae-epochs", type=int, default=10, help="epochs of both the IWAE and its VAE baseline")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["ae", "dae", "vae", "cae", "iwae"],
-                    help="parts to leave out")
+    ap.add_argument("--skip", nargs="*", default=[], choices=list(PARTS), help="parts to leave out")
     return ap.parse_args(argv)
 
 
@@ -115,6 +133,29 @@ def stacked_ae(args, device) -> list[str]:
     return rows
 
 
+def greedy(args, device) -> list[str]:
+    """Greedy layer-wise pretraining + fine-tuning against end-to-end training at the same total
+    epochs (stacked AE, experiment=mnist_ae, K = 32): stages × stage epochs + fine-tuning epochs."""
+    stages = len(cli_config_hidden_dims()) + 1  # each hidden layer and the code layer
+    per_stage, finetune = args.greedy_stage_epochs, args.greedy_finetune_epochs
+    total = stages * per_stage + finetune
+    pre_dir, pre_min = train(args, "greedy_k32", "mnist_ae", finetune, "model.latent_dim=32",
+                             f"trainer.pretrain_epochs={per_stage}")
+    e2e_dir, e2e_min = train(args, "end_to_end_k32", "mnist_ae", total, "model.latent_dim=32")
+    pre, e2e = (json.loads((d / "metrics.json").read_text())["test"]["mse"] for d in (pre_dir, e2e_dir))
+    verdict = "greedy better" if pre < e2e else "end-to-end better"
+    return [f"| stacked AE K=32 greedy | test MSE/pixel | {pre:.4f} | end-to-end {total} ep: {e2e:.4f} "
+            f"({e2e_min:.1f} min) | {verdict} | {stages}×{per_stage} stage ep + {finetune} ep, {pre_min:.1f} min |"]
+
+
+def cli_config_hidden_dims() -> list[int]:
+    """model.hidden_dims of experiment=mnist_ae, read from the preset itself."""
+    from omegaconf import OmegaConf
+
+    preset = Path(cli.__file__).resolve().parents[2] / "configs" / "experiment" / "mnist_ae.yaml"
+    return list(OmegaConf.load(preset).model.hidden_dims)
+
+
 def denoising(args, device) -> list[str]:
     from aectl import metrics
     from aectl.noise import Corruption
@@ -148,8 +189,9 @@ def iw_nll(model, x: torch.Tensor, k: int) -> torch.Tensor:
 
 # The VAE preset against the same networks at a fixed lr and the same epochs: what the
 # preset's cosine schedule and early stopping buy at this budget.
-VAE_RUNS = (("vae_fixed_lr", "fixed lr", ["lr_schedule=constant", "trainer.early_stopping_patience=0"]),
-            ("vae", "preset: cosine lr + early stopping", []))
+FIXED_LR = ["lr_schedule=constant", "trainer.lr=0.001", "trainer.early_stopping_patience=0"]
+VAE_RUNS = (("vae_fixed_lr", "fixed lr 1e-3", FIXED_LR),
+            ("vae", "preset: warm-up + cosine lr 3e-3, early stopping", []))
 
 
 def vae(args, device) -> list[str]:
@@ -175,6 +217,64 @@ def vae(args, device) -> list[str]:
                     f"{VAE_REFERENCE['independent_bernoulli']:.0f} (pixel-independent) | {verdict} | "
                     f"{epochs}, {minutes:.1f} min + IW {iw_minutes:.1f} min |")
     return rows
+
+
+def pixel_classifier(args, data: data_mod.DataSplits):
+    """A multinomial logistic regression on grey MNIST pixels (the train split, or its first
+    `--clf-train` images), and its accuracy on the test set."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    n = args.clf_train or len(data.train)
+    x_train = data.as_float(data.train[:n]).flatten(1).numpy()
+    y_train = data.train_labels[:n].numpy()
+    with threadpool_limits(args.threads):
+        clf = LogisticRegression(max_iter=200).fit(x_train, y_train)
+        test_acc = clf.score(data.as_float(data.test).flatten(1).numpy(), data.test_labels.numpy())
+    return clf, float(test_acc)
+
+
+def cvae(args, device) -> list[str]:
+    from threadpoolctl import threadpool_limits
+
+    from aectl import pictures
+
+    run_dir, minutes = train(args, "cvae", "mnist_cvae", args.cvae_epochs, f"model.latent_dim={args.cvae_latent}")
+    model, metrics_json, _ = load_run(run_dir, device)
+    clf, clf_acc = pixel_classifier(args, mnist(args))
+    gen = torch.Generator(device).manual_seed(0)
+    # E[x|z,y] = sigmoid(logits): the decoder's mean, class-major (num_classes · n, 1, 28, 28)
+    samples = pictures.class_samples(model, args.cvae_samples, gen).flatten(1).cpu().numpy()
+    drawn_for = torch.arange(model.num_classes).repeat_interleave(args.cvae_samples).numpy()
+    with threadpool_limits(args.threads):
+        hit = clf.predict(samples) == drawn_for
+    per_class = [float(hit[drawn_for == c].mean()) for c in range(model.num_classes)]
+    acc = float(hit.mean())
+    verdict = f"≥ {CVAE_TARGET_ACC:.0%}" if acc >= CVAE_TARGET_ACC else f"< {CVAE_TARGET_ACC:.0%}: MISSES the mark"
+    print("  cvae per-class accuracy of its samples: "
+          + ", ".join(f"{c}: {a:.2f}" for c, a in enumerate(per_class)), flush=True)
+    return [f"| cVAE 784-400-{args.cvae_latent}, dyn. binarized | samples classified as their class "
+            f"({args.cvae_samples}/class, decoder mean) | {acc:.1%} | pixel logistic regression: test acc. "
+            f"{clf_acc:.1%}; per class "
+            f"{min(per_class):.0%}–{max(per_class):.0%}; test −ELBO(x|y) {metrics_json['test']['neg_elbo']:.2f} | "
+            f"{verdict} | {args.cvae_epochs} ep, {minutes:.1f} min |"]
+
+
+VQ_MIN_USAGE = 0.5  # share of the codebook the VQ-VAE must use on the test split
+
+
+def vqvae(args, device) -> list[str]:
+    """The VQ-VAE's test PSNR against the stacked AE's at K = 32, both trained for --vqvae-epochs."""
+    epochs = args.vqvae_epochs
+    ae_dir, ae_minutes = train(args, "vqvae_ref_ae_k32", "mnist_ae", epochs, "model.latent_dim=32")
+    vq_dir, vq_minutes = train(args, "vqvae", "mnist_vqvae", epochs)
+    ae = json.loads((ae_dir / "metrics.json").read_text())["test"]
+    vq = json.loads((vq_dir / "metrics.json").read_text())["test"]
+    ok = vq["psnr"] >= ae["psnr"] and vq["codebook_usage"] >= VQ_MIN_USAGE
+    verdict = "passes" if ok else "DOES NOT pass"
+    return [f"| VQ-VAE | test PSNR (dB), codebook usage, perplexity | {vq['psnr']:.2f}, {vq['codebook_usage']:.0%}, "
+            f"{vq['perplexity']:.1f} | stacked AE K=32 {ae['psnr']:.2f} dB; usage ≥ {VQ_MIN_USAGE:.0%} | {verdict} | "
+            f"{epochs} ep each, {vq_minutes:.1f} + {ae_minutes:.1f} min |"]
 
 
 CAE_JACOBIAN_RATIO, CAE_MSE_TOLERANCE = 0.5, 0.10  # the CAE's marks against the same AE without the penalty
@@ -232,8 +332,9 @@ def main(argv=None) -> None:
           f"{args.threads} thread(s), device {device}", flush=True)
     start = time.perf_counter()
     rows = []
-    for part, fn in (("ae", stacked_ae), ("dae", denoising), ("vae", vae), ("cae", contractive),
-                     ("iwae", importance_weighted)):
+    parts = {"ae": stacked_ae, "greedy": greedy, "dae": denoising, "vae": vae, "cvae": cvae, "vqvae": vqvae,
+             "cae": contractive, "iwae": importance_weighted}
+    for part, fn in parts.items():
         if part not in args.skip:
             rows += fn(args, device)
     print("\n| model | metric | aectl | reference | verdict | budget |\n|---|---|---|---|---|---|")

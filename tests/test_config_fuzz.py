@@ -34,6 +34,8 @@ GROUPS = {
 }
 GROUPS["model"].append("iwae")
 GROUPS["penalty"].append("contractive")
+# The kinds whose KL term beta and beta_schedule weigh (the IWAE's bound has no KL weight).
+BETA_KINDS = tuple(k for k in config.VARIATIONAL_KINDS if k != "iwae")
 UNKNOWN_OPTION = {"model": "gan", "noise": "blur", "penalty": "l2", "beta_schedule": "step", "lr_schedule": "cyclic"}
 
 
@@ -90,6 +92,7 @@ FIELDS = {
     "trainer.save_every": (ints(1, 3), ints(-1, 0)),
     "trainer.early_stopping_patience": (ints(0, 3), ints(-3, -1)),
     "trainer.early_stopping_min_delta": (floats(0, 1), floats(-1, -0.001)),
+    "trainer.pretrain_epochs": (ints(0, 0), ints(-3, -1)),  # > 0 only for model=stacked_ae (test_pretraining)
     "lr_schedule.warmup_steps": (ints(0, 1), ints(-5, -1)),
     "lr_schedule.min_lr": (floats(0, 1e-4), floats(-1, -0.001)),
     "lr_schedule.step_size": (ints(1, 3), ints(-2, 0)),
@@ -127,12 +130,12 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
               "lr_schedule": config.LR_SCHEDULE_FIELDS}
     if section in tables:
         return name in tables[section].get(chosen[section], ()) and \
-            (section != "beta_schedule" or chosen["model"] == "vae")
+            (section != "beta_schedule" or chosen["model"] in BETA_KINDS)
     if key == "beta":
-        return chosen["model"] == "vae"
+        return chosen["model"] in BETA_KINDS
     if key == "model.k":
         return chosen["model"] == "iwae"
-    return key != "model.code_activation" or chosen["model"] not in ("vae", "iwae")
+    return key != "model.code_activation" or chosen["model"] not in config.VARIATIONAL_KINDS
 
 
 def _valid_overrides(groups: tuple[str, ...]):

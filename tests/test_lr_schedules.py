@@ -199,3 +199,20 @@ def test_bad_schedule_and_early_stopping_values_end_in_one_line(capsys, override
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert all(fragment in lines[0] for fragment in expected), lines[0]
+
+
+def test_switching_a_presets_schedule_drops_the_fields_only_its_own_schedule_reads():
+    """mnist_vae's cosine has a warm-up; `lr_schedule=constant` on top of it trains at a
+    constant lr instead of refusing the preset's warm-up."""
+    from aectl.cli.compose import compose_train_config
+
+    preset = compose_train_config(["experiment=mnist_vae"])
+    assert (preset.lr_schedule.kind, preset.lr_schedule.warmup_steps) == ("cosine", 1000)
+    switched = compose_train_config(["experiment=mnist_vae", "lr_schedule=constant"])
+    assert (switched.lr_schedule.kind, switched.lr_schedule.warmup_steps) == ("constant", 0)
+    assert switched.trainer.lr == preset.trainer.lr  # fields of other groups stay the preset's
+
+
+def test_a_field_the_switched_to_schedule_does_not_read_is_still_refused_on_the_command_line(capsys):
+    assert main(["train", "experiment=mnist_vae", "lr_schedule=constant", "lr_schedule.warmup_steps=10"]) == 2
+    assert "lr_schedule=constant does not use warmup_steps" in capsys.readouterr().err

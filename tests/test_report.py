@@ -366,3 +366,15 @@ def test_objective_terms_are_ranked_only_against_jobs_with_the_same_objective(tm
     names = [job.path.name for job in report.jobs]
     assert {names[i] for i in report.best["val/loss"]} == {"iwae_a"}  # alone in their objective: vae, k=50
     assert {names[i] for i in report.best["val/psnr"]} == {"vae"}
+
+
+def test_cvae_and_vae_are_ranked_apart(tmp_path):
+    """A cvae's numbers are of p(x|y): ranked against the other cvae only, never against a VAE's
+    p(x) (here the cvae's loss is lower than every VAE's, yet the best VAE keeps its mark)."""
+    fake_job(tmp_path / "a", ["model=vae"], metrics_of(3.0, 20.0), kind="vae")
+    fake_job(tmp_path / "b", ["model=vae"], metrics_of(2.5, 19.0), kind="vae", num=1)
+    fake_job(tmp_path / "c", ["model=cvae"], metrics_of(1.0, 22.0), kind="cvae", num=2)
+    fake_job(tmp_path / "d", ["model=cvae"], metrics_of(1.5, 23.0), kind="cvae", num=3)
+    report = ranking.build_report([tmp_path])
+    assert report.best["val/loss"] == {1, 2} and report.best["val/psnr"] == {0, 3}
+    assert ranking.objective_of(report.jobs[2]) == "p(x|y)" and ranking.objective_of(report.jobs[0]) == "p(x)"

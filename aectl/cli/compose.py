@@ -14,7 +14,7 @@ def compose_train_config(overrides: list[str]):
 
     from aectl.cli.hydra_run import config_dir, register_schemas
     from aectl.cli.messages import one_line
-    from aectl.config import check_given_fields, validate
+    from aectl.config import check_given_fields, drop_fields_of_switched_options, validate
 
     register_schemas()
     GlobalHydra.instance().clear()  # an earlier compose (or a notebook's) holds the global state
@@ -26,6 +26,7 @@ def compose_train_config(overrides: list[str]):
         raise AectlError(one_line(err)) from None
     finally:
         GlobalHydra.instance().clear()
+    drop_fields_of_switched_options(config, list(overrides))
     validate(config)
     check_given_fields(config, list(overrides))
     return config

@@ -5,16 +5,18 @@ from pathlib import Path
 
 from aectl import build
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
+from aectl.monitor import objective
 
 log = logging.getLogger("aectl")
 
-def train_task(cfg) -> dict:
-    """Hydra task function of `aectl train`: validated config → a trained run folder."""
+def train_task(cfg) -> float:
+    """Hydra task function of `aectl train`: validated config → a trained run folder; returns
+    the value of trainer.monitor, the objective of a hyperparameter search."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from aectl import preemption
-    from aectl.config import check_given_fields, validate
+    from aectl.config import check_given_fields, drop_fields_of_switched_options, validate
 
     hydra_cfg = HydraConfig.get()
     run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
@@ -28,19 +30,41 @@ def train_task(cfg) -> dict:
         log.info("requeued job: resuming from %s", run_dir / "checkpoints" / "last.pt")
         resume = load_resume_checkpoint(str(run_dir))
     config = OmegaConf.to_object(cfg)
+    if not source:
+        for setting in drop_fields_of_switched_options(config, list(hydra_cfg.overrides.task)):
+            log.info("%s from the config is dropped: the option chosen on the command line does not use it", setting)
     validate(config)
     check_given_fields(config, [] if source else list(hydra_cfg.overrides.task))
     if resume is not None and resume["epoch"] >= config.trainer.epochs and not resume.get("batch"):
         print(f"{source or run_dir}: this run already finished all {config.trainer.epochs} epochs, nothing to train "
               f"(to train longer: trainer.epochs=<more than {config.trainer.epochs}>)")
-        return {}
+        return _search_objective({}, run_dir, config.trainer.monitor)
     if resume is not None:
         resume.setdefault("overrides", [])  # checkpoints written before runs stored their overrides
         resume["resumed_with"] = [*resume.get("resumed_with", []), list(hydra_cfg.overrides.task)]
         if source:
             build.adopt_best_checkpoint(Path(source), run_dir)
     with preemption.requeue_on_preemption():
-        return build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
+        metrics = build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
+    return _search_objective(metrics, run_dir, config.trainer.monitor)
+
+
+def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | None:
+    """In a sweep, the value of trainer.monitor (a missing or non-finite one fails the job, so a
+    search records the trial as FAIL); a run with nothing left to train (a trial re-asked after
+    its controller died between training and recording it) reads it from its metrics.json.
+    A single run returns None: its result is its folder, never an error after training."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    path = run_dir / "metrics.json"
+    if not metrics and path.is_file():
+        metrics = json.loads(path.read_text())
+    return objective(metrics, monitor) if metrics else None
 
 
 def swept_overrides() -> list[str]:

@@ -55,16 +55,22 @@ class DataSplits:
         x = x.float().mul_(self.scale) if x.dtype == torch.uint8 else x.float()
         return torch.bernoulli(x) if self.binarize == "dynamic" else x
 
-    def batches(self, x_all, batch_size: int, shuffle: bool = False) -> Iterator[torch.Tensor]:
+    def batches(self, x_all, batch_size: int, shuffle: bool = False,
+                labels: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
         """Model inputs of split `x_all` in batches. In memory: slices of one permutation drawn
-        from the global RNG on the split's device (no per-sample work); streamed: a DataLoader."""
+        from the global RNG on the split's device (no per-sample work); streamed: a DataLoader.
+        With `labels` (the split's, for a conditional model) each batch is (x, y), sliced by the
+        same permutation: the same draws as without, so the batches' x are the same."""
         if isinstance(x_all, StreamedSplit):
+            if labels is not None:
+                raise DataError("model=cvae cannot stream an image folder (its labels are not batched): "
+                                "use dataset.in_memory=true")
             yield from map(self.as_float, x_all.batches(batch_size, shuffle))
             return
         order = torch.randperm(len(x_all), device=x_all.device) if shuffle else None
         for start in range(0, len(x_all), batch_size):
             part = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
-            yield self.as_float(x_all[part])
+            yield self.as_float(x_all[part]) if labels is None else (self.as_float(x_all[part]), labels[part])
 
     def value_range(self, splits: tuple[str, ...] = ("train", "val", "test")) -> tuple[float, float]:
         """(min, max) of the model's input over `splits` (streamed images: 0..255 → [0, 1])."""

@@ -1,7 +1,7 @@
 """`aectl report`: compare the runs of one or more sweeps in one table and a few plots.
 
 Reads only what runs leave on disk (.hydra/overrides.yaml, .hydra/config.yaml, metrics.json,
-eval/<name>/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml), so it works on single
+eval/<name>/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml and optuna.db), so it works on single
 runs (outputs/) and on finished, failed, interrupted and still-running sweeps alike. It imports
 Hydra only to expand the job list of a multirun.yaml, matplotlib only to draw, and never torch.
 """
@@ -17,6 +17,7 @@ from aectl.errors import AectlError
 from aectl.report.output import format_markdown, format_text, write_csv
 from aectl.report.plots import plot_all
 from aectl.report.ranking import Report, build_report
+from aectl.report.study import write_study_report
 
 USAGE = "aectl report <sweep folder or glob> [more folders or globs] [--out DIR]"
 
@@ -44,6 +45,8 @@ def report(patterns: list[str], out: str | None = None) -> Report:
             else job.path.name
     try:
         images = write_files(result, out_dir)
+        for path in paths:  # an Optuna study in a sweep folder: its trials, best trial and plots
+            images += write_study_report(path, out_dir)
     except OSError as err:
         where = f"--out={out}" if out else str(out_dir)
         raise AectlError(f"aectl report: {where}: cannot write the report there ({err.strerror or err}); "

@@ -91,7 +91,7 @@ def plot_rate_distortion(report: Report, out: Path) -> Path | None:
     (distortion), both in nats per example, one labelled point per job."""
     import matplotlib.pyplot as plt
 
-    vaes = [j for j in report.jobs if j.status == "ok" and (j.config.get("model") or {}).get("kind") == "vae"
+    vaes = [j for j in report.jobs if j.status == "ok" and (j.config.get("model") or {}).get("kind") in ("vae", "cvae")
             and finite(j.metrics.get("val/kl")) and finite(j.metrics.get("val/recon"))]
     if not vaes:
         return None

@@ -9,9 +9,11 @@ from aectl.report.jobs import Job, read_jobs
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
+SHOWN += ("codebook_usage", "perplexity")  # VQ-VAE
 # Name fragments that say which way a metric improves; metrics matching neither (kl, beta,
 # rho_hat_mean) are trade-offs, not scores, and get no "best" mark.
 HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "log_px", "acc", "auc", "ssim", "likelihood")
+HIGHER_IS_BETTER += ("usage",)  # VQ-VAE codebook usage; its perplexity and terms are trade-offs, unranked
 NO_DIRECTION = ("psnr_noisy",)  # the corrupted input's own PSNR: the same for every model
 LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
 
@@ -72,15 +74,27 @@ def finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def objective_of(job: Job) -> str:
+    """What a job's numbers are of: a conditional model's (cvae) −ELBO, NLL, reconstructions…
+    are of p(x|y), given the label, the others' of p(x); the two are not ranked together."""
+    kind = (job.config.get("model") or {}).get("kind") if isinstance(job.config, dict) else None
+    return "p(x|y)" if kind == "cvae" else "p(x)"
+
+
 def best_jobs(jobs: list[Job], metric: str) -> set[int]:
-    """Indices of the ok jobs holding the best value of `metric` (needs two jobs to compare)."""
+    """Indices of the ok jobs holding the best value of `metric` among the jobs with the same
+    objective (`objective_of`; needs two such jobs to compare)."""
     direction = _direction(metric)
-    scored = [(i, j.metrics[metric]) for i, j in enumerate(jobs)
-              if j.status == "ok" and finite(j.metrics.get(metric))]
-    if not direction or len(scored) < 2:
+    if not direction:
         return set()
-    best = (max if direction > 0 else min)(v for _, v in scored)
-    return {i for i, v in scored if v == best}
+    best_of = set()
+    for objective in {objective_of(j) for j in jobs}:
+        scored = [(i, j.metrics[metric]) for i, j in enumerate(jobs)
+                  if j.status == "ok" and finite(j.metrics.get(metric)) and objective_of(j) == objective]
+        if len(scored) >= 2:
+            best = (max if direction > 0 else min)(v for _, v in scored)
+            best_of |= {i for i, v in scored if v == best}
+    return best_of
 
 
 def build_report(paths: list[Path]) -> Report:
@@ -103,24 +117,29 @@ def build_report(paths: list[Path]) -> Report:
 
 
 # Metrics whose value is a term of the training objective: −ELBO for a VAE, −L_k for an IWAE
-# (a bound that tightens with k), recon + λ·penalty for an AE; only jobs with the same
-# objective compare on them.
+# (a bound that tightens with k), recon + λ·penalty for an AE, recon + the commitment (and,
+# without EMA, codebook) terms for a VQ-VAE; only jobs with the same objective compare on them.
 OBJECTIVE_TERMS = ("loss", "penalty")
 
 
 def objective_key(job: Job) -> tuple:
-    """What fixes a job's objective: the model family (with the IWAE's k), likelihood and σ, the
-    penalty with its weights, and β."""
+    """What fixes a job's objective: the model family (with the IWAE's k, and a VQ-VAE's
+    commitment weight and codebook update), likelihood and σ, the penalty with its weights, and β."""
     model, config = job.config.get("model") or {}, job.config
     kind = model.get("kind", "vae")
-    family = ("iwae", model.get("k", 1)) if kind == "iwae" else ("vae",) if kind == "vae" else ("ae",)
+    if kind == "iwae":
+        family = ("iwae", model.get("k", 1))
+    elif kind == "vqvae":
+        family = ("vqvae", model.get("commitment", 0.25), bool(model.get("ema", False)))
+    else:
+        family = (kind,) if kind in ("vae", "cvae") else ("ae",)
     penalty = tuple(sorted((k, repr(v)) for k, v in (config.get("penalty") or {}).items()))
     return family, model.get("likelihood"), model.get("sigma"), penalty, config.get("beta", 1.0)
 
 
 def best_within_objectives(jobs: list[Job], metric: str) -> set[int]:
     """best_jobs of `metric` among the jobs of each objective (objective_key) separately."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(repr(objective_key(job)), []).append(i)
     return {members[i] for members in groups.values() for i in best_jobs([jobs[j] for j in members], metric)}
