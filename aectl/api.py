@@ -37,7 +37,8 @@ def train(overrides=None, run_dir: str | Path | None = None) -> Run:
     The run goes to `run_dir`, by default outputs/<date>/<time> under the working folder."""
     from aectl import build
     from aectl.cli.compose import compose_train_config
-    from aectl.config import TrainConfig, validate
+    from aectl.config import TrainConfig
+    from aectl.config_checks import validate
 
     if isinstance(overrides, TrainConfig):
         config, given = overrides, []
@@ -71,7 +72,8 @@ def evaluate(path: str | Path, **options) -> dict | list[dict]:
     printing: the result of a checkpoint or run folder, or the list of a sweep folder's results.
     `options` are aectl eval's fields (split="val", k=1000, limit=500, seed=1, ...)."""
     from aectl import evaluation
-    from aectl.config import EvalConfig, validate_eval
+    from aectl.config import EvalConfig
+    from aectl.config_checks import validate_eval
     from aectl.runfolder import has_checkpoint
 
     settings = EvalConfig(ckpt=str(path), **{"progress": False, **options})

@@ -123,7 +123,7 @@ def _model(config, data, resume: dict | None):
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
     if m.kind == "vqvae":
-        from aectl.config import VQ_FIELDS
+        from aectl.config_checks import VQ_FIELDS
 
         kwargs.update({name: getattr(m, name) for name in VQ_FIELDS})
     elif m.kind not in VARIATIONAL_KINDS:
@@ -160,7 +160,7 @@ def num_classes(data, dataset: str) -> int:
 def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
     """The optimizer steps the β curve is laid out for: fixed when the run starts, so a resume
     with more epochs continues the same curve (a cyclical schedule keeps its period)."""
-    from aectl.config import check_schedule_fits
+    from aectl.config_checks import check_schedule_fits
 
     steps_per_epoch = -(-n_train // config.trainer.batch_size)
     if resume is None:
@@ -209,7 +209,7 @@ def resolve_data_paths(config) -> None:
 def noise_in_data_range(params: dict, data) -> dict:
     """noise.v_min/v_max unset (None) → the train split's value range, for the noises that use
     them (the clip range and the pepper/salt values are the data's, whatever its scale)."""
-    from aectl.config import NOISE_FIELDS
+    from aectl.option_fields import NOISE_FIELDS
 
     if "v_min" not in NOISE_FIELDS[params["kind"]]:
         return params

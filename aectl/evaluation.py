@@ -23,7 +23,8 @@ from torch import nn
 
 from aectl import metrics, tracking
 from aectl.checkpoint import load_checkpoint, rebuild_model
-from aectl.config import VARIATIONAL_KINDS, DatasetConfig, EvalConfig, validate_dataset
+from aectl.config import VARIATIONAL_KINDS, DatasetConfig, EvalConfig
+from aectl.config_checks import validate_dataset
 from aectl.datasets import DataSplits, load_dataset
 from aectl.errors import AectlError, ConfigError, DataError
 from aectl.eval_pictures import N_PICTURES, write_pictures, write_projector

@@ -4,6 +4,7 @@ search (hydra/sweeper=aectl_optuna). A name <split>/<metric> of the run's final 
 
 import math
 
+from aectl.config import VARIATIONAL_KINDS
 from aectl.errors import ConfigError
 
 SPLITS = ("val", "train")  # never test: choosing hyperparameters on it would leak it into the result
@@ -16,8 +17,6 @@ def check_monitor(name: str, model_kind: str, noise_kind: str) -> None:
     """Refuse a monitor that is not a metric, or one this run will not compute."""
     if name not in MONITORS:
         raise ConfigError("trainer.monitor", name, "one of " + ", ".join(MONITORS))
-    from aectl.config import VARIATIONAL_KINDS  # here: aectl.config imports this module
-
     metric = name.split("/", 1)[1]
     if metric == "neg_elbo" and model_kind not in VARIATIONAL_KINDS:
         raise ConfigError("trainer.monitor", name, "a metric of this model (neg_elbo is computed for model="

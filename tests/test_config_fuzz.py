@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aectl import build, cli, config
+from aectl import build, cli, config, config_checks, option_fields
 
 GROUPS = {
     "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],
@@ -126,8 +126,8 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
     """Whether the options of `groups` read field `key` (a field they ignore is refused, so a
     valid draw only sets fields that do something)."""
     chosen, (section, _, name) = _chosen(groups), key.partition(".")
-    tables = {"noise": config.NOISE_FIELDS, "penalty": config.PENALTY_FIELDS, "beta_schedule": config.SCHEDULE_FIELDS,
-              "lr_schedule": config.LR_SCHEDULE_FIELDS}
+    tables = {"noise": option_fields.NOISE_FIELDS, "penalty": option_fields.PENALTY_FIELDS, "beta_schedule": option_fields.SCHEDULE_FIELDS,
+              "lr_schedule": option_fields.LR_SCHEDULE_FIELDS}
     if section in tables:
         return name in tables[section].get(chosen[section], ()) and \
             (section != "beta_schedule" or chosen["model"] in BETA_KINDS)
@@ -197,7 +197,7 @@ def _train_or_explain(cfg, run_dir: Path):
 
     try:
         settings = OmegaConf.to_object(cfg)
-        config.validate(settings)
+        config_checks.validate(settings)
         return build.train(settings, run_dir), None
     except (AectlError, HydraException, OmegaConfBaseException) as err:
         return None, cli.one_line(err)

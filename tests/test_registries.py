@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aectl import config, losses, models, noise, schedules
+from aectl import config, losses, models, noise, option_fields, schedules
 from aectl.cli import config_dir
 
 GROUPS = {"model": config.MODEL_KINDS, "noise": config.NOISES, "penalty": config.PENALTIES,
@@ -26,8 +26,8 @@ def test_code_registries_name_the_configs_kinds():
     assert set(LOADERS) == set(config.DATASETS)
     assert losses.LIKELIHOODS is config.LIKELIHOODS and noise.NOISES is config.NOISES
     assert schedules.SCHEDULES is config.SCHEDULES and models.ARCHS is config.ARCHS
-    for table, kinds in ((config.NOISE_FIELDS, config.NOISES), (config.PENALTY_FIELDS, config.PENALTIES),
-                         (config.SCHEDULE_FIELDS, config.SCHEDULES), (config.DATASET_FIELDS, config.DATASETS)):
+    for table, kinds in ((option_fields.NOISE_FIELDS, config.NOISES), (option_fields.PENALTY_FIELDS, config.PENALTIES),
+                         (option_fields.SCHEDULE_FIELDS, config.SCHEDULES), (option_fields.DATASET_FIELDS, config.DATASETS)):
         assert set(table) == set(kinds)
 
 

@@ -14,7 +14,8 @@ def compose_train_config(overrides: list[str]):
 
     from aectl.cli.hydra_run import config_dir, register_schemas
     from aectl.cli.messages import one_line
-    from aectl.config import check_given_fields, drop_fields_of_switched_options, validate
+    from aectl.config_checks import validate
+    from aectl.option_fields import check_given_fields, drop_fields_of_switched_options
 
     register_schemas()
     GlobalHydra.instance().clear()  # an earlier compose (or a notebook's) holds the global state

@@ -16,7 +16,8 @@ def train_task(cfg) -> float:
     from omegaconf import OmegaConf
 
     from aectl import preemption
-    from aectl.config import check_given_fields, drop_fields_of_switched_options, validate
+    from aectl.config_checks import validate
+    from aectl.option_fields import check_given_fields, drop_fields_of_switched_options
 
     hydra_cfg = HydraConfig.get()
     run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
@@ -84,7 +85,7 @@ def eval_task(cfg) -> list[dict]:
     from omegaconf import OmegaConf
 
     from aectl import evaluation
-    from aectl.config import validate_eval
+    from aectl.config_checks import validate_eval
 
     settings = OmegaConf.to_object(cfg)
     validate_eval(settings)

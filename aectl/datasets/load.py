@@ -8,7 +8,8 @@ import os
 
 import torch
 
-from aectl.config import DatasetConfig, in_memory_choice
+from aectl.config import DatasetConfig
+from aectl.config_checks import in_memory_choice
 from aectl.datasets.image_folder import ImageFolderStream, estimate_folder_bytes, list_image_folder
 from aectl.datasets.raw import RawData
 from aectl.datasets.registry import LOADERS
