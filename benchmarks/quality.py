@@ -293,11 +293,12 @@ def contractive(args, device) -> list[str]:
     found = {}
     for name, overrides in (("ae_plain", ["penalty.weight=0"]), ("cae", [])):
         run_dir, minutes = train(args, name, "mnist_cae", args.cae_epochs, *overrides)
-        model, metrics_json, _ = load_run(run_dir, device)
+        model, metrics_json, ckpt = load_run(run_dir, device)
         found[name] = (metrics_json["test"]["mse"], test_jacobian_norm(model, x_test), minutes)
+    weight = ckpt["config"]["penalty"]["weight"]  # the preset's λ
     (mse_ae, jac_ae, _), (mse, jac, minutes) = found["ae_plain"], found["cae"]
     ok = jac <= CAE_JACOBIAN_RATIO * jac_ae and mse <= (1 + CAE_MSE_TOLERANCE) * mse_ae
-    return [f"| CAE 784-256 sigmoid, λ=0.1 | test mean ‖J_f‖_F; test MSE/pixel | {jac:.3f}; {mse:.4f} | same AE "
+    return [f"| CAE 784-256 sigmoid, λ={weight:g} | test mean ‖J_f‖_F; test MSE/pixel | {jac:.3f}; {mse:.4f} | same AE "
             f"without the penalty: {jac_ae:.3f}; {mse_ae:.4f} | {'passes' if ok else 'DOES NOT pass'} (‖J‖ ratio "
             f"{jac / jac_ae:.2f} ≤ {CAE_JACOBIAN_RATIO}, MSE ratio {mse / mse_ae:.2f} ≤ {1 + CAE_MSE_TOLERANCE:.2f}) | "
             f"{args.cae_epochs} ep, {minutes:.1f} min |"]

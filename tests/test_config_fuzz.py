@@ -32,7 +32,7 @@ GROUPS = {
     "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
     "lr_schedule": ["constant", "cosine", "step", "plateau"],
 }
-GROUPS["model"].append("iwae")
+GROUPS["model"] += ["iwae", "cvae", "vqvae"]
 GROUPS["penalty"].append("contractive")
 # The kinds whose KL term beta and beta_schedule weigh (the IWAE's bound has no KL weight).
 BETA_KINDS = tuple(k for k in config.VARIATIONAL_KINDS if k != "iwae")
@@ -102,6 +102,9 @@ FIELDS = {
     "lr_schedule.min_delta": (floats(0, 1), floats(-1, -0.001)),
 }
 FIELDS["model.k"] = (ints(1, 4), choice("0", "-1", "true"))
+VQ_FIELDS = {"model.num_embeddings": (ints(2, 16), ints(-1, 1)), "model.commitment": (floats(0, 1), floats(-1, -0.01)),
+             "model.ema": (choice("true", "false"), choice("maybe")), "model.dead_code_steps": (ints(0, 5), ints(-3, -1))}
+FIELDS.update(VQ_FIELDS)
 UNKNOWN_KEYS = ["model.depth", "trainer.patience", "noise.scale", "foo"]
 FIXED = ["dataset.num_samples=32", "dataset.shape=[1,4,4]", "trainer.epochs=1",
          "trainer.device=cpu", "trainer.progress=false", "trainer.threads=1"]
@@ -135,6 +138,8 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
         return chosen["model"] in BETA_KINDS
     if key == "model.k":
         return chosen["model"] == "iwae"
+    if key in VQ_FIELDS:
+        return chosen["model"] == "vqvae"
     return key != "model.code_activation" or chosen["model"] not in config.VARIATIONAL_KINDS
 
 
