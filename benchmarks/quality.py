@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ae-epochs", type=int, default=5)
     ap.add_argument("--dae-epochs", type=int, default=15)
     ap.add_argument("--vae-epochs", type=int, default=50)
+    ap.add_argument("--vae-warmup-steps", type=int, default=None,
+                    help="lr warm-up steps of the mnist_vae preset run (default: the preset's; a smoke run has fewer steps)")
     ap.add_argument("--vqvae-epochs", type=int, default=5, help="epochs of the VQ-VAE and of its K=32 AE")
     ap.add_argument("--iw-k", type=int, default=1000, help="importance samples per test image")
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
@@ -202,6 +204,8 @@ def vae(args, device) -> list[str]:
         x_test = x_test[:args.iw_examples]
     rows = []
     for name, label, overrides in VAE_RUNS:
+        if name == "vae" and args.vae_warmup_steps is not None:
+            overrides = [f"lr_schedule.warmup_steps={args.vae_warmup_steps}"]
         run_dir, minutes = train(args, name, "mnist_vae", args.vae_epochs, *overrides)
         model, metrics_json, _ = load_run(run_dir, device)
         start = time.perf_counter()
