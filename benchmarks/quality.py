@@ -74,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
     ap.add_argument("--limit", type=int, default=0, help="dataset.limit (smoke runs only)")
     ap.add_argument("--cvae-epochs", type=int, default=60)
-    ap.add_argument("--cvae-latent", type=int, default=20, help="the cvae's latent size K")
+    ap.add_argument("--cvae-latent", type=int, default=10, help="the cvae's latent size K")
     ap.add_argument("--cvae-samples", type=int, default=100, help="samples drawn per class")
     ap.add_argument("--clf-train", type=int, default=0, help="train images the pixel classifier is fitted on (0 = all)")
     ap.add_argument("--greedy-stage-epochs", type=int, default=1, help="greedy: pretraining epochs per layer")
