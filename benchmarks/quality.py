@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dae-epochs", type=int, default=15)
     ap.add_argument("--vae-epochs", type=int, default=50)
     ap.add_argument("--vae-warmup-steps", type=int, default=None,
-                    help="lr warm-up steps of the mnist_vae preset run (default: the preset's; a smoke run has fewer steps)")
+                    help="lr warm-up steps of the mnist_vae preset run (default: the preset's; smoke runs need fewer)")
     ap.add_argument("--vqvae-epochs", type=int, default=5, help="epochs of the VQ-VAE and of its K=32 AE")
     ap.add_argument("--iw-k", type=int, default=1000, help="importance samples per test image")
     ap.add_argument("--iw-examples", type=int, default=0, help="test images for the NLL (0 = all 10000)")
