@@ -10,7 +10,6 @@ torch (they are on the CLI's start-up path).
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional
 
-
 MODEL_KINDS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae", "cvae", "vqvae")
 MODEL_KINDS += ("iwae",)  # importance-weighted AE (Burda et al. 2016): the VAE's networks, the k-sample bound
 # Kinds with a Gaussian posterior q(z|x) and a N(0, I) prior: the KL term and the VAE metrics (ELBO,

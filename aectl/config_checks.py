@@ -4,10 +4,31 @@ tie a field to the option that reads it live in option_fields.py."""
 
 from typing import Any
 
-from aectl.config import (ACTIVATIONS, ARCHS, BINARIZE, DATASETS, DEVICES, LIKELIHOODS, LR_SCHEDULES, MODEL_KINDS,
-                          NOISES, ON_NONFINITE, OPTIMIZERS, PENALTIES, PRECISIONS, SCALES, SCHEDULES, SPLITS,
-                          VARIATIONAL_KINDS, BetaScheduleConfig, DatasetConfig, EvalConfig, LRScheduleConfig,
-                          ModelConfig, TrainConfig)
+from aectl.config import (
+    ACTIVATIONS,
+    ARCHS,
+    BINARIZE,
+    DATASETS,
+    DEVICES,
+    LIKELIHOODS,
+    LR_SCHEDULES,
+    MODEL_KINDS,
+    NOISES,
+    ON_NONFINITE,
+    OPTIMIZERS,
+    PENALTIES,
+    PRECISIONS,
+    SCALES,
+    SCHEDULES,
+    SPLITS,
+    VARIATIONAL_KINDS,
+    BetaScheduleConfig,
+    DatasetConfig,
+    EvalConfig,
+    LRScheduleConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from aectl.errors import ConfigError
 from aectl.monitor import check_monitor
 from aectl.option_fields import check_fields_apply
