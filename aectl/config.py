@@ -118,9 +118,9 @@ class LRScheduleConfig:
     min_lr: float = 0.0  # cosine: the lr at the run's last step; plateau: the lr is never reduced below it
     step_size: int = 30  # step: epochs (not optimizer steps) between two multiplications by gamma
     gamma: float = 0.1  # step: factor applied every step_size epochs
-    factor: float = 0.1  # plateau: factor applied when the val loss stops improving
-    patience: int = 10  # plateau: epochs in a row without an improvement of the val loss before a reduction
-    min_delta: float = 0.0  # plateau: an epoch improves when its val loss is below the best by more than this
+    factor: float = 0.1  # plateau: factor applied when trainer.monitor's val metric stops improving
+    patience: int = 10  # plateau: epochs in a row without an improvement of the metric before a reduction
+    min_delta: float = 0.0  # plateau: an epoch improves when it beats the best by more than this
 
 
 @dataclass
@@ -143,15 +143,16 @@ class TrainerConfig:
     save_every: int = 1  # epochs between writes of checkpoints/last.pt
     on_nonfinite: str = "stop"  # stop | skip_batch: what a non-finite loss or gradient does (aectl/guards.py)
     max_skipped_batches: int = 10  # skip_batch: stop after this many skipped batches in a row
-    # early stopping on the val loss (the only monitor for now): end the run, with best.pt as
-    # its result, after this many epochs in a row without an improvement (0 = off)
+    # early stopping on trainer.monitor's metric on val: end the run, with best.pt as its
+    # result, after this many epochs in a row without an improvement (0 = off)
     early_stopping_patience: int = 0
-    early_stopping_min_delta: float = 0.0  # early stopping: improving means a val loss below the best by more than this
+    early_stopping_min_delta: float = 0.0  # early stopping: improving means beating the best by more than this
     # greedy layer-wise pretraining (model=stacked_ae, mlp; aectl/pretraining.py): epochs per encoder
     # layer, trained as a shallow AE before trainer.epochs of end-to-end fine-tuning (0 = off)
     pretrain_epochs: int = 0
-    # what `aectl train` returns to a hyperparameter search (hydra/sweeper=aectl_optuna): a final metric
-    # <split>/<metric> (aectl/monitor.py); lower is better for loss/recon/mse/neg_elbo, higher for psnr/active_units
+    # the metric a run is judged by (aectl/monitor.py): <split>/<metric> of its final metrics, returned
+    # to a search (hydra/sweeper=aectl_optuna); its val metric picks best.pt and drives early stopping
+    # and the plateau lr; lower is better for loss/recon/mse/neg_elbo, higher for psnr/active_units
     monitor: str = "val/loss"
 
 

@@ -53,10 +53,12 @@ def lr_at(
 
 @dataclass
 class Plateau:
-    """Whether the val loss still improves: shared by the plateau schedule and early stopping.
+    """Whether the watched score (trainer.monitor's val metric, lower is better: the trainer
+    negates a metric where higher is better) still improves: shared by the plateau schedule and
+    early stopping.
 
-    An epoch improves when its val loss is below the best so far by more than `min_delta` (an
-    absolute amount, in the loss's units); `bad_epochs` counts the epochs since the last one that
+    An epoch improves when its score is below the best so far by more than `min_delta` (an
+    absolute amount, in the metric's units); `bad_epochs` counts the epochs since the last one that
     did. `reductions` is the plateau schedule's count of lr reductions (unused by early stopping).
     """
 
@@ -64,10 +66,10 @@ class Plateau:
     bad_epochs: int = 0
     reductions: int = 0
 
-    def observe(self, val_loss: float, min_delta: float, patience: int) -> bool:
-        """Record an epoch's val loss; True once `patience` epochs in a row did not improve."""
-        if val_loss < self.best - min_delta:
-            self.best, self.bad_epochs = val_loss, 0
+    def observe(self, score: float, min_delta: float, patience: int) -> bool:
+        """Record an epoch's score; True once `patience` epochs in a row did not improve."""
+        if score < self.best - min_delta:
+            self.best, self.bad_epochs = score, 0
         else:
             self.bad_epochs += 1
         return patience > 0 and self.bad_epochs >= patience

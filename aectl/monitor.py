@@ -1,6 +1,8 @@
-"""`trainer.monitor`: the one number a run is judged by, as the objective of a hyperparameter
-search (hydra/sweeper=aectl_optuna). A name <split>/<metric> of the run's final metrics
-(metrics.json, computed on the best checkpoint), and whether smaller is better."""
+"""`trainer.monitor`: the one number a run is judged by. A name <split>/<metric> of the run's
+final metrics (metrics.json: of the last weights, or of best.pt when early stopping ended the
+run), and whether smaller is better.
+It is the objective of a hyperparameter search (hydra/sweeper=aectl_optuna), and its metric on
+the validation split picks best.pt and drives early stopping and the plateau lr schedule."""
 
 import math
 
@@ -18,8 +20,8 @@ def check_monitor(name: str, model_kind: str, noise_kind: str) -> None:
     if name not in MONITORS:
         raise ConfigError("trainer.monitor", name, "one of " + ", ".join(MONITORS))
     metric = name.split("/", 1)[1]
-    if metric == "neg_elbo" and model_kind not in VARIATIONAL_KINDS:
-        raise ConfigError("trainer.monitor", name, "a metric of this model (neg_elbo is computed for model="
+    if metric in ("neg_elbo", "active_units") and model_kind not in VARIATIONAL_KINDS:
+        raise ConfigError("trainer.monitor", name, f"a metric of this model ({metric} is computed for model="
                           + ", ".join(VARIATIONAL_KINDS) + " only)")
     if metric == "psnr_denoised" and noise_kind == "none":
         raise ConfigError("trainer.monitor", name, "a metric of this run (psnr_denoised needs a noise other than none)")
@@ -47,3 +49,21 @@ def objective(metrics: dict, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"trainer.monitor={name}: the run ended with a non-finite value ({value})")
     return value
+
+
+def watched(name: str) -> str:
+    """The metric each epoch's validation watches for `name`: its metric on the val split (a
+    train/ monitor too: a checkpoint chosen on the data it trained on would reward overfitting)."""
+    return "val/" + name.split("/", 1)[1]
+
+
+def epoch_score(val: dict, name: str) -> float:
+    """This epoch's value of watched(name) from its validation metrics `val`, negated when higher
+    is better, so that best.pt, early stopping and the plateau schedule all look for a minimum."""
+    value = float(val[name.split("/", 1)[1]])
+    return value if direction(name) == "minimize" else -value
+
+
+def score_value(score: float, name: str) -> float:
+    """The metric's own value of an epoch_score (undoes the negation)."""
+    return score if direction(name) == "minimize" else -score

@@ -27,6 +27,7 @@ from aectl.config import LRScheduleConfig, TrainerConfig
 from aectl.datasets import DataSplits
 from aectl.distributed import Distributed
 from aectl.lr_schedules import Plateau
+from aectl.monitor import epoch_score, score_value, watched
 from aectl.noise import Corruption
 from aectl.objective import Objective
 from aectl.progress import progress_bar
@@ -43,13 +44,17 @@ class Progress:
 
     step: int = 0  # optimizer steps taken
     epoch: int = 0  # epochs completed
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf  # the lowest val loss so far
     batch: int = 0  # batches done in the current epoch (non-zero in a checkpoint written mid-epoch)
     val_history: list[float] = field(default_factory=list)  # val loss after each epoch, over every resume
     train_time_s: float = 0.0  # training time before this process (the resumed segments)
     lr_plateau: Plateau = field(default_factory=Plateau)  # lr_schedule=plateau: its best, bad epochs, reductions
     early_stop: Plateau = field(default_factory=Plateau)  # early stopping's best and bad epochs (counted even when off)
     stopped_early: dict | None = None  # {epoch, best_epoch, reason} once early stopping ended the run
+    # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.monitor.epoch_score):
+    # best.pt holds the weights of the lowest; early stopping and the plateau schedule count on it
+    best_score: float = math.inf
+    score_history: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -185,7 +190,10 @@ class Training:
         self.progress = Progress(resume["step"], resume["epoch"], resume["best_val_loss"], resume.get("batch", 0),
                                  list(history.get("val_loss", [])), history.get("train_time_s", 0.0),
                                  Plateau(**resume.get("lr_plateau", {})), Plateau(**resume.get("early_stopping", {})),
-                                 resume.get("stopped_early"))
+                                 resume.get("stopped_early"),
+                                 # checkpoints from before the monitor was watched: the val loss was
+                                 best_score=resume.get("best_score", resume["best_val_loss"]),
+                                 score_history=list(history.get("score", history.get("val_loss", []))))
         self.watch = guards.NonFiniteWatch(settings.on_nonfinite, settings.max_skipped_batches, self.watch.last_good,
                                            **resume.get("nonfinite", {}))
 
@@ -202,9 +210,10 @@ class Training:
         save_checkpoint(path, {
             **self.meta, "state_dict": model.state_dict(), "optimizer": self.loop.optimizer.state_dict(),
             "step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
-            "best_val_loss": progress.best_val_loss, "rng": guards.rng_state(next(model.parameters()).device),
-            "nonfinite": self.watch.state(), "history": {"val_loss": progress.val_history,
-                                                         "train_time_s": self.elapsed()},
+            "best_val_loss": progress.best_val_loss, "best_score": progress.best_score,
+            "rng": guards.rng_state(next(model.parameters()).device), "nonfinite": self.watch.state(),
+            "history": {"val_loss": progress.val_history, "score": progress.score_history,
+                        "train_time_s": self.elapsed()},
             "lr_plateau": progress.lr_plateau.state(), "early_stopping": progress.early_stop.state(),
             "stopped_early": progress.stopped_early})
         if name == "last.pt":
@@ -237,29 +246,34 @@ class Training:
         if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
             log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step,
                        self.data.val_labels[:32] if self.loop.conditional else None)
-        if val["loss"] < progress.best_val_loss:
-            progress.best_val_loss = val["loss"]
+        score = epoch_score(val, settings.monitor)
+        progress.score_history.append(score)
+        progress.best_val_loss = min(progress.best_val_loss, val["loss"])
+        if score < progress.best_score:
+            progress.best_score = score
             self.checkpoint("best.pt")
-        self.watch_plateaus(val["loss"])
+        self.watch_plateaus(score)
         if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs or progress.stopped_early:
             self.checkpoint("last.pt")
         self.tracker.flush()
 
-    def watch_plateaus(self, val_loss: float) -> None:
-        """The plateau schedule's reductions and early stopping, from this epoch's val loss; both
-        counters go into the checkpoint, so a resume counts on where it stopped."""
+    def watch_plateaus(self, score: float) -> None:
+        """The plateau schedule's reductions and early stopping, from this epoch's score of the
+        monitored metric; both counters go into the checkpoint, so a resume counts on where it stopped."""
         progress, r, settings = self.progress, self.lr_schedule, self.settings
-        if r.kind == "plateau" and progress.lr_plateau.observe(val_loss, r.min_delta, r.patience):
+        metric = watched(settings.monitor)
+        if r.kind == "plateau" and progress.lr_plateau.observe(score, r.min_delta, r.patience):
             progress.lr_plateau.reductions += 1
             progress.lr_plateau.bad_epochs = 0  # a fresh count of patience epochs at the new lr
-            log.info("val loss did not improve by more than %g for %d epochs: lr reduced ×%g (reduction %d)",
-                     r.min_delta, r.patience, r.factor, progress.lr_plateau.reductions)
+            log.info("%s did not improve by more than %g for %d epochs: lr reduced ×%g (reduction %d)",
+                     metric, r.min_delta, r.patience, r.factor, progress.lr_plateau.reductions)
         patience = settings.early_stopping_patience
-        if progress.early_stop.observe(val_loss, settings.early_stopping_min_delta, patience):
-            history = progress.val_history
+        if progress.early_stop.observe(score, settings.early_stopping_min_delta, patience):
+            history = progress.score_history
             best_epoch = history.index(min(history)) + 1  # best.pt's epoch: the run's result
-            reason = (f"val loss did not improve by more than {settings.early_stopping_min_delta:g} for {patience} "
-                      f"epochs (best {min(history):.5g} at epoch {best_epoch})")
+            best = score_value(min(history), settings.monitor)
+            reason = (f"{metric} did not improve by more than {settings.early_stopping_min_delta:g} for {patience} "
+                      f"epochs (best {best:.5g} at epoch {best_epoch})")
             progress.stopped_early = {"epoch": progress.epoch, "best_epoch": best_epoch, "reason": reason}
             log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
                      reason)
@@ -282,6 +296,10 @@ class Training:
         final.update(best_val_loss=progress.best_val_loss, val_loss_history=progress.val_history,
                      epochs=progress.epoch, steps=progress.step, train_time_s=round(self.elapsed(), 3),
                      overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
+        if progress.score_history:  # what best.pt was chosen by, its value and its epoch
+            best, monitor = min(progress.score_history), self.settings.monitor
+            final["best_checkpoint"] = {"metric": watched(monitor), "value": score_value(best, monitor),
+                                        "epoch": progress.score_history.index(best) + 1}
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
         if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.pretraining)
@@ -304,7 +322,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     `dist` splits batches across torchrun's ranks (aectl.distributed); only its main rank writes.
     `stop_requested()` (a signal number or 0) is read after every step: non-zero saves last.pt
     mid-epoch and raises signals.Interrupted. `lr_at(step, epoch, reductions)` sets the lr of each
-    step (aectl.lr_schedules); `lr_schedule` says whether the val loss drives it (plateau).
+    step (aectl.lr_schedules); `lr_schedule` says whether the monitored val metric drives it (plateau).
     Early stopping (settings.early_stopping_patience) ends the run after an epoch, with best.pt's
     weights as its final metrics.
     """

@@ -196,6 +196,24 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "iwae k not wired to eval": ("aectl/evaluation.py", 'getattr(model, "k", 1),', "1,", ["tests/test_iwae.py"]),
     "report ranks the loss across objectives": (
         "aectl/report/ranking.py", 'm.rsplit("/", 1)[-1] in OBJECTIVE_TERMS', "False", ["tests/test_report.py"]),
+    "epoch score ignores the monitor's direction": (
+        "aectl/monitor.py", 'return value if direction(name) == "minimize" else -value', "return value",
+        ["tests/test_lr_schedules.py"]),
+    "best.pt by the val loss, not the monitor": (
+        "aectl/trainer.py", "score = epoch_score(val, settings.monitor)", 'score = val["loss"]',
+        ["tests/test_lr_schedules.py"]),
+    "plateau and early stopping on the val loss": (
+        "aectl/trainer.py", "self.watch_plateaus(score)", 'self.watch_plateaus(val["loss"])',
+        ["tests/test_lr_schedules.py"]),
+    "monitor's best not restored on resume": (
+        "aectl/trainer.py", 'best_score=resume.get("best_score", resume["best_val_loss"])',
+        'best_score=resume["best_val_loss"]', ["tests/test_lr_schedules.py"]),
+    "monitor's history not restored on resume": (
+        "aectl/trainer.py", 'score_history=list(history.get("score", history.get("val_loss", [])))',
+        'score_history=list(history.get("val_loss", []))', ["tests/test_lr_schedules.py"]),
+    "best epoch of the val loss history": (
+        "aectl/trainer.py", "history = progress.score_history\n", "history = progress.val_history\n",
+        ["tests/test_lr_schedules.py"]),
 })
 
 

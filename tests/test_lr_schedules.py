@@ -2,6 +2,7 @@
 (charts/lr at log_every=1), exact resumes with the plateau and patience counters, and one-line
 errors for bad values."""
 
+import contextlib
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
+from aectl.config import MODEL_KINDS
 from aectl.lr_schedules import Plateau, lr_at
 from tests.conftest import read_metrics
 
@@ -151,12 +153,15 @@ def test_early_stopping_ends_the_run_after_patience_epochs_with_best_pt_as_its_r
     assert "stopped_early" not in read_metrics(train_run(*TINY, "trainer.epochs=3"))
 
 
-def test_the_patience_counter_survives_a_resume(train_run):
-    reference = train_run(*EARLY, "trainer.epochs=10")
-    first = train_run(*EARLY, "trainer.epochs=2")  # one epoch without improvement so far
+@pytest.mark.parametrize("monitor", ["val/loss", "val/psnr"])
+def test_the_patience_counter_survives_a_resume(train_run, monitor):
+    reference = train_run(*EARLY, "trainer.epochs=10", f"trainer.monitor={monitor}")
+    first = train_run(*EARLY, "trainer.epochs=2", f"trainer.monitor={monitor}")  # one epoch without improvement
     resumed = train_run(f"trainer.resume={first}", "trainer.epochs=10")
     assert read_metrics(resumed)["stopped_early"]["epoch"] == 3
     assert read_metrics(resumed)["stopped_early"] == read_metrics(reference)["stopped_early"]
+    assert read_metrics(resumed)["best_checkpoint"] == read_metrics(reference)["best_checkpoint"]
+    assert read_metrics(resumed)["best_checkpoint"]["metric"] == monitor
     assert_same_weights(resumed / "checkpoints" / "last.pt", reference / "checkpoints" / "last.pt")
 
 
@@ -168,12 +173,80 @@ def test_the_final_metrics_of_a_stopped_run_are_best_pts_not_the_last_weights(tr
     assert metrics["val"]["loss"] == pytest.approx(metrics["best_val_loss"])
 
 
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_every_monitor_a_model_accepts_is_a_metric_of_its_validation(train_run, kind):
+    from aectl.errors import ConfigError
+    from aectl.monitor import MONITORS, check_monitor
+
+    noise = "gaussian" if kind == "dae" else "none"
+    accepted = set()
+    for name in MONITORS:
+        with contextlib.suppress(ConfigError):
+            check_monitor(name, kind, noise)
+            accepted.add(name.split("/", 1)[1])
+    run = train_run(f"model={kind}", "trainer.epochs=1", "dataset.limit=200", "trainer.batch_size=100")
+    assert accepted <= set(read_metrics(run)["val"]), accepted - set(read_metrics(run)["val"])
+
+
+def test_a_resumed_run_keeps_the_best_of_the_monitor_it_had(train_run):
+    first = train_run(*EARLY, "model=ae", "trainer.epochs=2", "trainer.lr=0.01", "trainer.monitor=val/psnr")
+    worse = train_run(f"trainer.resume={first}", "trainer.epochs=10", "trainer.lr=5")  # epoch 3 blows up
+    metrics = read_metrics(worse)
+    assert metrics["best_checkpoint"]["epoch"] <= 2 and metrics["stopped_early"]["epoch"] == 3
+    assert metrics["stopped_early"]["best_epoch"] == metrics["best_checkpoint"]["epoch"]
+    assert metrics["val"]["psnr"] == pytest.approx(metrics["best_checkpoint"]["value"])  # best.pt's weights
+
+
 def test_a_stopped_run_resumes_only_with_more_patience(train_run):
     stopped = train_run(*EARLY, "trainer.epochs=10")
     again = train_run(f"trainer.resume={stopped}")
     assert not (again / "metrics.json").exists()  # nothing to train
     more = train_run(f"trainer.resume={stopped}", "trainer.early_stopping_patience=3")
     assert read_metrics(more)["stopped_early"]["epoch"] == 4
+
+
+# Validation metrics of five epochs where the val loss keeps falling but the PSNR peaks at epoch 2.
+LOSS_FALLS_PSNR_PEAKS = [{"loss": 5.0 - e, "psnr": p} for e, p in enumerate([10.0, 12.0, 11.0, 11.5, 11.9])]
+
+
+def epoch_decisions(monitor: str, vals: list[dict], patience: int = 2, plateau: bool = False):
+    """Training.end_epoch over `vals` (one validation per epoch, stubbed): the epochs best.pt was
+    written at, and the Progress after the last epoch or the early stop."""
+    from types import SimpleNamespace
+
+    from aectl.config import LRScheduleConfig, TrainerConfig
+    from aectl.trainer import Progress, Training
+
+    run = object.__new__(Training)  # only what end_epoch reads
+    run.settings = TrainerConfig(monitor=monitor, early_stopping_patience=patience, epochs=100, images_every=100)
+    run.lr_schedule = LRScheduleConfig(kind="plateau", patience=1) if plateau else LRScheduleConfig()
+    run.progress, run.loop = Progress(), SimpleNamespace(model=None)
+    run.tracker = SimpleNamespace(scalars=lambda *a: None, flush=lambda: None)
+    best_at = []
+    run.checkpoint = lambda name: best_at.append(run.progress.epoch) if name == "best.pt" else None
+    for epoch, val in enumerate(vals, 1):
+        run.progress.epoch, run.evaluate = epoch, lambda split, val=val: val
+        run.end_epoch()
+        if run.progress.stopped_early:
+            break
+    return best_at, run.progress
+
+
+def test_best_pt_and_early_stopping_follow_the_monitored_val_metric_in_its_direction():
+    best_at, progress = epoch_decisions("val/psnr", LOSS_FALLS_PSNR_PEAKS)
+    assert best_at == [1, 2]  # the highest PSNR, not the lowest loss
+    assert progress.stopped_early["epoch"] == 4 and progress.stopped_early["best_epoch"] == 2
+    assert "val/psnr did not improve" in progress.stopped_early["reason"]
+    assert "best 12 at epoch 2" in progress.stopped_early["reason"]
+    assert progress.best_val_loss == 2.0  # still the lowest val loss seen
+    best_at, progress = epoch_decisions("val/loss", LOSS_FALLS_PSNR_PEAKS)
+    assert best_at == [1, 2, 3, 4, 5] and progress.stopped_early is None
+
+
+def test_a_train_monitor_is_watched_on_the_val_split_and_drives_the_plateau_schedule():
+    best_at, progress = epoch_decisions("train/psnr", LOSS_FALLS_PSNR_PEAKS, patience=0, plateau=True)
+    assert best_at == [1, 2] and progress.stopped_early is None
+    assert progress.lr_plateau.reductions == 3  # epochs 3, 4, 5 stay below 12 (on the val loss: none)
 
 
 # ---------------------------------------------------------------- one-line errors

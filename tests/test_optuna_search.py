@@ -48,7 +48,8 @@ def test_monitor_objective_reads_the_named_split_and_metric():
 
 
 @pytest.mark.parametrize("name,kind,noise", [("val/bogus", "vae", "none"), ("test/loss", "vae", "none"),
-                                             ("val/neg_elbo", "ae", "none"), ("val/psnr_denoised", "dae", "none")])
+                                             ("val/neg_elbo", "ae", "none"), ("val/psnr_denoised", "dae", "none"),
+                                             ("val/active_units", "vqvae", "none")])
 def test_bad_monitor_is_one_line_naming_key_and_allowed(name, kind, noise):
     with pytest.raises(ConfigError) as err:
         monitor.check_monitor(name, kind, noise)
