@@ -126,8 +126,8 @@ MUTANTS = {
                                 "factor=r.factor, total_steps=config.trainer.epochs)", ["tests/test_lr_schedules.py"]),
     "patience ignored": ("aectl/lr_schedules.py", "return patience > 0 and self.bad_epochs >= patience",
                          "return patience > 0 and self.bad_epochs >= 1", ["tests/test_lr_schedules.py"]),
-    "min_delta ignored": ("aectl/lr_schedules.py", "if val_loss < self.best - min_delta:",
-                          "if val_loss < self.best:", ["tests/test_lr_schedules.py"]),
+    "min_delta ignored": ("aectl/lr_schedules.py", "if score < self.best - min_delta:",
+                          "if score < self.best:", ["tests/test_lr_schedules.py"]),
     "last partial log interval dropped": ("aectl/trainer.py", "        if self.interval.steps:\n", "        if False:\n",
                                           ["tests/test_train.py"]),
     # the conditional VAE (model=cvae): the label's code and each wire that carries it
