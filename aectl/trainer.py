@@ -51,9 +51,8 @@ class Progress:
     lr_plateau: Plateau = field(default_factory=Plateau)  # lr_schedule=plateau: its best, bad epochs, reductions
     early_stop: Plateau = field(default_factory=Plateau)  # early stopping's best and bad epochs (counted even when off)
     stopped_early: dict | None = None  # {epoch, best_epoch, reason} once early stopping ended the run
-    # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.monitor.epoch_score):
-    # best.pt holds the weights of the lowest; early stopping and the plateau schedule count on it
-    best_score: float = math.inf
+    # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.monitor.epoch_score),
+    # over every resume: best.pt holds the weights of the lowest; early stopping and the plateau count on it
     score_history: list[float] = field(default_factory=list)
 
 
@@ -192,7 +191,6 @@ class Training:
                                  Plateau(**resume.get("lr_plateau", {})), Plateau(**resume.get("early_stopping", {})),
                                  resume.get("stopped_early"),
                                  # checkpoints from before the monitor was watched: the val loss was
-                                 best_score=resume.get("best_score", resume["best_val_loss"]),
                                  score_history=list(history.get("score", history.get("val_loss", []))))
         self.watch = guards.NonFiniteWatch(settings.on_nonfinite, settings.max_skipped_batches, self.watch.last_good,
                                            **resume.get("nonfinite", {}))
@@ -210,7 +208,7 @@ class Training:
         save_checkpoint(path, {
             **self.meta, "state_dict": model.state_dict(), "optimizer": self.loop.optimizer.state_dict(),
             "step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
-            "best_val_loss": progress.best_val_loss, "best_score": progress.best_score,
+            "best_val_loss": progress.best_val_loss,
             "rng": guards.rng_state(next(model.parameters()).device), "nonfinite": self.watch.state(),
             "history": {"val_loss": progress.val_history, "score": progress.score_history,
                         "train_time_s": self.elapsed()},
@@ -247,10 +245,10 @@ class Training:
             log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step,
                        self.data.val_labels[:32] if self.loop.conditional else None)
         score = epoch_score(val, settings.monitor)
+        best_before = min(progress.score_history, default=math.inf)
         progress.score_history.append(score)
         progress.best_val_loss = min(progress.best_val_loss, val["loss"])
-        if score < progress.best_score:
-            progress.best_score = score
+        if score < best_before:
             self.checkpoint("best.pt")
         self.watch_plateaus(score)
         if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs or progress.stopped_early:

@@ -299,9 +299,9 @@ def contractive(args, device) -> list[str]:
     for name, overrides in (("ae_plain", ["penalty.weight=0"]), ("cae", [])):
         run_dir, minutes = train(args, name, "mnist_cae", args.cae_epochs, *overrides)
         model, metrics_json, ckpt = load_run(run_dir, device)
-        found[name] = (metrics_json["test"]["mse"], test_jacobian_norm(model, x_test), minutes)
-    weight = ckpt["config"]["penalty"]["weight"]  # the preset's λ
-    (mse_ae, jac_ae, _), (mse, jac, minutes) = found["ae_plain"], found["cae"]
+        found[name] = (metrics_json["test"]["mse"], test_jacobian_norm(model, x_test), minutes,
+                       ckpt["config"]["penalty"]["weight"])
+    (mse_ae, jac_ae, _, _), (mse, jac, minutes, weight) = found["ae_plain"], found["cae"]
     ok = jac <= CAE_JACOBIAN_RATIO * jac_ae and mse <= (1 + CAE_MSE_TOLERANCE) * mse_ae
     return [f"| CAE 784-256 sigmoid, λ={weight:g} | test mean ‖J_f‖_F; test MSE/pixel | {jac:.3f}; {mse:.5f} | same AE "
             f"without the penalty: {jac_ae:.3f}; {mse_ae:.5f} | {'passes' if ok else 'DOES NOT pass'} (‖J‖ ratio "

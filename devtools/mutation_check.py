@@ -205,9 +205,6 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "plateau and early stopping on the val loss": (
         "aectl/trainer.py", "self.watch_plateaus(score)", 'self.watch_plateaus(val["loss"])',
         ["tests/test_lr_schedules.py"]),
-    "monitor's best not restored on resume": (
-        "aectl/trainer.py", 'best_score=resume.get("best_score", resume["best_val_loss"])',
-        'best_score=resume["best_val_loss"]', ["tests/test_lr_schedules.py"]),
     "monitor's history not restored on resume": (
         "aectl/trainer.py", 'score_history=list(history.get("score", history.get("val_loss", [])))',
         'score_history=list(history.get("val_loss", []))', ["tests/test_lr_schedules.py"]),

@@ -102,8 +102,10 @@ FIELDS = {
     "lr_schedule.min_delta": (floats(0, 1), floats(-1, -0.001)),
 }
 FIELDS["model.k"] = (ints(1, 4), choice("0", "-1", "true"))
-VQ_FIELDS = {"model.num_embeddings": (ints(2, 16), ints(-1, 1)), "model.commitment": (floats(0, 1), floats(-1, -0.01)),
-             "model.ema": (choice("true", "false"), choice("maybe")), "model.dead_code_steps": (ints(0, 5), ints(-3, -1))}
+VQ_FIELDS = {"model.num_embeddings": (ints(2, 16), ints(-1, 1)),
+             "model.commitment": (floats(0, 1), floats(-1, -0.01)),
+             "model.ema": (choice("true", "false"), choice("maybe")),
+             "model.dead_code_steps": (ints(0, 5), ints(-3, -1))}
 FIELDS.update(VQ_FIELDS)
 UNKNOWN_KEYS = ["model.depth", "trainer.patience", "noise.scale", "foo"]
 FIXED = ["dataset.num_samples=32", "dataset.shape=[1,4,4]", "trainer.epochs=1",
@@ -129,8 +131,8 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
     """Whether the options of `groups` read field `key` (a field they ignore is refused, so a
     valid draw only sets fields that do something)."""
     chosen, (section, _, name) = _chosen(groups), key.partition(".")
-    tables = {"noise": option_fields.NOISE_FIELDS, "penalty": option_fields.PENALTY_FIELDS, "beta_schedule": option_fields.SCHEDULE_FIELDS,
-              "lr_schedule": option_fields.LR_SCHEDULE_FIELDS}
+    tables = {"noise": option_fields.NOISE_FIELDS, "penalty": option_fields.PENALTY_FIELDS,
+              "beta_schedule": option_fields.SCHEDULE_FIELDS, "lr_schedule": option_fields.LR_SCHEDULE_FIELDS}
     if section in tables:
         return name in tables[section].get(chosen[section], ()) and \
             (section != "beta_schedule" or chosen["model"] in BETA_KINDS)

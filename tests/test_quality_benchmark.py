@@ -3,23 +3,16 @@ scores them and prints its row. The figures are meaningless at this size; what i
 the script behind the README's quality table still runs on the current code, and that its rows
 name the settings they measured."""
 
-import gzip
 import importlib.util
 import re
-import struct
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from tests.test_readers import write_idx
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_idx_gz(path: Path, array: np.ndarray) -> None:
-    """An IDX file of uint8 (type 0x08), gzipped as MNIST ships it."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def tiny_mnist(root: Path, n_train: int = 240, n_test: int = 60) -> None:
@@ -33,8 +26,8 @@ def tiny_mnist(root: Path, n_train: int = 240, n_test: int = 60) -> None:
         for i, y in enumerate(labels):
             row, col = divmod(int(y), 5)
             images[i, 4 + 10 * row:12 + 10 * row, 2 + 5 * col:7 + 5 * col] = 255
-        write_idx_gz(raw / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx_gz(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images.astype(np.uint8))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
 
 
 def load_quality():
