@@ -33,7 +33,7 @@ from aectl.objective import Objective
 from aectl.progress import progress_bar
 from aectl.runtime import epoch_seed, make_optimizer
 from aectl.signals import Interrupted
-from aectl.training_log import IntervalLog, log_images
+from aectl.training_log import IntervalLog, log_images, val_line, val_log_due
 from aectl.validation import evaluate_split, mean_image_psnr
 
 log = logging.getLogger(__name__)
@@ -240,13 +240,17 @@ class Training:
         val = self.evaluate("val")
         progress.val_history.append(val["loss"])
         self.tracker.scalars(tracking.VAL, val, progress.step)
-        log.info("epoch %d/%d step %d: val loss %.5g", progress.epoch, settings.epochs, progress.step, val["loss"])
+        self.interval.show_val(val["loss"], self.bar)
         if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
             log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step,
                        self.data.val_labels[:32] if self.loop.conditional else None)
         score = epoch_score(val, settings.monitor)
         best_before = min(progress.score_history, default=math.inf)
         progress.score_history.append(score)
+        if val_log_due(progress.epoch, settings.epochs):
+            best = min(progress.score_history)
+            log.info(val_line(progress.epoch, settings.epochs, progress.step, val, watched(settings.monitor),
+                              score_value(best, settings.monitor), progress.score_history.index(best) + 1))
         progress.best_val_loss = min(progress.best_val_loss, val["loss"])
         if score < best_before:
             self.checkpoint("best.pt")

@@ -1,6 +1,9 @@
-"""What training writes to TensorBoard as it goes: the interval means of the loss terms (the
-loop's only host sync) and, every few epochs, images and latent histograms of a batch."""
+"""What training writes as it goes: to TensorBoard, the interval means of the loss terms (the
+loop's only host sync) and, every few epochs, images and latent histograms of a batch; to the
+log, a validation line every few epochs, so a run of any length gives a readable log."""
 
+import itertools
+import math
 import time
 
 import torch
@@ -11,6 +14,38 @@ from aectl.distributed import Distributed
 from aectl.models import ModelOutput, mean_reconstruction
 from aectl.noise import Corruption
 from aectl.objective import TERMS, Objective
+
+# About this many validation lines in a run's log, at any length (TensorBoard, metrics.json and
+# the progress bar's postfix have every epoch's val loss).
+VAL_LINES = 20
+
+
+def val_log_every(epochs: int) -> int:
+    """Epochs between two validation log lines: the smallest of 1, 2, 5, 10, 20, 50, … that gives
+    at most VAL_LINES lines over `epochs`."""
+    steps = (m * 10 ** e for e in itertools.count() for m in (1, 2, 5))
+    return next(every for every in steps if math.ceil(epochs / every) <= VAL_LINES)
+
+
+def val_log_due(epoch: int, epochs: int) -> bool:
+    """Whether epoch `epoch` (1-based) of `epochs` gets a validation log line: on the cadence
+    and at the last epoch. A new best off the cadence gets no line of its own (every epoch may
+    be one): the next line says where the best is."""
+    return epoch % val_log_every(epochs) == 0 or epoch == epochs
+
+
+def val_line(epoch: int, epochs: int, step: int, val: dict[str, float], metric: str, best: float,
+             best_epoch: int) -> str:
+    """"epoch 45/100 step 540: val loss 12.3 (best 11.9 at epoch 43)": this epoch's val loss
+    and, for the metric that picks best.pt (`metric`, val/<name>), its best value and epoch."""
+    name = metric.split("/", 1)[1]
+    line = f"epoch {epoch}/{epochs} step {step}: val loss {val['loss']:.5g}"
+    if name != "loss":
+        line += f", {metric} {val[name]:.5g}"
+    label = "" if name == "loss" else f" {metric}"
+    if best_epoch == epoch:
+        return f"{line} (new best{label})"
+    return f"{line} (best{label} {best:.5g} at epoch {best_epoch})"
 
 
 @torch.no_grad()
@@ -58,6 +93,15 @@ class IntervalLog:
         self.read: list[list[float]] = []  # this interval's rows already read and judged
         self.betas: list[float] = []  # each step's β (known on the host: no device work)
         self.steps, self.start = 0, time.perf_counter()
+        self.postfix: dict[str, str] = {}  # the progress bar's: the interval's loss, the last val loss, speed
+
+    def show_val(self, val_loss: float, bar) -> None:
+        """The last validation's loss in the progress bar, next to the training loss."""
+        self.postfix["val_loss"] = f"{val_loss:.4g}"
+        self._show(bar)
+
+    def _show(self, bar) -> None:
+        bar.set_postfix(**{k: self.postfix[k] for k in ("loss", "val_loss", "samples_s") if k in self.postfix})
 
     def add(self, terms: torch.Tensor, beta: float, step: int, lr: float, bar,
             grad_norm: torch.Tensor | None = None) -> None:
@@ -85,7 +129,8 @@ class IntervalLog:
         if finite:
             means = {name: sum(terms[name] for terms in finite) / len(finite) for name in finite[0]}
             self.tracker.scalars(tracking.TRAIN, means, step)
-            bar.set_postfix(loss=f"{means['loss']:.4g}", samples_s=f"{speed:.0f}")
+            self.postfix.update(loss=f"{means['loss']:.4g}", samples_s=f"{speed:.0f}")
+            self._show(bar)
         self.tracker.scalar(tracking.CHARTS_LR, lr, step)
         self.tracker.scalar(tracking.CHARTS_SPEED, speed, step)
         if self.watch.skip:

@@ -211,6 +211,22 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "best epoch of the val loss history": (
         "aectl/trainer.py", "history = progress.score_history\n", "history = progress.val_history\n",
         ["tests/test_lr_schedules.py"]),
+    "val line every epoch (log)": (
+        "aectl/training_log.py", "return epoch % val_log_every(epochs) == 0 or epoch == epochs", "return True",
+        ["tests/test_logging.py"]),
+    "no val line at the last epoch (log)": (
+        "aectl/training_log.py", "return epoch % val_log_every(epochs) == 0 or epoch == epochs",
+        "return epoch % val_log_every(epochs) == 0", ["tests/test_logging.py"]),
+    "val line's best from the last epoch (log)": (
+        "aectl/trainer.py", "score_value(best, settings.monitor), progress.score_history.index(best) + 1))",
+        "score_value(score, settings.monitor), progress.epoch))", ["tests/test_logging.py"]),
+    "val loss not in the progress bar (log)": (
+        "aectl/trainer.py", 'self.interval.show_val(val["loss"], self.bar)', "pass", ["tests/test_progress.py"]),
+    "no next-steps line after a run (log)": (
+        "aectl/cli/tasks.py", "print(next_steps(run_dir))", "pass", ["tests/test_logging.py"]),
+    "no next-steps line after a sweep (log)": (
+        "configs/train.yaml", "_target_: aectl.cli.tasks.SweepNextSteps", "_target_: aectl.runfolder.NoteRunDir",
+        ["tests/test_logging.py"]),
 })
 
 

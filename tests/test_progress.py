@@ -61,6 +61,7 @@ def test_training_and_eval_into_a_log_write_plain_progress_lines(tmp_path, capsy
     err = capsys.readouterr().err
     assert "\r" not in err
     assert "epoch 2/2: 12/12 step (100%)" in err
+    assert re.search(r"^epoch 2/2: .*, val_loss=[-\d.]+", err, re.M), err  # the last validation's loss
     assert main(["eval", f"ckpt={run}", "k=2", "batch_size=64", "device=cpu", "projector=false"]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and re.search(r"^eval vae \(IW k=2\): (\d+)/\1 batch \(100%\), ", err, re.M), err

@@ -1,7 +1,12 @@
 """The Hydra task functions of `aectl train` and `aectl eval`: a composed config → the core."""
 
+import contextlib
 import logging
+import os
+import shlex
 from pathlib import Path
+
+from hydra.experimental.callback import Callback
 
 from aectl import build
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
@@ -47,7 +52,33 @@ def train_task(cfg) -> float:
             build.adopt_best_checkpoint(Path(source), run_dir)
     with preemption.requeue_on_preemption():
         metrics = build.train(config, run_dir, resume, list(hydra_cfg.overrides.task), swept_overrides())
+    if metrics and not swept_overrides() and os.environ.get("RANK", "0") == "0":
+        print(next_steps(run_dir))
     return _search_objective(metrics, run_dir, config.trainer.monitor)
+
+
+def shown_path(path: Path) -> str:
+    """A folder as the user would type it: relative to the working folder when inside it, quoted for the shell."""
+    path = Path(path).absolute()
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return shlex.quote(str(path))
+
+
+def next_steps(run_dir: Path) -> str:
+    """The last line of a trained run: what to look at next, for the folder it wrote."""
+    run = shown_path(run_dir)
+    return f"next: tensorboard --logdir {run} (curves), aectl eval ckpt={run} (pictures, IW NLL)"
+
+
+class SweepNextSteps(Callback):
+    """Hydra callback (configs/train.yaml, hydra.callbacks): the last line of a sweep says what
+    to look at next, for the sweep folder (a single run says it in `train_task`)."""
+
+    def on_multirun_end(self, config, **_) -> None:
+        if os.environ.get("RANK", "0") == "0":
+            sweep = shown_path(Path(str(config.hydra.sweep.dir)))
+            print(f"next: aectl report {sweep} (table and plots), tensorboard --logdir {sweep} (curves, HPARAMS)")
 
 
 def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | None:
