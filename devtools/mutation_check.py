@@ -227,6 +227,8 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "no next-steps line after a sweep (log)": (
         "configs/train.yaml", "_target_: aectl.cli.tasks.SweepNextSteps", "_target_: aectl.runfolder.NoteRunDir",
         ["tests/test_logging.py"]),
+    "next-steps line names commands the shell may not find (log)": (
+        "aectl/cli/tasks.py", "    return shown_path(here)\n", "    return name\n", ["tests/test_logging.py"]),
 })
 
 

@@ -1,10 +1,14 @@
 """aectl configures only its own loggers at INFO: a third-party library's INFO line (matplotlib
 announcing its font cache on a fresh machine) stays out of the terminal and train.log, while
-aectl's own INFO lines and anyone's warnings still show."""
+aectl's own INFO lines and anyone's warnings still show. A run's log stays short at any length
+and ends with what to look at next."""
 
 import json
-import re
 import logging
+import os
+import re
+import sys
+from pathlib import Path
 
 from aectl import build, evaluation, trainer, training_log
 from aectl.cli import main
@@ -49,10 +53,18 @@ def test_validation_lines_keep_to_a_budget_at_any_length():
     assert training_log.val_log_every(20) == 1 and training_log.val_log_every(100) == 5
 
 
+def on_path(monkeypatch, found: bool) -> None:
+    """The shell finds the commands of this environment (an activated venv), or does not (make train)."""
+    here = str(Path(sys.executable).absolute().parent)
+    others = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p).absolute() != Path(here)]
+    monkeypatch.setenv("PATH", os.pathsep.join([here, *others] if found else others))
+
+
 def test_a_100_epoch_run_with_a_new_best_every_epoch_has_a_short_log(tmp_path, capsys, monkeypatch):
     """Every validation a new best (the worst case for a log that names bests): still about
     VAL_LINES lines, ending with the last epoch and what to look at next; TensorBoard's
     history and metrics.json keep every epoch."""
+    on_path(monkeypatch, True)
     real, calls = trainer.evaluate, [0]
 
     def improving(*args, **kwargs):
@@ -96,7 +108,16 @@ def test_a_validation_line_names_the_best_epoch_of_the_monitored_metric():
         "epoch 45/100 step 540: val loss 12.5, val/psnr 20.25 (new best val/psnr)"
 
 
-def test_a_sweep_ends_with_what_to_look_at_next(tmp_path, capsys):
+def test_outside_its_environment_the_next_step_names_the_commands_path(tmp_path, capsys, monkeypatch):
+    on_path(monkeypatch, False)
+    assert main(["train", "dataset.limit=64", *TINY, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    bin_dir = Path(sys.executable).absolute().parent
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        f"next: {bin_dir / 'tensorboard'} --logdir run (curves), {bin_dir / 'aectl'} eval ckpt=run (pictures, IW NLL)"
+
+
+def test_a_sweep_ends_with_what_to_look_at_next(tmp_path, capsys, monkeypatch):
+    on_path(monkeypatch, True)
     sweep = tmp_path / "multirun"
     assert main(["train", "-m", "model.latent_dim=2", *TINY, f"hydra.sweep.dir={sweep}"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]

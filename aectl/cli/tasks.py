@@ -4,6 +4,8 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -65,10 +67,21 @@ def shown_path(path: Path) -> str:
     return shlex.quote(str(path))
 
 
+def shown_command(name: str) -> str:
+    """A command of aectl's environment as the user can type it: its name when the shell finds
+    this environment's, else its path (`make train` runs .venv/bin/aectl without activating .venv)."""
+    here = Path(sys.executable).absolute().parent / name
+    found = shutil.which(name)
+    if not here.is_file() or (found is not None and Path(found).absolute() == here):
+        return name
+    return shown_path(here)
+
+
 def next_steps(run_dir: Path) -> str:
     """The last line of a trained run: what to look at next, for the folder it wrote."""
     run = shown_path(run_dir)
-    return f"next: tensorboard --logdir {run} (curves), aectl eval ckpt={run} (pictures, IW NLL)"
+    return (f"next: {shown_command('tensorboard')} --logdir {run} (curves), "
+            f"{shown_command('aectl')} eval ckpt={run} (pictures, IW NLL)")
 
 
 class SweepNextSteps(Callback):
@@ -78,7 +91,8 @@ class SweepNextSteps(Callback):
     def on_multirun_end(self, config, **_) -> None:
         if os.environ.get("RANK", "0") == "0":
             sweep = shown_path(Path(str(config.hydra.sweep.dir)))
-            print(f"next: aectl report {sweep} (table and plots), tensorboard --logdir {sweep} (curves, HPARAMS)")
+            print(f"next: {shown_command('aectl')} report {sweep} (table and plots), "
+                  f"{shown_command('tensorboard')} --logdir {sweep} (curves, HPARAMS)")
 
 
 def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | None:
