@@ -43,6 +43,9 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
         except signals.Interrupted as stopped:
             stopped.run_dir = run_dir
             raise
+        except Exception as err:
+            runfolder.mark_failed(run_dir, err)  # aectl report lists the run as failed, with this line
+            raise
 
 
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],

@@ -23,6 +23,7 @@ except ImportError:  # Windows
 LOCK_NAME = ".lock"
 KEY = "hydra.run.dir"
 INTERRUPTED = "interrupted.txt"  # one line left by a run stopped by a signal or Ctrl-C (aectl report reads it)
+ERROR = "error.txt"  # one line left by a run that an error ended (aectl report reads it)
 CHECKPOINTS = "checkpoints"  # the sub-folder of a run that holds its .pt files
 LAST = "last.pt"  # the checkpoint written every save_every epochs: what resume and eval read by default
 
@@ -220,18 +221,34 @@ def mark_interrupted(run_dir: str | Path, line: str) -> None:
         pass  # an unwritable folder must not hide how the run ended
 
 
-def clear_interrupted(run_dir: str | Path) -> None:
-    """A run (re)starting in the folder: the stop it recorded is over."""
+def error_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+
+
+def mark_failed(run_dir: str | Path, err: BaseException) -> None:
+    """Leave the error that ended a run in <run_dir>/error.txt, one line: without it a failed run
+    would look like one killed without a word."""
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 writes the run folder
+        return
     try:
-        (Path(run_dir) / INTERRUPTED).unlink(missing_ok=True)
+        (Path(run_dir) / ERROR).write_text(error_line(err) + "\n")
     except OSError:
-        pass
+        pass  # an unwritable folder must not hide the original error
+
+
+def clear_interrupted(run_dir: str | Path) -> None:
+    """A run (re)starting in the folder: the stop or error it recorded is over."""
+    for name in (INTERRUPTED, ERROR):
+        try:
+            (Path(run_dir) / name).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 # A refused command leaves nothing behind: the run folder a single run is about to create is
 # noted before it exists, and removed again if the command is refused before training starts.
 _NEW_RUN_DIR: dict = {}  # "path": the run folder, "top": its highest folder that did not exist yet
-_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME}  # what a run folder holds before training starts
+_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME, ERROR}  # what a run folder holds before training starts
 
 
 def forget_new_run_dir() -> None:

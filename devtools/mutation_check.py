@@ -229,6 +229,22 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         ["tests/test_logging.py"]),
     "next-steps line names commands the shell may not find (log)": (
         "aectl/cli/tasks.py", "    return shown_path(here)\n", "    return name\n", ["tests/test_logging.py"]),
+    "report: recent files read as running (log)": (
+        "aectl/report/jobs.py", "    if is_locked(path):  # first:", "    if True:  # first:", ["tests/test_report.py"]),
+    "report: a resumed run's old metrics.json read as ok (log)": (
+        "aectl/report/jobs.py", "    if is_locked(path):  # first:",
+        '    if is_locked(path) and not (path / "metrics.json").is_file():  # first:', ["tests/test_report.py"]),
+    "report: a stub read as incomplete (log)": (
+        "aectl/report/jobs.py", "    if resumable:\n", "    if True:\n", ["tests/test_report.py"]),
+    "a failed run leaves no error.txt (log)": (
+        "aectl/build.py", "            runfolder.mark_failed(run_dir, err)", "            pass",
+        ["tests/test_report.py"]),
+    "a resumed run keeps its old error.txt (log)": (
+        "aectl/runfolder.py", "    for name in (INTERRUPTED, ERROR):", "    for name in (INTERRUPTED,):",
+        ["tests/test_report.py"]),
+    "a refused run's error.txt keeps its folder (log)": (
+        "aectl/runfolder.py", '_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME, ERROR}',
+        '_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME}', ["tests/test_cli.py"]),
 })
 
 

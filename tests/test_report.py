@@ -2,10 +2,10 @@
 every job's TensorBoard run carries its hparams session; statuses, best marks and log scales
 follow the rules on hand-made run folders."""
 
+import contextlib
 import csv
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -112,21 +112,19 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
     a, b = tmp_path / "day" / "10-00-00", tmp_path / "day" / "11-00-00"
     fake_job(a / "lr=0.1", ["trainer.lr=0.1"], metrics_of(3.0, 20.0), num=0)
     fake_job(a / "lr=0.01", ["trainer.lr=0.01"], metrics_of(2.0, 25.0), num=1)
-    fake_job(b / "lr=1e-3", ["trainer.lr=0.001"], None, num=0)
-    stale = fake_job(b / "lr=1e-4", ["trainer.lr=0.0001"], None, num=1)
-    old = time.time() - 2 * jobs.RUNNING_WINDOW_S
-    for path in (stale, stale / ".hydra", *(stale / ".hydra").iterdir()):
-        os.utime(path, (old, old))
+    live = fake_job(b / "lr=1e-3", ["trainer.lr=0.001"], None, num=0)
+    fake_job(b / "lr=1e-4", ["trainer.lr=0.0001"], None, num=1)
     for job, log_px in (("lr=0.01", -90.5), ("lr=0.1", -95.0)):
         (a / job / "eval").mkdir()
         (a / job / "eval" / "metrics.json").write_text(
             json.dumps({"split": "test", "k": 10, "metrics": {"log_px_iw": log_px, "probe_acc": 0.9}}))
 
-    assert main(["report", str(tmp_path / "day" / "*")]) == 0
+    with held_lock(live):
+        assert main(["report", str(tmp_path / "day" / "*")]) == 0
     rows = {r["job"]: r for r in read_csv(tmp_path / "day" / "report.csv")}
     assert {j: r["status"] for j, r in rows.items()} == {
         "10-00-00/lr=0.1": "ok", "10-00-00/lr=0.01": "ok", "11-00-00/lr=1e-3": "running",
-        "11-00-00/lr=1e-4": "incomplete"}
+        "11-00-00/lr=1e-4": "stub"}
     assert rows["10-00-00/lr=0.01"]["eval/log_px_iw"] == "-90.5"
     assert "eval/log_px_iw" in rows["10-00-00/lr=0.01"]["best"].split(";")
     assert "eval/k" not in rows["10-00-00/lr=0.01"]  # the eval's settings are not metrics
@@ -232,6 +230,55 @@ def test_a_stopped_sweep_lists_every_job_it_planned(tmp_path, capsys, monkeypatc
     assert main(["train", *TINY, f"trainer.resume='{job}'", f"hydra.run.dir='{job}'"]) == 0  # '=' in the path
     assert not (job / "interrupted.txt").exists()  # the resumed run cleared the record of the stop
     assert jobs.job_status(job)[0] == "ok"
+
+
+@contextlib.contextmanager
+def held_lock(run: Path):
+    """The run folder's lock held as a training process holds it (its own open file, flock'd)."""
+    import fcntl
+
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_how_a_run_stands_is_read_from_what_its_folder_holds(tmp_path):
+    """Recent files do not make a run "running": only a live run's lock does; a folder left
+    without a word is told apart by whether it holds a checkpoint and a stale lock file."""
+    job = fake_job(tmp_path / "run", ["model.latent_dim=2"], None)
+    assert jobs.job_status(job) == ("stub", "ended without metrics.json or an error, before its first checkpoint")
+    with held_lock(job):
+        assert jobs.job_status(job)[0] == "running"
+    assert jobs.job_status(job) == ("stub", "killed while training, before its first checkpoint")  # the lock file stays
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "last.pt").write_bytes(b"")
+    assert jobs.job_status(job) == ("incomplete", "killed while training; checkpoints/last.pt can resume it")
+    (job / "error.txt").write_text("NonFiniteError: the loss is nan at step 3\n")
+    assert jobs.job_status(job) == ("failed", "NonFiniteError: the loss is nan at step 3")
+    (job / "metrics.json").write_text("{}")
+    assert jobs.job_status(job)[0] == "ok"
+    with held_lock(job):  # resumed to train longer: its old metrics.json is not its result yet
+        assert jobs.job_status(job)[0] == "running"
+
+
+def test_a_single_run_that_fails_while_training_is_listed_as_failed(tmp_path, monkeypatch, capsys):
+    from aectl import trainer
+    from aectl.errors import AectlError
+
+    def fails(self):
+        raise AectlError("the disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer.Training, "final_metrics", fails)
+        assert main(["train", *TINY, "hydra.run.dir=outputs/run"]) == 2
+    assert (tmp_path / "outputs" / "run" / "checkpoints" / "last.pt").is_file()
+    assert jobs.job_status(tmp_path / "outputs" / "run") == ("failed", "AectlError: the disk is full")
+    assert main(["train", *TINY, "trainer.epochs=2", "trainer.resume=auto", "hydra.run.dir=outputs/run"]) == 0
+    assert not (tmp_path / "outputs" / "run" / "error.txt").exists()  # the resumed run cleared the record
+    assert jobs.job_status(tmp_path / "outputs" / "run")[0] == "ok"
 
 
 def test_an_interrupted_run_without_a_checkpoint_says_so(tmp_path):

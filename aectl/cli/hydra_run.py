@@ -72,12 +72,10 @@ def _record_failure(err: Exception) -> None:
     failed with its reason instead of dropping it."""
     from hydra.core.hydra_config import HydraConfig
 
-    line = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    log.error("job failed: %s", line)
-    try:
-        (Path(HydraConfig.get().runtime.output_dir) / "error.txt").write_text(line + "\n")
-    except OSError:
-        pass  # an unwritable folder must not hide the original error
+    from aectl.runfolder import error_line, mark_failed
+
+    log.error("job failed: %s", error_line(err))
+    mark_failed(HydraConfig.get().runtime.output_dir, err)
 
 
 def _record_interruption(stopped: BaseException) -> None:

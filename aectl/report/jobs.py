@@ -6,14 +6,11 @@ interrupted.txt; a sweep's multirun.yaml adds the jobs it listed but never start
 
 import itertools
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aectl.runfolder import CHECKPOINTS, INTERRUPTED, eval_results, has_checkpoint
+from aectl.runfolder import CHECKPOINTS, ERROR, INTERRUPTED, LOCK_NAME, eval_results, has_checkpoint, is_locked
 
-# A job without metrics.json whose files changed this recently is taken to be still running.
-RUNNING_WINDOW_S = 15 * 60
 SKIP_DIRS = (CHECKPOINTS, "eval")
 
 
@@ -22,7 +19,7 @@ class Job:
     """One run folder of a sweep, as read from disk."""
 
     path: Path
-    status: str  # ok | failed | interrupted | running | incomplete | not started
+    status: str  # running | ok | failed | interrupted | incomplete | stub | not started (job_status)
     note: str = ""  # why a job is not ok
     overrides: dict = field(default_factory=dict)  # key → value, from .hydra/overrides.yaml
     config: dict = field(default_factory=dict)  # the resolved config, from .hydra/config.yaml
@@ -103,31 +100,32 @@ def flatten(values: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _newest_mtime(path: Path) -> float:
-    files = [p for p in (*path.iterdir(), *(path / CHECKPOINTS).glob("*")) if p.is_file()]
-    return max((p.stat().st_mtime for p in files), default=path.stat().st_mtime)
-
-
 def _first_line(path: Path, default: str) -> str:
     lines = path.read_text(errors="replace").strip().splitlines()
     return lines[0] if lines else default
 
 
 def job_status(path: Path) -> tuple[str, str]:
-    """ok (metrics.json written) | failed (error.txt recorded) | interrupted (stopped by a signal
-    or Ctrl-C: the CLI left interrupted.txt) | running (files changed lately) | incomplete
-    (stopped without a word: killed, out of memory)."""
+    """What the run folder holds says how the run stands: running (a live run holds its lock,
+    aectl.runfolder) | ok (metrics.json written) | failed (error.txt: the error that ended it) |
+    interrupted (interrupted.txt: stopped by a signal or Ctrl-C) | incomplete (ended without a
+    word, e.g. killed, after a checkpoint: resumable) | stub (ended without a word before its
+    first checkpoint: nothing to resume or show)."""
+    if is_locked(path):  # first: a resumed run that trains longer still holds its old metrics.json
+        return "running", "training now (no final metrics yet)"
     if (path / "metrics.json").is_file():
         return "ok", ""
-    if (path / "error.txt").is_file():
-        return "failed", _first_line(path / "error.txt", "failed")
+    if (path / ERROR).is_file():
+        return "failed", _first_line(path / ERROR, "failed")
     resumable = has_checkpoint(path)
     if (path / INTERRUPTED).is_file():
         return "interrupted", _first_line(path / INTERRUPTED, "interrupted") if resumable else \
             "interrupted before its first checkpoint"
-    if time.time() - _newest_mtime(path) < RUNNING_WINDOW_S:
-        return "running", "no metrics.json yet"
-    return "incomplete", "stopped without metrics.json" + (" (checkpoints/last.pt can resume it)" if resumable else "")
+    # A run killed outright (SIGKILL, out of memory) leaves its lock file behind, unlocked.
+    how = "killed while training" if (path / LOCK_NAME).is_file() else "ended without metrics.json or an error"
+    if resumable:
+        return "incomplete", f"{how}; checkpoints/last.pt can resume it"
+    return "stub", f"{how}, before its first checkpoint"
 
 
 def _job_num(hydra_cfg: dict) -> int:
