@@ -245,6 +245,9 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "a refused run's error.txt keeps its folder (log)": (
         "aectl/runfolder.py", '_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME, ERROR}',
         '_ONLY_STARTED = {".hydra", "train.log", LOCK_NAME}', ["tests/test_cli.py"]),
+    "report: plots of single points (log)": (
+        "aectl/report/plots.py", "if len({repr(param_value(j, param)) for j in jobs}) > 1}", "if jobs}",
+        ["tests/test_report.py"]),
 })
 
 

@@ -363,6 +363,35 @@ def test_legends_of_several_sweeps_name_the_values(tmp_path):
     assert {label: len(jobs) for label, jobs in groups.items()} == {"beta=1": 2, "beta=0.5": 2}
 
 
+def test_runs_that_share_no_swept_key_get_no_plot_against_it(tmp_path, capsys):
+    """outputs/ of runs that each changed something else: every key varies, but no two runs
+    differ in one key only, so no plot of single points; a baseline run makes each key a line."""
+    outputs = tmp_path / "outputs"
+
+    def run(name: str, overrides: list[str], loss: float) -> None:
+        job = fake_job(outputs / name, overrides, metrics_of(loss, 20.0))
+        values = {"trainer.lr": 0.001, "model.latent_dim": 8, "beta": 1.0, **jobs.parse_overrides(overrides)}
+        (job / ".hydra" / "config.yaml").write_text(
+            f"model: {{kind: ae, latent_dim: {values['model.latent_dim']}}}\n"
+            f"trainer: {{lr: {values['trainer.lr']}}}\nbeta: {values['beta']}\n")
+
+    for i, overrides in enumerate((["trainer.lr=0.01"], ["model.latent_dim=4"], ["beta=0.5"])):
+        run(f"run{i}", overrides, 3.0 - i / 10)
+    report = ranking.build_report([outputs])
+    assert set(report.params) == {"trainer.lr", "model.latent_dim", "beta"}
+    assert [plots.line_groups(report, p) for p in report.params] == [{}, {}, {}]
+    assert plots.numeric_params(report) == []
+    assert main(["report", str(outputs)]) == 0
+    assert "and 0 plot(s)" in capsys.readouterr().out and not list(outputs.glob("metrics_vs_*.png"))
+
+    run("baseline", [], 2.5)  # the defaults: each run above differs from it in one key
+    report = ranking.build_report([outputs])
+    assert sorted(plots.numeric_params(report)) == ["beta", "model.latent_dim", "trainer.lr"]
+    for param, other in (("trainer.lr", "run0"), ("model.latent_dim", "run1"), ("beta", "run2")):
+        (line,) = plots.line_groups(report, param).values()
+        assert sorted(j.path.name for j in line) == ["baseline", other], param
+
+
 def test_the_newest_eval_of_each_job_is_shown_and_named(tmp_path, capsys):
     for i in range(2):
         job = fake_job(tmp_path / "sweep" / f"k={2 + i}", [f"model.latent_dim={2 + i}"], metrics_of(2.0, 20.0),

@@ -8,11 +8,12 @@ from aectl.tables import format_value
 
 
 def numeric_params(report: Report) -> list[str]:
-    """Swept keys with a number in every finished job and at least two distinct values."""
+    """Swept keys with a number in every finished job along which some jobs form a line: two
+    values or more with every other swept key the same (runs that each changed something else,
+    as outputs/ holds, share no such key and get no plot of single points)."""
     ok = [j for j in report.jobs if j.status == "ok"]
     numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    return [p for p in report.params
-            if ok and all(numeric(param_value(j, p)) for j in ok) and len({param_value(j, p) for j in ok}) > 1]
+    return [p for p in report.params if ok and all(numeric(param_value(j, p)) for j in ok) and line_groups(report, p)]
 
 
 def log_scale(values: list[float]) -> bool:
@@ -26,12 +27,14 @@ def _label(job: Job, keys: list[str]) -> str:
 
 def line_groups(report: Report, param: str) -> dict[str, list[Job]]:
     """The finished jobs by the values of the other swept keys: one plotted line (and legend
-    entry, e.g. "beta=0.5") each; a key a job did not override shows the value it ran with."""
+    entry, e.g. "beta=0.5") each; a key a job did not override shows the value it ran with.
+    Only lines of two values of `param` or more: a job alone in its combination is no curve
+    against `param` (the table shows it)."""
     others = [p for p in report.params if p != param]
     groups: dict[str, list[Job]] = {}
     for job in (j for j in report.jobs if j.status == "ok"):
         groups.setdefault(_label(job, others) if others else "", []).append(job)
-    return groups
+    return {label: jobs for label, jobs in groups.items() if len({repr(param_value(j, param)) for j in jobs}) > 1}
 
 
 def plot_param(report: Report, param: str, out: Path) -> Path:
