@@ -52,7 +52,7 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
          hparams_lead: list[str]) -> dict:
     from aectl.distributed import current as current_distributed
     from aectl.pretraining import pretrain
-    from aectl.tracking import NullTracker, TensorBoardTracker
+    from aectl.tracking import NullTracker, TensorBoardTracker, final_metrics
     from aectl.trainer import fit
 
     built = build(config, resume, overrides)
@@ -69,8 +69,11 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
                       config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
                       stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule)
         if metrics:
-            tracker.hparams(hparams(built.meta["config"], hparams_lead or built.meta["overrides"]),
-                            {f"hparam/{k}": v for k, v in metrics["val"].items()})
+            # A sweep's HPARAMS columns: its swept keys, then a few metrics; a single run's: its overrides first
+            lead = hparams_lead or built.meta["overrides"]
+            values = hparams(built.meta["config"], lead)
+            tracker.hparams(values, final_metrics(metrics["val"], config.trainer.monitor.split("/", 1)[1]),
+                            lead_keys(values, lead), constants=not hparams_lead)
             log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
                      metrics["test"]["loss"] if "test" in metrics else float("nan"), run_dir / "metrics.json")
             log.info(summary(metrics, config.model.latent_dim))
@@ -256,6 +259,10 @@ def hparams(config_dict: dict, lead: list[str] = ()) -> dict:
             flat.update({f"{group}.{k}": v for k, v in values.items() if v is not None})
         elif values is not None:
             flat[group] = values
+    return {k: flat[k] for k in dict.fromkeys([*lead_keys(flat, lead), *flat])}
+
+
+def lead_keys(flat: dict, lead: list[str]) -> list[str]:
+    """The keys of `flat` that the overrides `lead` set: a key given, or every field of a group given."""
     given = [o.split("=", 1)[0].lstrip("+") for o in lead if "=" in o]
-    first = [k for k in given if k in flat] + [k for k in flat if k.split(".")[0] in given and k not in given]
-    return {k: flat[k] for k in dict.fromkeys([*first, *flat])}
+    return [k for k in given if k in flat] + [k for k in flat if k.split(".")[0] in given and k not in given]

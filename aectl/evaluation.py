@@ -161,7 +161,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     out_dir, tag = run_dir / "eval" / name, f"{tracking.EVAL}/{name}"
     tracker = tracking.TensorBoardTracker(run_dir)
     try:
-        tracker.scalars(tag, values, step)
+        tracker.table(tag, values, step)
         images = write_pictures(model, first, codes, labels, variant, variant.trained_noise(data_range(data)),
                                 getattr(data, "classes", None), settings.split, settings.seed, out_dir, tracker, tag,
                                 step)

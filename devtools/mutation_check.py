@@ -248,6 +248,20 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "report: plots of single points (log)": (
         "aectl/report/plots.py", "if len({repr(param_value(j, param)) for j in jobs}) > 1}", "if jobs}",
         ["tests/test_report.py"]),
+    "eval metrics as single-point charts (log)": (
+        "aectl/evaluation.py", "tracker.table(tag, values, step)", "tracker.scalars(tag, values, step)",
+        ["tests/test_eval.py"]),
+    "HPARAMS lists a sweep's constants (log)": (
+        "aectl/build.py", "constants=not hparams_lead)", "constants=True)", ["tests/test_report.py"]),
+    "HPARAMS swept keys not first (log)": (
+        "aectl/tracking.py", "infos[name].differs = name in varied", "infos[name].differs = False",
+        ["tests/test_report.py"]),
+    "HPARAMS every val metric (log)": (
+        "aectl/tracking.py", "names = dict.fromkeys([*(m for m in FINAL_METRICS if m in val), monitored])",
+        "names = dict.fromkeys(val)", ["tests/test_report.py"]),
+    "lr chart before the curves (log)": (
+        "aectl/tracking.py", 'CHARTS_LR, CHARTS_SPEED = "train/lr", "train/samples_per_s"',
+        'CHARTS_LR, CHARTS_SPEED = "charts/lr", "charts/samples_per_s"', ["tests/test_train.py"]),
 })
 
 

@@ -1,5 +1,5 @@
 """LR schedules and early stopping: lr(t) by hand, the lr each optimizer step really used
-(charts/lr at log_every=1), exact resumes with the plateau and patience counters, and one-line
+(train/lr at log_every=1), exact resumes with the plateau and patience counters, and one-line
 errors for bad values."""
 
 import contextlib
@@ -22,11 +22,11 @@ NEVER_IMPROVES = "1e9"  # a min_delta no epoch after the first can beat: a plate
 def lr_events(run) -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    return {e.step: e.value for e in EventAccumulator(str(run)).Reload().Scalars("charts/lr")}
+    return {e.step: e.value for e in EventAccumulator(str(run)).Reload().Scalars("train/lr")}
 
 
 def lrs(run) -> list[float]:
-    """The lr of every optimizer step, in order (charts/lr at step s is optimizer step s − 1's)."""
+    """The lr of every optimizer step, in order (train/lr at step s is optimizer step s − 1's)."""
     events = lr_events(run)
     return [events[s] for s in sorted(events)]
 
@@ -222,6 +222,7 @@ def epoch_decisions(monitor: str, vals: list[dict], patience: int = 2, plateau: 
     run.lr_schedule = LRScheduleConfig(kind="plateau", patience=1) if plateau else LRScheduleConfig()
     run.progress, run.loop = Progress(), SimpleNamespace(model=None)
     run.tracker = SimpleNamespace(scalars=lambda *a: None, flush=lambda: None)
+    run.interval, run.bar = SimpleNamespace(show_val=lambda *a: None), None
     best_at = []
     run.checkpoint = lambda name: best_at.append(run.progress.epoch) if name == "best.pt" else None
     for epoch, val in enumerate(vals, 1):

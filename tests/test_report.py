@@ -74,22 +74,41 @@ def test_report_of_a_sweep_with_a_failed_job(sweep, capsys):
         assert_png(sweep / name)
 
 
-def test_every_job_has_its_hparams_session_in_tensorboard(sweep):
+def hparams_of(run: Path):
+    """The HPARAMS tab's experiment (its columns) and session (the run's values) of a run."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
+    events = EventAccumulator(str(run)).Reload()
+    content = events.PluginTagToContent("hparams")
+    read = lambda tag: plugin_data_pb2.HParamsPluginData.FromString(content[f"_hparams_/{tag}"])  # noqa: E731
+    return read("experiment").experiment, read("session_start_info").session_start_info.hparams, events
+
+
+def test_every_job_has_its_hparams_session_in_tensorboard(sweep):
+    """The HPARAMS table: the swept key, then a few final val metrics (not the ~75 constants of
+    the config); each run's session still holds every value."""
     for k in (2, 4):
         job = sweep / f"model.latent_dim={k}"
         (event_file,) = job.glob("events.out.tfevents.*")  # the hparams live in the run itself
-        events = EventAccumulator(str(job))
-        events.Reload()
-        content = events.PluginTagToContent("hparams")
-        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-        hparams = start.session_start_info.hparams
+        experiment, hparams, events = hparams_of(job)
+        assert [(i.name, i.differs) for i in experiment.hparam_infos] == [("model.latent_dim", True)]
+        assert [m.name.tag for m in experiment.metric_infos] == \
+            ["val_final/loss", "val_final/recon", "val_final/kl", "val_final/psnr", "val_final/active_units"]
         assert hparams["model.latent_dim"].number_value == k
-        assert hparams["model.kind"].string_value == "vae"
+        assert hparams["model.kind"].string_value == "vae" and len(hparams) > 40
         final = json.loads((job / "metrics.json").read_text())["val"]["loss"]
-        assert events.Scalars("hparam/loss")[-1].value == pytest.approx(final, rel=1e-6)
+        assert events.Scalars("val_final/loss")[-1].value == pytest.approx(final, rel=1e-6)
+
+
+def test_a_single_runs_hparams_lead_with_its_overrides_then_every_constant(train_run):
+    overrides = [*TINY, "model.latent_dim=3", "trainer.monitor=val/mse"]
+    experiment, hparams, _ = hparams_of(train_run(*overrides))
+    given = list(dict.fromkeys([o.split("=")[0] for o in overrides] + ["trainer.progress", "trainer.device"]))
+    columns = [(i.name, i.differs) for i in experiment.hparam_infos]
+    assert columns[:len(given)] == [(key, True) for key in given] and len(columns) == len(hparams)
+    assert not any(differs for _, differs in columns[len(given):])  # TensorBoard puts the differing ones first
+    assert [m.name.tag for m in experiment.metric_infos][-1] == "val_final/mse"  # the monitored metric too
 
 
 def fake_job(folder: Path, overrides: list[str], metrics: dict | None, kind: str = "ae", num: int = 0,

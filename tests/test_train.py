@@ -55,19 +55,22 @@ def test_tensorboard_tags(train_run):
     events = EventAccumulator(str(run), size_guidance={"images": 0, "histograms": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
     for tag in ("train/loss", "train/recon", "val/loss", "val/recon", "val/mse", "val/psnr", "val/psnr_noisy",
-                "val/psnr_denoised", "charts/lr", "charts/samples_per_s"):
+                "val/psnr_denoised", "train/lr", "train/samples_per_s"):
         assert tag in scalars, tag
     # An AE has no KL, β or penalty: none is logged (not even as zeros).
     assert not {t for t in scalars if t.split("/")[-1] in ("kl", "kl_weighted", "beta", "penalty")}
-    assert {"images/input", "images/noisy", "images/reconstruction"} <= set(events.Tags()["images"])
-    assert "latent/z" in events.Tags()["histograms"]
+    assert {"val_images/input", "val_images/noisy", "val_images/reconstruction"} <= set(events.Tags()["images"])
+    assert "val_latent/z" in events.Tags()["histograms"]
+    # TensorBoard lists tag groups by name: it opens on the training curves, the validation's next.
+    groups = sorted({t.split("/")[0] for kind in ("scalars", "images", "histograms") for t in events.Tags()[kind]})
+    assert groups[:2] == ["train", "val"], groups
 
     vae = EventAccumulator(str(train_run("trainer.epochs=1", "trainer.log_every=5")),
                            size_guidance={"images": 0}).Reload()
     assert {"train/kl", "train/kl_weighted", "train/beta", "val/neg_elbo", "val/active_units"} <= \
         set(vae.Tags()["scalars"])
-    assert "images/samples" in vae.Tags()["images"]
-    assert {"latent/mu", "latent/logvar"} <= set(vae.Tags()["histograms"])
+    assert "val_images/samples" in vae.Tags()["images"]
+    assert {"val_latent/mu", "val_latent/logvar"} <= set(vae.Tags()["histograms"])
 
     sparse = EventAccumulator(str(train_run("model=sparse_ae", "trainer.epochs=1", "trainer.log_every=5"))).Reload()
     assert {"train/penalty", "val/penalty", "val/rho_hat_mean"} <= set(sparse.Tags()["scalars"])
