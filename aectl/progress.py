@@ -2,13 +2,16 @@
 
 On a terminal: tqdm's bar. In a log file or under a batch system (SLURM), tqdm's carriage-return
 frames would be glued onto the log lines, so a plain line is written now and then instead:
-each time another tenth of the total is done, and at least every LINE_EVERY_S seconds.
+each time another tenth of the total is done, and after a silence of LINE_EVERY_S seconds or,
+later on, a quarter of the time so far: a sign of life that keeps a long run's log short
+(a 10-hour run writes under 30 lines, not 1200).
 """
 
 import sys
 import time
 
-LINE_EVERY_S = 30.0  # the longest silence between two plain lines
+LINE_EVERY_S = 30.0  # the longest silence between two plain lines early on...
+LINE_SILENCE_SHARE = 0.25  # ...and later this share of the time elapsed
 LINE_EVERY_SHARE = 0.1  # one plain line per tenth of the total
 
 
@@ -74,7 +77,8 @@ class LineProgress:
     def _due(self) -> bool:
         if self.disable or self._closed:
             return False
-        if time.monotonic() - self._last >= LINE_EVERY_S:
+        now = time.monotonic()
+        if now - self._last >= max(LINE_EVERY_S, LINE_SILENCE_SHARE * (now - self._start)):
             return True
         if not self.total:
             return False

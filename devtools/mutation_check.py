@@ -262,6 +262,9 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "lr chart before the curves (log)": (
         "aectl/tracking.py", 'CHARTS_LR, CHARTS_SPEED = "train/lr", "train/samples_per_s"',
         'CHARTS_LR, CHARTS_SPEED = "charts/lr", "charts/samples_per_s"', ["tests/test_train.py"]),
+    "plain progress lines every 30 s however long the run (log)": (
+        "aectl/progress.py", "max(LINE_EVERY_S, LINE_SILENCE_SHARE * (now - self._start))", "LINE_EVERY_S",
+        ["tests/test_progress.py"]),
 })
 
 

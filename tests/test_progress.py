@@ -48,6 +48,24 @@ def test_plain_lines_come_at_least_every_interval_without_a_total(monkeypatch):
     assert lines[0].startswith("30 batch, 1 batch/s, 0:30 elapsed") and lines[-1].startswith("100 batch, ")
 
 
+def test_a_long_run_writes_few_plain_lines(monkeypatch):
+    """Ten hours at a step a second: a line per tenth, and signs of life at 30 s, then at a
+    quarter of the time elapsed: under 30 lines, not the 1200 of a line every 30 s."""
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    log = io.StringIO()
+    bar = progress.progress_bar(total=36000, file=log, unit="step")
+    for _ in range(36000):
+        clock[0] += 1.0
+        bar.update()
+    bar.close()
+    seconds = [int(line.split(", ")[0].split("/")[0]) for line in log.getvalue().splitlines()]
+    assert seconds[:4] == [30, 60, 90, 120] and seconds[-1] == 36000
+    assert len(seconds) <= 30, seconds
+    gaps = [b - a for a, b in zip(seconds, seconds[1:])]
+    assert all(gap <= max(30, 0.25 * t) + 1 for gap, t in zip(gaps, seconds[1:])), gaps  # never silent for long
+
+
 def test_a_disabled_bar_writes_nothing_and_iterates_everything():
     log = io.StringIO()
     assert list(progress.progress_bar(range(5), file=log, disable=True)) == [0, 1, 2, 3, 4]
