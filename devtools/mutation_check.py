@@ -126,6 +126,9 @@ MUTANTS = {
                                 "factor=r.factor, total_steps=config.trainer.epochs)", ["tests/test_lr_schedules.py"]),
     "patience ignored": ("aectl/lr_schedules.py", "return patience > 0 and self.bad_epochs >= patience",
                          "return patience > 0 and self.bad_epochs >= 1", ["tests/test_lr_schedules.py"]),
+    "cosine reaches min_lr a step after the run": (
+        "aectl/lr_schedules.py", "last = total_steps - 1  # the run's", "last = total_steps  # the run's",
+        ["tests/test_lr_schedules.py"]),
     "min_delta ignored": ("aectl/lr_schedules.py", "if score < self.best - min_delta:",
                           "if score < self.best:", ["tests/test_lr_schedules.py"]),
     "last partial log interval dropped": ("aectl/trainer.py", "        if self.interval.steps:\n", "        if False:\n",
@@ -211,6 +214,15 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "best epoch of the val loss history": (
         "aectl/trainer.py", "history = progress.score_history\n", "history = progress.val_history\n",
         ["tests/test_lr_schedules.py"]),
+    "picture as wide as its grid, not its title": (
+        "aectl/pictures.py", "fig_width = math.ceil(max(content, title_width + 2 * PAD_PX))",
+        "fig_width = math.ceil(content)", ["tests/test_pictures.py"]),
+    "picture's row names in a fixed column": (
+        "aectl/pictures.py", "left = names + 2 * PAD_PX if row_labels else PAD_PX",
+        "left = 40 if row_labels else PAD_PX", ["tests/test_pictures.py"]),
+    "picture title unwrapped": (
+        "aectl/pictures.py", "title = _wrap(fig, renderer, title, TITLE_PT, max(content, TITLE_WRAP_PX) - 2 * PAD_PX)",
+        "title = title", ["tests/test_pictures.py"]),
 })
 
 
