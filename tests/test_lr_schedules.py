@@ -277,11 +277,13 @@ def test_a_train_monitor_is_watched_on_the_val_split_and_drives_the_plateau_sche
     (["lr_schedule=step", "lr_schedule.gamma=2"], ["lr_schedule.gamma=2", "(0, 1]"]),
     (["lr_schedule=plateau", "lr_schedule.factor=1"], ["lr_schedule.factor=1", "(0, 1)"]),
     (["lr_schedule=plateau", "lr_schedule.patience=0"], ["lr_schedule.patience=0", "> 0"]),
-    (["lr_schedule=plateau", "lr_schedule.min_delta=-1"], ["lr_schedule.min_delta=-1", "≥ 0"]),
+    (["lr_schedule=plateau", "lr_schedule.min_delta=-1"], ["lr_schedule.min_delta=-1",
+                                                            "≥ 0, in the units of trainer.monitor's metric"]),
     (["lr_schedule=step", "lr_schedule.min_lr=0.0001"], ["lr_schedule.min_lr", "lr_schedule=step does not use"]),
     (["lr_schedule=constant", "lr_schedule.gamma=0.1"], ["lr_schedule.gamma", "lr_schedule=constant does not use"]),
     (["trainer.early_stopping_patience=-1"], ["trainer.early_stopping_patience=-1", "0 = off"]),
-    (["trainer.early_stopping_min_delta=-0.1"], ["trainer.early_stopping_min_delta=-0.1", "≥ 0"]),
+    (["trainer.early_stopping_min_delta=-0.1"], ["trainer.early_stopping_min_delta=-0.1",
+                                             "≥ 0, in the units of trainer.monitor's metric"]),
 ])
 def test_bad_schedule_and_early_stopping_values_end_in_one_line(capsys, overrides, expected):
     rc = main(["train", *overrides, "trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu"])
