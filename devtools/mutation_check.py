@@ -214,6 +214,9 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "best epoch of the val loss history": (
         "aectl/trainer.py", "history = progress.score_history\n", "history = progress.val_history\n",
         ["tests/test_lr_schedules.py"]),
+    "pretraining stages' losses under one name": (
+        "aectl/pretraining.py", 'return "recon" if stage == 1 else "mse"', 'return "loss"',
+        ["tests/test_pretraining.py"]),
     "picture as wide as its grid, not its title": (
         "aectl/pictures.py", "fig_width = math.ceil(max(content, title_width + 2 * PAD_PX))",
         "fig_width = math.ceil(content)", ["tests/test_pictures.py"]),
