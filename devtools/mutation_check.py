@@ -217,6 +217,14 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "pretraining stages' losses under one name": (
         "aectl/pretraining.py", 'return "recon" if stage == 1 else "mse"', 'return "loss"',
         ["tests/test_pretraining.py"]),
+    "probe fitted without a word first": (
+        "aectl/evaluation.py", 'log.info("aectl eval: fitting the linear probe',
+        'log.debug("aectl eval: fitting the linear probe',
+        ["tests/test_eval.py::test_the_probe_shows_its_progress_and_says_so_before_its_long_fit"]),
+    "probe's train codes without a bar": (
+        "aectl/evaluation.py", 'desc="probe: encoding the train split", unit="batch", disable=not progress',
+        'desc="probe: encoding the train split", unit="batch", disable=True',
+        ["tests/test_eval.py::test_the_probe_shows_its_progress_and_says_so_before_its_long_fit"]),
     "picture as wide as its grid, not its title": (
         "aectl/pictures.py", "fig_width = math.ceil(max(content, title_width + 2 * PAD_PX))",
         "fig_width = math.ceil(content)", ["tests/test_pictures.py"]),
