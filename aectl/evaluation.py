@@ -31,7 +31,7 @@ from aectl.eval_pictures import N_PICTURES, write_pictures, write_projector
 from aectl.eval_tables import format_sweep_table, format_table
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
-from aectl.progress import progress_bar
+from aectl.progress import note, progress_bar
 from aectl.runfolder import eval_name, find_checkpoints, run_dir_of
 from aectl.validation import SplitMetrics
 
@@ -289,7 +289,7 @@ def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labe
     scored on the evaluated split's; None without labels or with a single class. A conditional
     model's means are of q(z|x,y): the probe then says how much of the label z still holds.
     The train codes get a progress bar; the fit, one call that can take minutes (a sparse AE's
-    1000-unit code), a line before it starts."""
+    1000-unit code), a line before it starts and one after."""
     if labels is None or data.train_labels is None:
         return None
     train_codes, n = [], 0
@@ -310,11 +310,11 @@ def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labe
         return None
     from sklearn.exceptions import ConvergenceWarning
 
-    log.info("aectl eval: fitting the linear probe (logistic regression) on %d train codes of %d dims",
-             len(z_train), z_train.shape[1])
+    note(f"probe: fitting a logistic regression on {len(z_train)} train codes of {z_train.shape[1]} dims",
+         disable=not progress)
     start = time.perf_counter()
     with warnings.catch_warnings():  # an unconverged probe still scores; keep the terminal table readable
         warnings.simplefilter("ignore", ConvergenceWarning)
         accuracy = metrics.linear_probe(z_train, y_train, codes, labels)
-    log.info("aectl eval: linear probe fitted in %.1f s", time.perf_counter() - start)
+    note(f"probe: fitted in {time.perf_counter() - start:.1f} s", disable=not progress)
     return accuracy, len(z_train)

@@ -218,8 +218,8 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         "aectl/pretraining.py", 'return "recon" if stage == 1 else "mse"', 'return "loss"',
         ["tests/test_pretraining.py"]),
     "probe fitted without a word first": (
-        "aectl/evaluation.py", 'log.info("aectl eval: fitting the linear probe',
-        'log.debug("aectl eval: fitting the linear probe',
+        "aectl/evaluation.py", 'train codes of {z_train.shape[1]} dims",\n         disable=not progress)',
+        'train codes of {z_train.shape[1]} dims",\n         disable=True)',
         ["tests/test_eval.py::test_the_probe_shows_its_progress_and_says_so_before_its_long_fit"]),
     "probe's train codes without a bar": (
         "aectl/evaluation.py", 'desc="probe: encoding the train split", unit="batch", disable=not progress',

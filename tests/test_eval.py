@@ -172,9 +172,10 @@ def test_the_probe_shows_its_progress_and_says_so_before_its_long_fit(evaluated,
     capsys.readouterr()
     assert main(["eval", f"ckpt={run_dir}", "split=val", "progress=true", "device=cpu", "projector=false"]) == 0
     out, err = seen["before"]
-    assert "fitting the linear probe (logistic regression) on 1437 train codes" in (out.splitlines() or [""])[-1], out
+    assert "probe: fitting a logistic regression on 1437 train codes" in (err.splitlines() or [""])[-1], err
     assert any(line.startswith("probe: encoding the train split: 6/6 batch (100%)") for line in err.splitlines()), err
-    assert "linear probe fitted in" in capsys.readouterr().out
+    assert "probe:" not in out  # the table's stdout stays the table's
+    assert "probe: fitted in" in capsys.readouterr().err
 
 
 def test_a_sweep_folder_evaluates_every_job_reproducibly(evaluated, tmp_path, capsys):
