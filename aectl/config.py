@@ -189,6 +189,6 @@ class EvalConfig:
     seed: int = 0  # seeds input noise, posterior and prior samples: the same seed gives the same numbers
     projector: bool = True  # write the TensorBoard projector (latent means, labels, sprite) into the run
     max_embed: int = 1000  # examples of the split shown in the projector
-    progress: bool = True  # tqdm progress bar over the batches of the IW estimate
+    progress: bool = True  # progress bars over the split's batches (the IW estimate) and the probe's train codes
     limit: int = 0  # evaluate the first N examples of the split only (0 = all): quick IW estimates
     dataset: DatasetOverrides = field(default_factory=DatasetOverrides)  # fields set here override the checkpoint's

@@ -148,7 +148,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("trainer.early_stopping_patience", t.early_stopping_patience, t.early_stopping_patience >= 0,
            "an integer ≥ 0 (0 = off)")
     _check("trainer.early_stopping_min_delta", t.early_stopping_min_delta, t.early_stopping_min_delta >= 0,
-           "a val-loss difference ≥ 0")
+           MIN_DELTA_ALLOWED)
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
     validate_pretraining(cfg)
     validate_lr_schedule(cfg.lr_schedule, t.lr)
@@ -231,6 +231,10 @@ def validate_vq(m: ModelConfig) -> None:
                "[] for model=vqvae model.arch=conv (the code is the conv feature map, with no MLP layers)")
 
 
+# min_delta is compared with trainer.monitor's metric (aectl/monitor.py), in that metric's units
+MIN_DELTA_ALLOWED = "an improvement ≥ 0, in the units of trainer.monitor's metric"
+
+
 def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:
     """The lr schedule's ranges; min_lr is checked against trainer.lr, the schedule's base."""
     _choice("lr_schedule.kind", r.kind, LR_SCHEDULES)
@@ -240,7 +244,7 @@ def validate_lr_schedule(r: LRScheduleConfig, lr: float) -> None:
     _check("lr_schedule.gamma", r.gamma, 0 < r.gamma <= 1, "a factor in (0, 1]")
     _check("lr_schedule.factor", r.factor, 0 < r.factor < 1, "a factor in (0, 1)")
     _check("lr_schedule.patience", r.patience, r.patience > 0, "an integer > 0 (epochs)")
-    _check("lr_schedule.min_delta", r.min_delta, r.min_delta >= 0, "a val-loss difference ≥ 0")
+    _check("lr_schedule.min_delta", r.min_delta, r.min_delta >= 0, MIN_DELTA_ALLOWED)
 
 
 def check_schedule_fits(s: BetaScheduleConfig, total_steps: int) -> None:

@@ -22,12 +22,25 @@ MAX_TRAVERSED = 10  # latent dims in the traversal grid: the most active ones
 MIN_TILE_PX = 28  # image grids are enlarged (nearest neighbour) until a tile is this tall
 
 
-@torch.no_grad()
 def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
                    variant: "Variant", noise: Corruption, classes: list[str] | None, split: str, seed: int,
                    out_dir: Path, tracker, tag: str, step: int) -> list[str]:
-    """PNGs in out_dir and the same images in TensorBoard under <tag>/<picture>; returns the file names.
-    `noise` is the corruption the model was trained with, in the data's range."""
+    """`figures` as PNGs in out_dir and the same images in TensorBoard under <tag>/<picture>;
+    returns the file names."""
+    images = {name: pictures.figure_image(fig)
+              for name, fig in figures(model, first, codes, labels, variant, noise, classes, split, seed).items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        pictures.save_png(image, out_dir / f"{name}.png")
+        tracker.image(f"{tag}/{name}", image, step)
+    return [f"{name}.png" for name in images]
+
+
+@torch.no_grad()
+def figures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor | None,
+            variant: "Variant", noise: Corruption, classes: list[str] | None, split: str, seed: int) -> dict:
+    """Every picture of the variant, by name, as a drawn matplotlib Figure. `noise` is the
+    corruption the model was trained with, in the data's range."""
     device = next(model.parameters()).device
     x = first[:N_PICTURES].to(device)
     examples = f"{len(x)} {split} examples"
@@ -61,17 +74,12 @@ def write_pictures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, l
                               f"traversals: z_j from −3 to 3, the other units at 0 (most active first){of_class}",
                               [f"z{j}" for j in most_active])
     zoom = max(1, math.ceil(MIN_TILE_PX / first.shape[-2]))  # small images (8×8 digits) enlarged, pixel for pixel
-    images = {name: pictures.labelled(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2), title, rows)
-              for name, (grid, title, rows) in grids.items()}
-    images["latent_scatter"] = pictures.latent_scatter_png(
-        codes[:SCATTER_MAX], None if labels is None else labels[:SCATTER_MAX], None,
-        title=f"{variant.kind}: latent {'means' if variant.variational else 'code'}",
-        class_names=classes)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, image in images.items():
-        pictures.save_png(image, out_dir / f"{name}.png")
-        tracker.image(f"{tag}/{name}", image, step)
-    return [f"{name}.png" for name in images]
+    drawn = {name: pictures.labelled_figure(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2), title, rows)
+             for name, (grid, title, rows) in grids.items()}
+    drawn["latent_scatter"] = pictures.latent_scatter_figure(
+        codes[:SCATTER_MAX], None if labels is None else labels[:SCATTER_MAX],
+        title=f"{variant.kind}: latent {'means' if variant.variational else 'code'}", class_names=classes)
+    return drawn
 
 
 def write_projector(run_dir: Path, tracker, codes: torch.Tensor, labels: torch.Tensor | None,

@@ -31,7 +31,7 @@ from aectl.eval_pictures import N_PICTURES, write_pictures, write_projector
 from aectl.eval_tables import format_sweep_table, format_table
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
-from aectl.progress import progress_bar
+from aectl.progress import note, progress_bar
 from aectl.runfolder import eval_name, find_checkpoints, run_dir_of
 from aectl.validation import SplitMetrics
 
@@ -150,7 +150,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     values, codes, first = split_metrics(model, data, x_all, variant, settings, keep, labels)
     likelihood = likelihood_info(model, values.pop("binary_data"))
     labels = None if labels is None else labels.cpu()
-    probe = probe_accuracy(model, data, codes, labels, settings.batch_size, variant.conditional)
+    probe = probe_accuracy(model, data, codes, labels, settings.batch_size, variant.conditional, settings.progress)
     if probe is not None:
         values["probe_acc"] = probe[0]
 
@@ -284,26 +284,37 @@ def split_metrics(model: nn.Module, data: DataSplits, x_all, variant: Variant, s
 
 
 def probe_accuracy(model: nn.Module, data: DataSplits, codes: torch.Tensor, labels: torch.Tensor | None,
-                   batch_size: int, conditional: bool = False) -> tuple[float, int] | None:
+                   batch_size: int, conditional: bool = False, progress: bool = False) -> tuple[float, int] | None:
     """(accuracy, train examples) of a linear probe fitted on the train split's latent means and
     scored on the evaluated split's; None without labels or with a single class. A conditional
-    model's means are of q(z|x,y): the probe then says how much of the label z still holds."""
+    model's means are of q(z|x,y): the probe then says how much of the label z still holds.
+    The train codes get a progress bar; the fit, one call that can take minutes (a sparse AE's
+    1000-unit code), a line before it starts and one after."""
     if labels is None or data.train_labels is None:
         return None
     train_codes, n = [], 0
-    for x in data.batches(data.train, batch_size, labels=data.train_labels if conditional else None):
-        given = model.given(x[1]) if conditional else model
-        x = x[0] if conditional else x
-        train_codes.append(metrics.latent_means(given, x).float().cpu())
-        n += len(x)
-        if n >= PROBE_MAX_TRAIN:
-            break
+    batches = data.batches(data.train, batch_size, labels=data.train_labels if conditional else None)
+    with progress_bar(batches, total=math.ceil(min(len(data.train), PROBE_MAX_TRAIN) / batch_size),
+                      desc="probe: encoding the train split", unit="batch", disable=not progress, leave=False,
+                      dynamic_ncols=True) as bar:
+        for x in bar:
+            given = model.given(x[1]) if conditional else model
+            x = x[0] if conditional else x
+            train_codes.append(metrics.latent_means(given, x).float().cpu())
+            n += len(x)
+            if n >= PROBE_MAX_TRAIN:
+                break
     z_train = torch.cat(train_codes)[:PROBE_MAX_TRAIN]
     y_train = data.train_labels[:len(z_train)].cpu()
     if len(y_train.unique()) < 2:
         return None
     from sklearn.exceptions import ConvergenceWarning
 
+    note(f"probe: fitting a logistic regression on {len(z_train)} train codes of {z_train.shape[1]} dims",
+         disable=not progress)
+    start = time.perf_counter()
     with warnings.catch_warnings():  # an unconverged probe still scores; keep the terminal table readable
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return metrics.linear_probe(z_train, y_train, codes, labels), len(z_train)
+        accuracy = metrics.linear_probe(z_train, y_train, codes, labels)
+    note(f"probe: fitted in {time.perf_counter() - start:.1f} s", disable=not progress)
+    return accuracy, len(z_train)

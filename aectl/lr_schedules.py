@@ -31,7 +31,8 @@ def lr_at(
 
     constant: base
     cosine:   base · (t + 1) / W for t < W (linear warm-up, the first step already trains), then
-              min_lr + (base − min_lr) · ½ (1 + cos(π (t − W) / (T − W))), min_lr past T
+              min_lr + (base − min_lr) · ½ (1 + cos(π (t − W) / (T − 1 − W))): min_lr at the run's
+              last step t = T − 1 and past it
               (Loshchilov & Hutter 2017, SGDR eq. 5, one cycle; warm-up as Goyal et al. 2017)
     step:     base · gamma^⌊epoch / step_size⌋ (step_size in epochs, like torch's StepLR per epoch)
     plateau:  max(min_lr, base · factor^reductions)
@@ -41,8 +42,8 @@ def lr_at(
     if kind == "cosine":
         if step < warmup_steps:
             return base_lr * (step + 1) / warmup_steps
-        span = max(1, total_steps - warmup_steps)
-        done = min(1.0, (step - warmup_steps) / span)
+        last = total_steps - 1  # the run's last step trains at min_lr exactly, as do steps past it
+        done = (step - warmup_steps) / (last - warmup_steps) if step < last else 1.0
         return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * done))
     if kind == "step":
         return base_lr * gamma ** (epoch // step_size)

@@ -5,6 +5,7 @@ matplotlib is imported inside the one function that needs it and drawn on its Ag
 directly (no pyplot, no global backend switch).
 """
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -95,12 +96,21 @@ def _project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str, tuple[str, str]]:
 
 def latent_scatter_png(z: torch.Tensor, labels: torch.Tensor | None, path: str | Path | None,
                        title: str = "latent", class_names: Sequence[str] | None = None) -> torch.Tensor:
+    """`latent_scatter_figure` saved as PNG at `path` (skipped if None); returns the figure as a
+    (3, H, W) uint8 tensor."""
+    fig = latent_scatter_figure(z, labels, title, class_names)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    return figure_image(fig)
+
+
+def latent_scatter_figure(z: torch.Tensor, labels: torch.Tensor | None, title: str = "latent",
+                          class_names: Sequence[str] | None = None):
     """Scatter of the latent (N, K) in 2-D (the latent itself when K = 2, else its first two
     principal components), coloured by `labels` (a legend for ≤ 20 classes, named by
-    `class_names` where the dataset has them, else a colorbar).
-    Saved as PNG at `path` (skipped if None); returns the figure as a (3, H, W) uint8 tensor."""
+    `class_names` where the dataset has them, else a colorbar); a drawn matplotlib Figure."""
     import matplotlib
-    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -130,39 +140,85 @@ def latent_scatter_png(z: torch.Tensor, labels: torch.Tensor | None, path: str |
     ax.set_title(f"{title}\n{how}", fontsize="medium")
     fig.tight_layout()
     canvas.draw()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
-    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
-    return rgba[..., :3].permute(2, 0, 1).contiguous()
+    return fig
+
+
+TITLE_PT, ROW_LABEL_PT = 10, 9  # font sizes of a labelled grid's title and row names
+PAD_PX = 8  # white space at the figure's edges and between the title, the row names and the grid
+TITLE_WRAP_PX = 480  # a title wider than this and than the grid is wrapped onto further lines
 
 
 def labelled(grid: torch.Tensor, title: str, row_labels: Sequence[str] = (), pixels_per_row: int = 0) -> torch.Tensor:
-    """A grid image (3, H, W) in [0, 1] drawn with a title above it and a name left of each row
-    (rows of equal height, `pixels_per_row` each: 0 = H / len(row_labels)); returns the figure
-    as a (3, H', W') uint8 tensor, the form `save_png` and TensorBoard take."""
-    import numpy as np
+    """`labelled_figure` as a (3, H', W') uint8 tensor, the form `save_png` and TensorBoard take."""
+    return figure_image(labelled_figure(grid, title, row_labels, pixels_per_row))
+
+
+def labelled_figure(grid: torch.Tensor, title: str, row_labels: Sequence[str] = (), pixels_per_row: int = 0):
+    """A grid image (3, H, W) in [0, 1] drawn pixel for pixel with a title above it and a name left
+    of each row (rows of equal height, `pixels_per_row` each: 0 = H / len(row_labels)); a drawn
+    matplotlib Figure sized to hold every word: the row names' column is as wide as the longest
+    name, and the title is wrapped (`TITLE_WRAP_PX`) and the figure widened to fit it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     image = grid.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     height, width = image.shape[:2]
-    margin = 110 if row_labels else 10  # pixels for the row names
     dpi = 100
-    fig = Figure(figsize=((width + margin + 10) / dpi, (height + 50) / dpi), dpi=dpi)
+    fig = Figure(dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((margin / (width + margin + 10), 10 / (height + 50), width / (width + margin + 10),
-                       height / (height + 50)))
+    renderer = canvas.get_renderer()
+    names = max((_text_size(fig, renderer, name, ROW_LABEL_PT)[0] for name in row_labels), default=0.0)
+    left = names + 2 * PAD_PX if row_labels else PAD_PX  # the row names' column, left of the grid
+    content = left + width + PAD_PX
+    title = _wrap(fig, renderer, title, TITLE_PT, max(content, TITLE_WRAP_PX) - 2 * PAD_PX)
+    title_width, title_height = _text_size(fig, renderer, title, TITLE_PT)
+    fig_width = math.ceil(max(content, title_width + 2 * PAD_PX))
+    fig_height = math.ceil(height + title_height + 3 * PAD_PX)
+    fig.set_size_inches(fig_width / dpi, fig_height / dpi)
+    grid_left = (fig_width - content) / 2 + left  # names and grid centred under a wider title
+    ax = fig.add_axes((grid_left / fig_width, PAD_PX / fig_height, width / fig_width, height / fig_height))
     ax.imshow(image, interpolation="nearest")
     ax.set_xticks([])
     row_height = pixels_per_row or (height / len(row_labels) if row_labels else height)
-    ax.set_yticks([row_height * (i + 0.5) for i in range(len(row_labels))], list(row_labels), fontsize=9)
+    ax.set_yticks([row_height * (i + 0.5) for i in range(len(row_labels))], list(row_labels),
+                  fontsize=ROW_LABEL_PT)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    fig.suptitle(title, fontsize=10, y=1 - 8 / (height + 50), va="top")
+    fig.suptitle(title, fontsize=TITLE_PT, y=1 - PAD_PX / fig_height, va="top")
     canvas.draw()
-    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
+    return fig
+
+
+def _text_size(fig, renderer, text: str, fontsize: float) -> tuple[float, float]:
+    """(width, height) in pixels of `text` as the figure draws it."""
+    artist = fig.text(0, 0, text, fontsize=fontsize)
+    box = artist.get_window_extent(renderer)
+    artist.remove()
+    return box.width, box.height
+
+
+def _wrap(fig, renderer, text: str, fontsize: float, max_width: float) -> str:
+    """`text` with its spaces turned into line breaks where a line would be wider than
+    `max_width` pixels (a single longer word keeps a line of its own); its own breaks are kept."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            longer = f"{line} {word}" if line else word
+            if line and _text_size(fig, renderer, longer, fontsize)[0] > max_width:
+                lines.append(line)
+                longer = word
+            line = longer
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def figure_image(fig) -> torch.Tensor:
+    """A drawn matplotlib Figure's pixels as a (3, H, W) uint8 tensor."""
+    import numpy as np
+
+    rgba = torch.from_numpy(np.asarray(fig.canvas.buffer_rgba()).copy())
     return rgba[..., :3].permute(2, 0, 1).contiguous()
 
 

@@ -62,8 +62,16 @@ def stage_noise(corrupt: Corruption, h: torch.Tensor, stage: int) -> Corruption:
     return dataclasses.replace(corrupt, clip=False, v_min=h.min().item(), v_max=h.max().item())
 
 
+def stage_metric(stage: int) -> str:
+    """The name of stage `stage`'s loss, in its units (`stage_loss`): stage 1's is `recon`, the
+    model's −log p(x|·) summed over features as training's `train/recon`; deeper stages' is `mse`,
+    the per-element squared error of the codes, as the metrics' `mse`."""
+    return "recon" if stage == 1 else "mse"
+
+
 def stage_loss(model: nn.Module, decoder: nn.Linear, h: torch.Tensor, h_in: torch.Tensor, stage: int) -> torch.Tensor:
-    """The stage AE's loss of reconstructing its clean input h from the (noisy) h_in."""
+    """The stage AE's loss of reconstructing its clean input h from the (noisy) h_in (`stage_metric`
+    names it): a batch mean."""
     layer, act = encoder_layers(model)[stage - 1]
     out = decoder(act(layer(h_in)))
     if stage == 1:  # the data: the model's likelihood and output activation (logits for Bernoulli)
@@ -81,6 +89,7 @@ class Greedy:
         self.n_stages = len(encoder_layers(model))
         self.record = {"stages": self.n_stages, "epochs_per_stage": settings.pretrain_epochs,
                        "stage_epochs": [0] * self.n_stages, "stage_loss": [None] * self.n_stages,
+                       "stage_metric": [stage_metric(k) for k in range(1, self.n_stages + 1)],
                        "train_time_s": 0.0}
 
     def run(self, state: dict | None, stop_requested=None) -> dict:
@@ -120,9 +129,9 @@ class Greedy:
                          "epochs; a resume trains this epoch again", stage, self.n_stages, epoch + 1, epoch)
                 raise Interrupted(signum, 0, self.run_dir / "checkpoints" / "last.pt")
             self.record["stage_epochs"][stage - 1], self.record["stage_loss"][stage - 1] = epoch + 1, loss
-            self.tracker.scalar(f"pretrain/stage{stage}/loss", loss, epoch + 1)
-            log.info("pretraining stage %d/%d epoch %d/%d: loss %.5g", stage, self.n_stages, epoch + 1,
-                     s.pretrain_epochs, loss)
+            self.tracker.scalar(f"pretrain/stage{stage}/{stage_metric(stage)}", loss, epoch + 1)
+            log.info("pretraining stage %d/%d epoch %d/%d: %s %.5g", stage, self.n_stages, epoch + 1,
+                     s.pretrain_epochs, stage_metric(stage), loss)
             self.checkpoint(stage, epoch + 1, decoder, optimizer)
         self.unroll(stage, decoder)
         self.tracker.flush()

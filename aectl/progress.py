@@ -28,6 +28,15 @@ def progress_bar(iterable=None, *, file=None, **kwargs):
     return LineProgress(iterable, file=stream, **kwargs)
 
 
+def note(text: str, *, disable: bool = False, file=None) -> None:
+    """One line where the progress bars go (default: stderr), for a long step no bar can count
+    (a single library call): what runs, before it starts."""
+    if not disable:
+        stream = sys.stderr if file is None else file
+        stream.write(f"{text}\n")
+        stream.flush()
+
+
 class LineProgress:
     """tqdm's interface, writing whole lines: "epoch 2/30: 120/600 step (20%), 41.3 step/s, 0:03 elapsed, loss=0.5"."""
 

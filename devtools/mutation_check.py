@@ -126,6 +126,9 @@ MUTANTS = {
                                 "factor=r.factor, total_steps=config.trainer.epochs)", ["tests/test_lr_schedules.py"]),
     "patience ignored": ("aectl/lr_schedules.py", "return patience > 0 and self.bad_epochs >= patience",
                          "return patience > 0 and self.bad_epochs >= 1", ["tests/test_lr_schedules.py"]),
+    "cosine reaches min_lr a step after the run": (
+        "aectl/lr_schedules.py", "last = total_steps - 1  # the run's", "last = total_steps  # the run's",
+        ["tests/test_lr_schedules.py"]),
     "min_delta ignored": ("aectl/lr_schedules.py", "if score < self.best - min_delta:",
                           "if score < self.best:", ["tests/test_lr_schedules.py"]),
     "last partial log interval dropped": ("aectl/trainer.py", "        if self.interval.steps:\n", "        if False:\n",
@@ -265,6 +268,26 @@ MUTANTS.update({  # the contractive penalty and the IWAE
     "plain progress lines every 30 s however long the run (log)": (
         "aectl/progress.py", "max(LINE_EVERY_S, LINE_SILENCE_SHARE * (now - self._start))", "LINE_EVERY_S",
         ["tests/test_progress.py"]),
+    "pretraining stages' losses under one name": (
+        "aectl/pretraining.py", 'return "recon" if stage == 1 else "mse"', 'return "loss"',
+        ["tests/test_pretraining.py"]),
+    "probe fitted without a word first": (
+        "aectl/evaluation.py", 'train codes of {z_train.shape[1]} dims",\n         disable=not progress)',
+        'train codes of {z_train.shape[1]} dims",\n         disable=True)',
+        ["tests/test_eval.py::test_the_probe_shows_its_progress_and_says_so_before_its_long_fit"]),
+    "probe's train codes without a bar": (
+        "aectl/evaluation.py", 'desc="probe: encoding the train split", unit="batch", disable=not progress',
+        'desc="probe: encoding the train split", unit="batch", disable=True',
+        ["tests/test_eval.py::test_the_probe_shows_its_progress_and_says_so_before_its_long_fit"]),
+    "picture as wide as its grid, not its title": (
+        "aectl/pictures.py", "fig_width = math.ceil(max(content, title_width + 2 * PAD_PX))",
+        "fig_width = math.ceil(content)", ["tests/test_pictures.py"]),
+    "picture's row names in a fixed column": (
+        "aectl/pictures.py", "left = names + 2 * PAD_PX if row_labels else PAD_PX",
+        "left = 40 if row_labels else PAD_PX", ["tests/test_pictures.py"]),
+    "picture title unwrapped": (
+        "aectl/pictures.py", "title = _wrap(fig, renderer, title, TITLE_PT, max(content, TITLE_WRAP_PX) - 2 * PAD_PX)",
+        "title = title", ["tests/test_pictures.py"]),
 })
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from aectl import evaluation as evaluate
+from aectl import metrics
 from aectl import runfolder
 from aectl.cli import main
 from aectl.errors import CheckpointError
@@ -160,6 +161,25 @@ def test_eval_prints_a_table_and_leaves_the_working_folder_alone(evaluated, vari
         assert "sparsity: mean ρ̂ (ρ=0.05)" in out and f"{values['frac_within_2x']:.4g}" in out
     if variant == "dae":
         assert "PSNR under trained: gaussian σ=0.3 (dB)" in out
+
+
+def test_the_probe_shows_its_progress_and_says_so_before_its_long_fit(evaluated, capsys, monkeypatch):
+    """A sparse AE's probe (a logistic regression on 1000-unit codes of MNIST) takes minutes: the
+    train codes get a progress bar, and a line saying what runs is out before the fit starts."""
+    run_dir, seen, fit = evaluated["sparse_ae"][2], {}, metrics.linear_probe
+
+    def recording(*args, **kwargs):
+        seen["before"] = capsys.readouterr()
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "linear_probe", recording)
+    capsys.readouterr()
+    assert main(["eval", f"ckpt={run_dir}", "split=val", "progress=true", "device=cpu", "projector=false"]) == 0
+    out, err = seen["before"]
+    assert "probe: fitting a logistic regression on 1437 train codes" in (err.splitlines() or [""])[-1], err
+    assert any(line.startswith("probe: encoding the train split: 6/6 batch (100%)") for line in err.splitlines()), err
+    assert "probe:" not in out  # the table's stdout stays the table's
+    assert "probe: fitted in" in capsys.readouterr().err
 
 
 def test_a_sweep_folder_evaluates_every_job_reproducibly(evaluated, tmp_path, capsys):

@@ -39,12 +39,14 @@ def assert_same_weights(a, b) -> None:
 # ---------------------------------------------------------------- lr(t) as pure functions
 
 def test_cosine_warms_up_linearly_then_falls_to_min_lr_at_the_last_step():
-    cos = dict(base_lr=1.0, kind="cosine", warmup_steps=4, min_lr=0.1, total_steps=14)
+    cos = dict(base_lr=1.0, kind="cosine", warmup_steps=4, min_lr=0.1, total_steps=15)  # steps 0..14
     assert [lr_at(t, 0, **cos) for t in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert lr_at(4, 0, **cos) == pytest.approx(1.0)  # the cosine's top
     assert lr_at(9, 0, **cos) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: the mean of base and min_lr
     assert lr_at(7, 0, **cos) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 10)))
-    assert lr_at(14, 0, **cos) == pytest.approx(0.1) and lr_at(100, 0, **cos) == pytest.approx(0.1)
+    assert lr_at(13, 0, **cos) > 0.1 and lr_at(14, 0, **cos) == 0.1 and lr_at(100, 0, **cos) == 0.1
+    # one step after the warm-up: it is the last, at min_lr
+    assert lr_at(4, 0, **{**cos, "total_steps": 5}) == 0.1
 
 
 def test_step_multiplies_by_gamma_every_step_size_epochs_whatever_the_step():
@@ -74,9 +76,24 @@ def test_cosine_and_step_are_the_lr_of_every_optimizer_step(train_run):
     expected = [lr_at(t, t // STEPS_PER_EPOCH, base_lr=0.002, kind="cosine", warmup_steps=6, min_lr=0.0002,
                       total_steps=36) for t in range(36)]
     assert lrs(run) == pytest.approx(expected, rel=1e-6)
-    assert lrs(run)[0] == pytest.approx(0.002 / 6) and lrs(run)[-1] < 0.00021
+    assert lrs(run)[0] == pytest.approx(0.002 / 6) and lrs(run)[-1] == pytest.approx(0.0002, rel=1e-6)
     run = train_run(*TINY, "trainer.epochs=3", "lr_schedule=step", "lr_schedule.step_size=1", "lr_schedule.gamma=0.5")
     assert lrs(run) == pytest.approx([1e-3 * 0.5 ** (t // STEPS_PER_EPOCH) for t in range(36)], rel=1e-6)
+
+
+def test_the_last_optimizer_step_trains_at_min_lr_exactly(train_run, monkeypatch):
+    from aectl import trainer
+
+    used, step = [], trainer.train_step
+
+    def recording(model, optimizer, *args, **kwargs):
+        used.append(optimizer.param_groups[0]["lr"])
+        return step(model, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", recording)
+    train_run(*TINY, "trainer.epochs=2", "trainer.lr=0.002", "lr_schedule=cosine", "lr_schedule.warmup_steps=4",
+              "lr_schedule.min_lr=0.0002")
+    assert len(used) == 2 * STEPS_PER_EPOCH and used[4] == 0.002 and used[-1] == 0.0002
 
 
 def test_plateau_reduces_after_patience_epochs_without_improvement(train_run):
@@ -261,11 +278,13 @@ def test_a_train_monitor_is_watched_on_the_val_split_and_drives_the_plateau_sche
     (["lr_schedule=step", "lr_schedule.gamma=2"], ["lr_schedule.gamma=2", "(0, 1]"]),
     (["lr_schedule=plateau", "lr_schedule.factor=1"], ["lr_schedule.factor=1", "(0, 1)"]),
     (["lr_schedule=plateau", "lr_schedule.patience=0"], ["lr_schedule.patience=0", "> 0"]),
-    (["lr_schedule=plateau", "lr_schedule.min_delta=-1"], ["lr_schedule.min_delta=-1", "≥ 0"]),
+    (["lr_schedule=plateau", "lr_schedule.min_delta=-1"], ["lr_schedule.min_delta=-1",
+                                                            "≥ 0, in the units of trainer.monitor's metric"]),
     (["lr_schedule=step", "lr_schedule.min_lr=0.0001"], ["lr_schedule.min_lr", "lr_schedule=step does not use"]),
     (["lr_schedule=constant", "lr_schedule.gamma=0.1"], ["lr_schedule.gamma", "lr_schedule=constant does not use"]),
     (["trainer.early_stopping_patience=-1"], ["trainer.early_stopping_patience=-1", "0 = off"]),
-    (["trainer.early_stopping_min_delta=-0.1"], ["trainer.early_stopping_min_delta=-0.1", "≥ 0"]),
+    (["trainer.early_stopping_min_delta=-0.1"], ["trainer.early_stopping_min_delta=-0.1",
+                                             "≥ 0, in the units of trainer.monitor's metric"]),
 ])
 def test_bad_schedule_and_early_stopping_values_end_in_one_line(capsys, overrides, expected):
     rc = main(["train", *overrides, "trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu"])

@@ -144,16 +144,22 @@ def test_after_pretraining_the_encoder_is_the_stage_layers_and_the_decoder_their
     assert metrics["steps"] == STEPS_PER_EPOCH  # the fine-tuning steps; pretraining's come on top
 
 
-def test_each_stage_logs_its_loss_under_its_own_prefix(train_run):
+def test_each_stage_logs_its_loss_under_its_own_prefix_and_the_name_of_its_units(train_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = train_run(*STACKED, "trainer.pretrain_epochs=2", "trainer.epochs=1")
     events = EventAccumulator(str(run)).Reload()
-    for k in (1, 2, 3):
-        losses = [e.value for e in events.Scalars(f"pretrain/stage{k}/loss")]
-        assert [e.step for e in events.Scalars(f"pretrain/stage{k}/loss")] == [1, 2]
+    # stage 1: the likelihood's −log p(x|·) summed over the 64 pixels; deeper: per-element MSE of codes
+    names = {1: "recon", 2: "mse", 3: "mse"}
+    assert {tag for tag in events.Tags()["scalars"] if tag.startswith("pretrain/")} == \
+        {f"pretrain/stage{k}/{name}" for k, name in names.items()}
+    for k, name in names.items():
+        losses = [e.value for e in events.Scalars(f"pretrain/stage{k}/{name}")]
+        assert [e.step for e in events.Scalars(f"pretrain/stage{k}/{name}")] == [1, 2]
         assert losses[1] < losses[0]
-    assert read_metrics(run)["pretrain"]["stage_loss"][2] == pytest.approx(losses[1])
+    record = read_metrics(run)["pretrain"]
+    assert record["stage_metric"] == ["recon", "mse", "mse"]
+    assert record["stage_loss"][2] == pytest.approx(losses[1])
 
 
 def counting_stage_steps(monkeypatch, stop_at: int | None = None) -> dict:
