@@ -213,6 +213,24 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         ["tests/test_lr_schedules.py"]),
 })
 
+# Every field a config accepts does something: the fields each dataset option reads.
+MUTANTS.update({
+    "binarized_mnist said to read val_fraction": (
+        "aectl/option_fields.py", '"binarized_mnist": ("binarize", "limit", "root", "download"),',
+        '"binarized_mnist": ("binarize", "val_fraction", "split_seed", "limit", "root", "download"),',
+        ["tests/test_datasets.py::test_every_dataset_reads_exactly_the_fields_its_option_table_names",
+         "tests/test_data_integrity.py::test_settings_that_would_do_nothing_are_refused_in_one_line"]),
+    "datasets with a test set said to read test_fraction": (
+        "aectl/option_fields.py", '_DOWNLOADED = ("binarize", "val_fraction", "split_seed"',
+        '_DOWNLOADED = ("binarize", "val_fraction", "test_fraction", "split_seed"',
+        ["tests/test_datasets.py::test_every_dataset_reads_exactly_the_fields_its_option_table_names"]),
+    "dataset fields given on the command line not checked": (
+        "aectl/option_fields.py", '"dataset": (cfg.dataset.name, DATASET_FIELDS)}',
+        '"dataset": (cfg.dataset.name, {n: DATASET_FIELDS["image_folder"] + DATASET_FIELDS["synthetic"] + ('
+        '"root", "download") for n in DATASET_FIELDS})}',
+        ["tests/test_config_fuzz.py::test_a_dataset_field_the_chosen_dataset_does_not_read_is_refused"]),
+})
+
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
