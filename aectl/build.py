@@ -82,6 +82,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
 
     from aectl import datasets as data_mod
     from aectl import noise
+    from aectl.monitor import check_monitor_data
     from aectl.objective import make_objective
     from aectl.runtime import resolve_device
 
@@ -93,6 +94,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
     data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
     data_mod.check_model_range(data, m.likelihood, m.output_activation)
+    check_monitor_data(t.monitor, data.known_range)
     config_dict["noise"] = noise_in_data_range(config_dict["noise"], data)  # what eval must use too
     corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(resolve_device(t.device))

@@ -229,6 +229,18 @@ MUTANTS.update({
         '"dataset": (cfg.dataset.name, {n: DATASET_FIELDS["image_folder"] + DATASET_FIELDS["synthetic"] + ('
         '"root", "download") for n in DATASET_FIELDS})}',
         ["tests/test_config_fuzz.py::test_a_dataset_field_the_chosen_dataset_does_not_read_is_refused"]),
+    "psnr monitor not checked against the data": (
+        "aectl/build.py", "    check_monitor_data(t.monitor, data.known_range)\n", "",
+        ["tests/test_lr_schedules.py::test_a_psnr_monitor_on_data_without_a_known_range_is_refused_before_training"]),
+    "IW slices keep the whole batch's labels": (
+        "aectl/metrics.py", 'part = getattr(model, "rows", lambda start, stop: model)',
+        "part = lambda start, stop: model",
+        ["tests/test_cvae.py::test_iw_estimate_of_more_examples_than_a_pass_holds_slices_their_labels_too"]),
+    "resume overrides read as a dotlist": (
+        "aectl/cli/resume.py", "    for parsed in OverridesParser.create().parse_overrides(dotted):\n"
+        "        OmegaConf.update(merged, parsed.key_or_group, parsed.value(), merge=True)",
+        "    merged = OmegaConf.merge(original, OmegaConf.from_dotlist(dotted))",
+        ["tests/test_resume.py::test_a_repeated_list_element_override_resumes_and_a_changed_one_is_refused"]),
 })
 
 
