@@ -241,6 +241,9 @@ MUTANTS.update({
         "        OmegaConf.update(merged, parsed.key_or_group, parsed.value(), merge=True)",
         "    merged = OmegaConf.merge(original, OmegaConf.from_dotlist(dotted))",
         ["tests/test_resume.py::test_a_repeated_list_element_override_resumes_and_a_changed_one_is_refused"]),
+    "text labels' names dropped": (
+        "aectl/datasets/tensor_file.py", "value_range, classes, tabular=", "value_range, None, tabular=",
+        ["tests/test_readers.py::test_csv_text_labels_are_classes_in_sorted_order"]),
 })
 
 

@@ -3,6 +3,7 @@ the real on-disk formats (offline, CPU): shapes, ranges, labels, splits, binariz
 stored in the checkpoint, streamed image folders, and one-line errors for bad input."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -381,3 +382,22 @@ def test_every_dataset_reads_exactly_the_fields_its_option_table_names(tmp_path,
     for options in _dataset_files(tmp_path, name):
         load_dataset(name, **options)
     assert read - {"name"} == set(option_fields.DATASET_FIELDS[name])
+
+
+def test_the_readmes_csv_example_with_text_labels_trains_and_names_its_classes(tmp_path, train_run, capsys):
+    """README's CSV example with a label column of names (a/b/c): classes in sorted order, the
+    names kept in the checkpoint for eval's plots and projector, the probe scored on them."""
+    rng = np.random.default_rng(0)
+    names = np.array(["c", "a", "b"])[rng.integers(0, 3, 90)]
+    rows = rng.normal(size=(90, 4)) + (names == "a")[:, None] * 3
+    path = tmp_path / "sensors.csv"
+    path.write_text("f1,f2,f3,f4,label\n" + "".join(",".join(f"{v:.4f}" for v in row) + f",{name}\n"
+                                                  for row, name in zip(rows, names)))
+    run = train_run("dataset=tensor_file", f"dataset.path={path}", "dataset.label_column=label", "model=stacked_ae",
+                    "model.likelihood=gaussian", "model.output_activation=identity", "dataset.scale=standard",
+                    "model.hidden_dims=[8]", *ONE_EPOCH)
+    assert load_checkpoint(run)["data"]["classes"] == ["a", "b", "c"]
+    assert main(["eval", f"ckpt={run}", "progress=false", "device=cpu"]) == 0, capsys.readouterr().err
+    assert "probe_acc" in json.loads(next((run / "eval").glob("*/metrics.json")).read_text())["metrics"]
+    metadata = next(run.glob("*/eval_latent/metadata.tsv")).read_text().split()
+    assert set(metadata) <= {"a", "b", "c"} and len(set(metadata)) == 3
