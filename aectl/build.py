@@ -3,6 +3,7 @@ corruption and β schedule → a trained run folder. No Hydra here: the CLI pars
 configs and calls `train`; the Python API (aectl.train) calls it the same way.
 """
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -99,7 +100,9 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(resolve_device(t.device))
     model, kwargs = _model(config, data, resume)
-    total_steps = _schedule_steps(config, len(data.train), resume)
+    with _origin_named(overrides):  # these checks need the data's size, so they come after composition
+        total_steps = _schedule_steps(config, len(data.train), resume)
+        lr_at = _lr_schedule(config, total_steps)
     meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
             "schedule": {"total_steps": total_steps},
             "overrides": resume["overrides"] if resume else list(overrides),
@@ -108,7 +111,26 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
                      "scaler": data.scaler, "classes": data.classes}}
     objective = make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k, m.commitment, m.ema)
     return Components(data, model, objective, corrupt,
-                      _beta_schedule(config, total_steps), meta, _lr_schedule(config, total_steps))
+                      _beta_schedule(config, total_steps), meta, lr_at)
+
+
+@contextlib.contextmanager
+def _origin_named(overrides: list[str]):
+    """A refused value the command line did not set came from a preset or an option's config
+    (`experiment=mnist_vae trainer.epochs=1`: its 1000 warm-up steps): the error says so, and how
+    to override it."""
+    from aectl.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as err:
+        given = [o.lstrip("+") for o in overrides]
+        if not given or any(o.split("=", 1)[0] == err.key for o in given):
+            raise
+        preset = next((o.split("=", 1)[1] for o in given if o.startswith("experiment=")), None)
+        source = f"the preset experiment={preset}" if preset else f"the {err.key.split('.')[0]} option's config"
+        raise ConfigError(err.key, err.value, f"{err.allowed}; {err.key}={err.value} comes from {source}, not the "
+                                              f"command line: override it with {err.key}=<value>") from None
 
 
 def _model(config, data, resume: dict | None):

@@ -244,6 +244,16 @@ MUTANTS.update({
     "text labels' names dropped": (
         "aectl/datasets/tensor_file.py", "value_range, classes, tabular=", "value_range, None, tabular=",
         ["tests/test_readers.py::test_csv_text_labels_are_classes_in_sorted_order"]),
+    "a preset's refused value not named as the preset's": (
+        "aectl/build.py", '        if not given or any(o.split("=", 1)[0] == err.key for o in given):\n            raise',
+        "        raise",
+        ["tests/test_lr_schedules.py::test_a_presets_value_refused_for_a_short_run_is_named_as_the_presets"]),
+    "a string taken as the override list": (
+        "aectl/api.py", "given = _override_list(overrides)", "given = list(overrides or [])", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
+    "numpy input passed to the model": (
+        "aectl/api.py", "if isinstance(value, torch.Tensor):\n        return value", "return value", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
+    "input shape unchecked": (
+        "aectl/api.py", "if not shape or tuple(x.shape[1:]) == shape:", "if True:", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
 })
 
 

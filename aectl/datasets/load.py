@@ -77,7 +77,7 @@ def load_dataset(name: str = "digits", *, scaler: dict | None = None, **options)
     data.scale = 1 / raw.value_range[1] if data.train.dtype == torch.uint8 else 1.0
     if name == "tensor_file":
         scale_splits(data, raw, d.scale, scaler)
-    if d.binarize != "none":  # split_seed seeds val/test's fixed draws; binarized_mnist never reads it
+    if d.binarize != "none":  # split_seed seeds val/test's fixed draws (binarized_mnist never reads it)
         _apply_binarize(data, d.binarize, d.split_seed)
     return _limit(data, d.limit)
 
