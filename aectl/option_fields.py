@@ -50,6 +50,16 @@ def _option_tables(cfg: TrainConfig) -> dict:
             "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
 
 
+def check_dataset_overrides(name: str, given: dict) -> None:
+    """`aectl eval dataset.<field>=…` on top of a checkpoint's dataset: a field the dataset does
+    not read is refused like at training (binarized_mnist's splits are fixed: no val_fraction)."""
+    used = DATASET_FIELDS.get(name, ())
+    for field_name, value in given.items():
+        if field_name != "name" and field_name not in used:
+            raise ConfigError(f"dataset.{field_name}", value, f"dataset={name} does not use {field_name} (its fields: "
+                                                              f"{', '.join(used)}); remove it")
+
+
 def drop_fields_of_switched_options(cfg: TrainConfig, overrides: list[str]) -> list[str]:
     """`experiment=mnist_vae lr_schedule=constant`: the preset's fields of the option it chose
     (its cosine's warm-up) mean nothing to the option the command line switched to; they go back

@@ -229,6 +229,9 @@ MUTANTS.update({
         '"dataset": (cfg.dataset.name, {n: DATASET_FIELDS["image_folder"] + DATASET_FIELDS["synthetic"] + ('
         '"root", "download") for n in DATASET_FIELDS})}',
         ["tests/test_config_fuzz.py::test_a_dataset_field_the_chosen_dataset_does_not_read_is_refused"]),
+    "eval's dataset overrides not checked": (
+        "aectl/evaluation.py", "    check_dataset_overrides(config.name, overrides)\n", "",
+        ["tests/test_eval.py::test_a_dataset_override_the_checkpoints_dataset_does_not_read_is_refused"]),
     "psnr monitor not checked against the data": (
         "aectl/build.py", "    check_monitor_data(t.monitor, data.known_range)\n", "",
         ["tests/test_lr_schedules.py::test_a_psnr_monitor_on_data_without_a_known_range_is_refused_before_training"]),
