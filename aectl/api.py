@@ -13,13 +13,14 @@ checkpointed scaling applied on the way in and undone on the way out).
 
 import dataclasses
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from aectl.config import VARIATIONAL_KINDS
-from aectl.errors import AectlError
+from aectl.errors import AectlError, ConfigError
 
 
 @dataclasses.dataclass
@@ -44,7 +45,7 @@ def train(overrides=None, run_dir: str | Path | None = None) -> Run:
         config, given = overrides, []
         validate(config)
     else:
-        given = list(overrides or [])
+        given = _override_list(overrides)
         config = compose_train_config(given)
     if config.trainer.resume:
         raise AectlError("trainer.resume: resuming is a command-line feature; run "
@@ -52,6 +53,16 @@ def train(overrides=None, run_dir: str | Path | None = None) -> Run:
     run_dir = Path(run_dir) if run_dir is not None else Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     metrics = build.train(config, run_dir, overrides=given)
     return Run(run_dir, metrics, load(run_dir))
+
+
+def _override_list(overrides) -> list[str]:
+    """`overrides` as the list of strings it must be: a single string is not split into its characters."""
+    if overrides is None:
+        return []
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError("overrides", overrides, "a list of strings, e.g. ['model.latent_dim=4', "
+                                                  "'trainer.epochs=20'], or an aectl.config.TrainConfig")
+    return list(overrides)
 
 
 def load(path: str | Path) -> "Autoencoder":
@@ -76,6 +87,10 @@ def evaluate(path: str | Path, **options) -> dict | list[dict]:
     from aectl.config_checks import validate_eval
     from aectl.runfolder import has_checkpoint
 
+    known = sorted(f.name for f in dataclasses.fields(EvalConfig) if f.name != "ckpt")
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(unknown[0], options[unknown[0]], "an option of aectl eval: " + ", ".join(known))
     settings = EvalConfig(ckpt=str(path), **{"progress": False, **options})
     validate_eval(settings)
     results = evaluation.run(settings, show=False)
@@ -93,6 +108,9 @@ class Autoencoder:
         self.kind = checkpoint["model"]["kind"]
         data = checkpoint.get("data") or {}
         self._scale, self._scaler = data.get("scale", 1.0), data.get("scaler")
+        kwargs = checkpoint["model"].get("kwargs", {})
+        self._input_shape = tuple(kwargs.get("input_shape") or ())
+        self._code_size = getattr(module, "latent_dim", kwargs.get("latent_dim"))  # a VQ-VAE's is P·D
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y=None) -> torch.Tensor:
@@ -114,6 +132,10 @@ class Autoencoder:
         """E[x|z] (N, C, H, W) in the data's units (E[x|z,y] for a cvae, given the labels `y`)."""
         from aectl.models import mean_reconstruction
 
+        expected = f"shape (N, {self._code_size}), codes as encode returns them"
+        z = _tensor("z", z, expected)
+        if self._code_size is not None and (z.dim() != 2 or z.shape[1] != self._code_size):
+            raise ConfigError("z", f"a tensor of shape {tuple(z.shape)}", expected)
         z = z.to(self._device())
         module = self._given(y, len(z))
         return self._from_model(mean_reconstruction(module, module.decode(z)))
@@ -154,6 +176,7 @@ class Autoencoder:
         return next(self.module.parameters()).device
 
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._checked_input(x)
         x = x.to(self._device())
         x = x.float() * self._scale if x.dtype == torch.uint8 else x.float()
         if self._scaler is not None:
@@ -161,6 +184,17 @@ class Autoencoder:
 
             x = apply_scaler(x, self._scaler)
         return x
+
+    def _checked_input(self, x) -> torch.Tensor:
+        """x as (N, C, H, W), the shape the model was trained on; (N, C·H·W) rows are reshaped."""
+        shape = self._input_shape
+        expected = f"shape (N, {', '.join(map(str, shape))})" + (f" or (N, {math.prod(shape)})" if shape else "")
+        x = _tensor("x", x, expected)
+        if not shape or tuple(x.shape[1:]) == shape:
+            return x
+        if x.dim() == 2 and x.shape[1] == math.prod(shape):
+            return x.reshape(len(x), *shape)
+        raise ConfigError("x", f"a tensor of shape {tuple(x.shape)}", f"{expected}, the data the model was trained on")
 
     def _from_model(self, x: torch.Tensor) -> torch.Tensor:
         if self._scaler is None or self._scaler["mode"] == "none":
@@ -170,3 +204,11 @@ class Autoencoder:
         low, spread = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (low, spread))
         spread = torch.where(spread > 1e-8, spread, torch.ones_like(spread))  # constant features: shifted only
         return (x.reshape(len(x), -1) * spread + low).reshape(x.shape)
+
+
+def _tensor(name: str, value, expected: str) -> torch.Tensor:
+    """`value` if it is a tensor; anything else (a numpy array, a list) is refused in one line."""
+    if isinstance(value, torch.Tensor):
+        return value
+    hint = " (torch.from_numpy(a) makes one)" if type(value).__module__ == "numpy" else ""
+    raise ConfigError(name, f"a {type(value).__module__}.{type(value).__name__}", f"a torch.Tensor of {expected}{hint}")

@@ -3,6 +3,7 @@ corruption and β schedule → a trained run folder. No Hydra here: the CLI pars
 configs and calls `train`; the Python API (aectl.train) calls it the same way.
 """
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -88,6 +89,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
 
     from aectl import datasets as data_mod
     from aectl import noise
+    from aectl.monitor import check_monitor_data
     from aectl.objective import make_objective
     from aectl.runtime import resolve_device
 
@@ -99,11 +101,14 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
     data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
     data_mod.check_model_range(data, m.likelihood, m.output_activation)
+    check_monitor_data(t.monitor, data.known_range)
     config_dict["noise"] = noise_in_data_range(config_dict["noise"], data)  # what eval must use too
     corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(resolve_device(t.device))
     model, kwargs = _model(config, data, resume)
-    total_steps = _schedule_steps(config, len(data.train), resume)
+    with _origin_named(overrides):  # these checks need the data's size, so they come after composition
+        total_steps = _schedule_steps(config, len(data.train), resume)
+        lr_at = _lr_schedule(config, total_steps)
     meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
             "schedule": {"total_steps": total_steps},
             "overrides": resume["overrides"] if resume else list(overrides),
@@ -112,7 +117,26 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
                      "scaler": data.scaler, "classes": data.classes}}
     objective = make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k, m.commitment, m.ema)
     return Components(data, model, objective, corrupt,
-                      _beta_schedule(config, total_steps), meta, _lr_schedule(config, total_steps))
+                      _beta_schedule(config, total_steps), meta, lr_at)
+
+
+@contextlib.contextmanager
+def _origin_named(overrides: list[str]):
+    """A refused value the command line did not set came from a preset or an option's config
+    (`experiment=mnist_vae trainer.epochs=1`: its 1000 warm-up steps): the error says so, and how
+    to override it."""
+    from aectl.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as err:
+        given = [o.lstrip("+") for o in overrides]
+        if not given or any(o.split("=", 1)[0] == err.key for o in given):
+            raise
+        preset = next((o.split("=", 1)[1] for o in given if o.startswith("experiment=")), None)
+        source = f"the preset experiment={preset}" if preset else f"the {err.key.split('.')[0]} option's config"
+        raise ConfigError(err.key, err.value, f"{err.allowed}; {err.key}={err.value} comes from {source}, not the "
+                                              f"command line: override it with {err.key}=<value>") from None
 
 
 def _model(config, data, resume: dict | None):

@@ -19,6 +19,7 @@ class ConfigError(AectlError):
         super().__init__(f"{key}={value!r} is not allowed: {allowed}")
         self.key = key
         self.value = value
+        self.allowed = allowed
 
 
 class DataError(AectlError):

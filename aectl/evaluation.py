@@ -31,6 +31,7 @@ from aectl.eval_pictures import N_PICTURES, write_pictures, write_projector
 from aectl.eval_tables import format_sweep_table, format_table
 from aectl.noise import Corruption
 from aectl.objective import Objective, make_objective
+from aectl.option_fields import check_dataset_overrides
 from aectl.progress import note, progress_bar
 from aectl.runfolder import eval_name, find_checkpoints, run_dir_of
 from aectl.validation import SplitMetrics
@@ -203,6 +204,7 @@ def dataset_config(saved: dict, overrides: dict) -> DatasetConfig:
     merged = {k: v for k, v in saved.items() if k in known} | dict(overrides)
     config = DatasetConfig(**merged)
     validate_dataset(config)
+    check_dataset_overrides(config.name, overrides)
     return config
 
 

@@ -93,8 +93,9 @@ def iw_log_likelihood(model: nn.Module, x: torch.Tensor, k: int, *, chunk: int =
     if eps is not None and eps.shape[:2] != (k, x.shape[0]):
         raise ValueError(f"eps has shape {tuple(eps.shape)}, expected ({k}, {x.shape[0]}, K)")
     n = x.shape[0]
-    if n > chunk:  # more examples than one pass may hold: estimate slice by slice
-        return torch.cat([iw_log_likelihood(model, x[i:i + chunk], k, chunk=chunk, generator=generator,
+    if n > chunk:  # more examples than one pass may hold: estimate slice by slice (a cvae's labels too)
+        part = getattr(model, "rows", lambda start, stop: model)
+        return torch.cat([iw_log_likelihood(part(i, i + chunk), x[i:i + chunk], k, chunk=chunk, generator=generator,
                                             eps=None if eps is None else eps[:, i:i + chunk])
                           for i in range(0, n, chunk)])
     mu, logvar = model.encode(x)

@@ -272,6 +272,10 @@ class GivenLabels(nn.Module):
         self.model, self.y = model, y
         self.likelihood, self.sigma, self.latent_dim = model.likelihood, model.sigma, model.latent_dim
 
+    def rows(self, start: int, stop: int) -> "GivenLabels":
+        """The model bound to the labels of examples start:stop (a slice of the batch)."""
+        return GivenLabels(self.model, self.y[start:stop])
+
     def _labels(self, rows: int) -> torch.Tensor:
         if rows % len(self.y):
             raise ValueError(f"{rows} rows for {len(self.y)} bound labels: expected a multiple")

@@ -27,6 +27,15 @@ def check_monitor(name: str, model_kind: str, noise_kind: str) -> None:
         raise ConfigError("trainer.monitor", name, "a metric of this run (psnr_denoised needs a noise other than none)")
 
 
+def check_monitor_data(name: str, known_range: tuple[float, float] | None) -> None:
+    """Refuse a PSNR monitor on data without a known value range (a standardised or unscaled
+    table): PSNR = 10·log10(MAX²/MSE) needs MAX, so validation computes none."""
+    metric = name.split("/", 1)[1]
+    if metric.startswith("psnr") and known_range is None:
+        raise ConfigError("trainer.monitor", name, f"a metric of this data ({metric} needs a known value range: "
+                          "images, or a table with dataset.scale=minmax); e.g. val/loss or val/mse")
+
+
 def direction(name: str) -> str:
     """'minimize' or 'maximize': the direction a search over `name` optimizes."""
     metric = name.split("/", 1)[-1]

@@ -17,12 +17,15 @@ PENALTY_FIELDS["contractive"] = ("weight",)
 SCHEDULE_FIELDS = {"constant": (), "linear": ("warmup_steps",), "sigmoid": ("k", "x0"), "cyclical": ("cycles", "ratio")}
 LR_SCHEDULE_FIELDS = {"constant": (), "cosine": ("warmup_steps", "min_lr"), "step": ("step_size", "gamma"),
                       "plateau": ("factor", "patience", "min_delta", "min_lr")}
+# A pool is split three ways (val_fraction, test_fraction, seeded by split_seed); a dataset with
+# its own test set only carves val from train; binarized_mnist's three splits are fixed (its
+# binarize is read to refuse anything but none: it is binary already).
 _SPLIT_FIELDS = ("binarize", "val_fraction", "test_fraction", "split_seed", "limit")
-_DOWNLOADED = (*_SPLIT_FIELDS, "root", "download")
+_DOWNLOADED = ("binarize", "val_fraction", "split_seed", "limit", "root", "download")
 DATASET_FIELDS = {
     "digits": _SPLIT_FIELDS, "synthetic": (*_SPLIT_FIELDS, "num_samples", "shape"),
     "mnist": _DOWNLOADED, "fashion_mnist": _DOWNLOADED, "kmnist": _DOWNLOADED, "cifar10": _DOWNLOADED,
-    "binarized_mnist": _DOWNLOADED,
+    "binarized_mnist": ("binarize", "limit", "root", "download"),
     "tensor_file": (*_SPLIT_FIELDS, "path", "key", "label_key", "label_column", "scale"),
     "image_folder": (*_SPLIT_FIELDS, "path", "size", "channels", "in_memory", "workers"),
 }
@@ -45,6 +48,16 @@ def _option_tables(cfg: TrainConfig) -> dict:
     return {"noise": (cfg.noise.kind, NOISE_FIELDS), "penalty": (cfg.penalty.kind, PENALTY_FIELDS),
             "beta_schedule": (cfg.beta_schedule.kind, SCHEDULE_FIELDS),
             "lr_schedule": (cfg.lr_schedule.kind, LR_SCHEDULE_FIELDS), "dataset": (cfg.dataset.name, DATASET_FIELDS)}
+
+
+def check_dataset_overrides(name: str, given: dict) -> None:
+    """`aectl eval dataset.<field>=…` on top of a checkpoint's dataset: a field the dataset does
+    not read is refused like at training (binarized_mnist's splits are fixed: no val_fraction)."""
+    used = DATASET_FIELDS.get(name, ())
+    for field_name, value in given.items():
+        if field_name != "name" and field_name not in used:
+            raise ConfigError(f"dataset.{field_name}", value, f"dataset={name} does not use {field_name} (its fields: "
+                                                              f"{', '.join(used)}); remove it")
 
 
 def drop_fields_of_switched_options(cfg: TrainConfig, overrides: list[str]) -> list[str]:

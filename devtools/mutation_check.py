@@ -290,6 +290,52 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         "title = title", ["tests/test_pictures.py"]),
 })
 
+# Every field a config accepts does something: the fields each dataset option reads.
+MUTANTS.update({
+    "binarized_mnist said to read val_fraction": (
+        "aectl/option_fields.py", '"binarized_mnist": ("binarize", "limit", "root", "download"),',
+        '"binarized_mnist": ("binarize", "val_fraction", "split_seed", "limit", "root", "download"),',
+        ["tests/test_datasets.py::test_every_dataset_reads_exactly_the_fields_its_option_table_names",
+         "tests/test_data_integrity.py::test_settings_that_would_do_nothing_are_refused_in_one_line"]),
+    "datasets with a test set said to read test_fraction": (
+        "aectl/option_fields.py", '_DOWNLOADED = ("binarize", "val_fraction", "split_seed"',
+        '_DOWNLOADED = ("binarize", "val_fraction", "test_fraction", "split_seed"',
+        ["tests/test_datasets.py::test_every_dataset_reads_exactly_the_fields_its_option_table_names"]),
+    "dataset fields given on the command line not checked": (
+        "aectl/option_fields.py", '"dataset": (cfg.dataset.name, DATASET_FIELDS)}',
+        '"dataset": (cfg.dataset.name, {n: DATASET_FIELDS["image_folder"] + DATASET_FIELDS["synthetic"] + ('
+        '"root", "download") for n in DATASET_FIELDS})}',
+        ["tests/test_config_fuzz.py::test_a_dataset_field_the_chosen_dataset_does_not_read_is_refused"]),
+    "eval's dataset overrides not checked": (
+        "aectl/evaluation.py", "    check_dataset_overrides(config.name, overrides)\n", "",
+        ["tests/test_eval.py::test_a_dataset_override_the_checkpoints_dataset_does_not_read_is_refused"]),
+    "psnr monitor not checked against the data": (
+        "aectl/build.py", "    check_monitor_data(t.monitor, data.known_range)\n", "",
+        ["tests/test_lr_schedules.py::test_a_psnr_monitor_on_data_without_a_known_range_is_refused_before_training"]),
+    "IW slices keep the whole batch's labels": (
+        "aectl/metrics.py", 'part = getattr(model, "rows", lambda start, stop: model)',
+        "part = lambda start, stop: model",
+        ["tests/test_cvae.py::test_iw_estimate_of_more_examples_than_a_pass_holds_slices_their_labels_too"]),
+    "resume overrides read as a dotlist": (
+        "aectl/cli/resume.py", "    for parsed in OverridesParser.create().parse_overrides(dotted):\n"
+        "        OmegaConf.update(merged, parsed.key_or_group, parsed.value(), merge=True)",
+        "    merged = OmegaConf.merge(original, OmegaConf.from_dotlist(dotted))",
+        ["tests/test_resume.py::test_a_repeated_list_element_override_resumes_and_a_changed_one_is_refused"]),
+    "text labels' names dropped": (
+        "aectl/datasets/tensor_file.py", "value_range, classes, tabular=", "value_range, None, tabular=",
+        ["tests/test_readers.py::test_csv_text_labels_are_classes_in_sorted_order"]),
+    "a preset's refused value not named as the preset's": (
+        "aectl/build.py", '        if not given or any(o.split("=", 1)[0] == err.key for o in given):\n            raise',
+        "        raise",
+        ["tests/test_lr_schedules.py::test_a_presets_value_refused_for_a_short_run_is_named_as_the_presets"]),
+    "a string taken as the override list": (
+        "aectl/api.py", "given = _override_list(overrides)", "given = list(overrides or [])", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
+    "numpy input passed to the model": (
+        "aectl/api.py", "if isinstance(value, torch.Tensor):\n        return value", "return value", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
+    "input shape unchecked": (
+        "aectl/api.py", "if not shape or tuple(x.shape[1:]) == shape:", "if True:", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
+})
+
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""

@@ -64,3 +64,28 @@ def test_importing_aectl_does_not_import_torch():
     code = "import sys, aectl; print('torch' in sys.modules, callable(aectl.load))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_wrong_arguments_are_refused_in_one_line_naming_them():
+    """A string for the override list, a numpy array or a tensor of the wrong shape, an unknown
+    eval option: one line naming the argument, what was given and what is allowed."""
+    from aectl.models import build_model
+
+    def refused(match, call, *args, **kwargs):
+        with pytest.raises(aectl.api.AectlError, match=match) as info:
+            call(*args, **kwargs)
+        assert "\n" not in str(info.value)
+
+    refused(r"^overrides='model.latent_dim=4' is not allowed: a list of strings", aectl.train, "model.latent_dim=4")
+    refused(r"^overrides=\['trainer.epochs=1', 3\] is not allowed: a list of strings", aectl.train,
+            ["trainer.epochs=1", 3])
+    refused(r"^kay=5 is not allowed: an option of aectl eval: .*batch_size", aectl.evaluate, "run", kay=5)
+    module = build_model("vae", input_shape=[1, 8, 8], latent_dim=4, hidden_dims=[8], likelihood="gaussian")
+    checkpoint = {"config": {}, "model": {"kind": "vae", "kwargs": {"input_shape": [1, 8, 8]}}}
+    model = aectl.api.Autoencoder(module, checkpoint, {})
+    refused(r"^x='a numpy.ndarray' is not allowed: a torch.Tensor of shape \(N, 1, 8, 8\) or \(N, 64\) "
+            r"\(torch.from_numpy", model.encode, np.zeros((2, 1, 8, 8), np.float32))
+    refused(r"^x='a tensor of shape \(2, 3, 8, 8\)' is not allowed: shape \(N, 1, 8, 8\)", model.reconstruct,
+            torch.zeros(2, 3, 8, 8))
+    refused(r"^z='a tensor of shape \(2, 3\)' is not allowed: shape \(N, 4\)", model.decode, torch.zeros(2, 3))
+    assert model.encode(torch.zeros(2, 64)).shape == (2, 4)  # flat rows of the right size are the same images

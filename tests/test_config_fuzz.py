@@ -176,17 +176,18 @@ def composer():
 
     def composed(groups: tuple[str, ...]):
         if groups not in cache:
+            data = [] if any(g.startswith("dataset=") for g in groups) else ["dataset=synthetic"]
             try:
-                cache[groups] = compose("train", overrides=["dataset=synthetic", *groups])
+                cache[groups] = compose("train", overrides=[*data, *groups])
             except Exception as err:  # noqa: BLE001 (re-raised for every draw of this combination)
                 cache[groups] = err
         if isinstance(cache[groups], Exception):
             raise cache[groups]
         return copy.deepcopy(cache[groups])
 
-    def run(groups: tuple[str, ...], fields: list[str]):
+    def run(groups: tuple[str, ...], fields: list[str], fixed: list[str] = FIXED):
         cfg = composed(groups)
-        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(FIXED + fields), cfg)
+        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(fixed + fields), cfg)
         return cfg
 
     GlobalHydra.instance().clear()
@@ -266,3 +267,72 @@ def _run_draw(composer, groups, fields):
         return None, cli.one_line(err)
     with tempfile.TemporaryDirectory() as run_dir:
         return _train_or_explain(cfg, Path(run_dir) / "run")
+
+
+# The dataset group: every option with dataset fields drawn at valid values. Loading needs the
+# datasets' files, so these draws stop at the checks `aectl train` runs before loading (as in
+# cli.compose): a field the chosen dataset does not read is refused in one line naming it and
+# what the dataset reads; with only fields it reads, the config passes.
+DATASET_VALUES = {
+    "dataset.root": choice("data"), "dataset.download": choice("true", "false"),
+    "dataset.binarize": choice(*config.BINARIZE), "dataset.path": choice("data/rows.csv"),
+    "dataset.key": choice("x"), "dataset.label_key": choice("y"), "dataset.label_column": choice("0", "-1", "label"),
+    "dataset.scale": choice(*config.SCALES), "dataset.size": choice("16", "[8,12]"),
+    "dataset.channels": choice("1", "3"),
+    "dataset.in_memory": choice("auto", "true", "false"), "dataset.workers": ints(-1, 2),
+    "dataset.val_fraction": floats(0.05, 0.4), "dataset.test_fraction": floats(0, 0.4),
+    "dataset.split_seed": ints(0, 5), "dataset.limit": ints(0, 50),
+    "dataset.num_samples": ints(24, 64), "dataset.shape": choice("[1,4,4]", "[3,4,4]"),
+}
+NEEDS_PATH = ("tensor_file", "image_folder")
+
+_values = lambda keys: st.tuples(*[DATASET_VALUES[k].map(lambda v, k=k: f"{k}={v}") for k in keys])  # noqa: E731
+# Mostly fields the dataset reads, and at most one of any dataset's, so that both outcomes are common.
+dataset_draws = st.sampled_from(config.DATASETS).flatmap(lambda name: st.tuples(
+    st.just(name),
+    st.tuples(st.lists(st.sampled_from([f"dataset.{f}" for f in option_fields.DATASET_FIELDS[name]]), max_size=3),
+              st.lists(st.sampled_from(sorted(DATASET_VALUES)), max_size=1))
+    .flatmap(lambda keys: _values(list(dict.fromkeys(keys[0] + keys[1])))),
+))
+
+
+def test_every_dataset_field_is_drawn():
+    assert {k.split(".", 1)[1] for k in DATASET_VALUES} == \
+        {f.name for f in dataclasses.fields(config.DatasetConfig)} - {"name"}
+
+
+def test_a_dataset_field_the_chosen_dataset_does_not_read_is_refused(composer):
+    from aectl.errors import AectlError
+
+    outcomes = {"refused": 0, "passed": 0}
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(draw=dataset_draws)
+    def check(draw):
+        name, fields = draw
+        if name == "binarized_mnist":  # binary already: its binarize is refused unless none (test_data_integrity)
+            fields = tuple(f for f in fields if not f.startswith("dataset.binarize="))
+        required = ("dataset.path=data/rows.csv",) if name in NEEDS_PATH else ()
+        overrides = [*dict.fromkeys([*required, *fields])]
+        unread = [o.split("=", 1)[0] for o in overrides
+                  if o.split("=", 1)[0].split(".", 1)[1] not in option_fields.DATASET_FIELDS[name]]
+        cfg = config.TrainConfig()
+        try:
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.to_object(composer((f"dataset={name}",), overrides, fixed=[]))
+            option_fields.drop_fields_of_switched_options(cfg, [f"dataset={name}", *overrides])
+            config_checks.validate(cfg)
+            option_fields.check_given_fields(cfg, [f"dataset={name}", *overrides])
+        except AectlError as err:
+            line = cli.one_line(err)
+            assert unread, (draw, line)  # only fields it reads: nothing to refuse
+            assert "\n" not in line and f"dataset={name} does not use" in line, (draw, line)
+            assert any(line.startswith(f"{key}=") for key in unread), (draw, line)
+            outcomes["refused"] += 1
+            return
+        assert not unread, (draw, "accepted fields the dataset does not read")
+        outcomes["passed"] += 1
+
+    check()
+    assert min(outcomes.values()) >= 30, outcomes

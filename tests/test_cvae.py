@@ -185,6 +185,25 @@ def cvae_run(tmp_path_factory):
     return run_dir
 
 
+def test_iw_estimate_of_more_examples_than_a_pass_holds_slices_their_labels_too():
+    """A batch of more examples than one decoder pass holds is estimated slice by slice, each
+    slice with its own labels: the same numbers as in one pass."""
+    model, data = tiny_cvae(hidden=(4,)), labelled_data()
+    x, y = data.as_float(data.val[:5]), data.val_labels[:5]
+    eps = torch.randn(3, 5, 2, generator=torch.Generator().manual_seed(0))
+    whole = metrics.iw_log_likelihood(model.given(y), x, 3, eps=eps)
+    sliced = metrics.iw_log_likelihood(model.given(y), x, 3, eps=eps, chunk=2)
+    torch.testing.assert_close(sliced, whole)
+
+
+def test_eval_of_a_cvae_with_batches_larger_than_an_iw_pass(cvae_run, capsys, monkeypatch):
+    monkeypatch.setattr(evaluation, "IW_CHUNK", 64)  # as batch_size > 4096 with the real pass size
+    assert main(["eval", f"ckpt={cvae_run}", "k=2", "batch_size=300", "progress=false", "projector=false"]) == 0, \
+        capsys.readouterr().err
+    assert np.isfinite(json.loads((cvae_run / "eval" / "last_test_k2" / "metrics.json").read_text())
+                       ["metrics"]["nll_iw"])
+
+
 def test_train_and_eval_a_cvae_on_digits(cvae_run, capsys):
     metrics_json = json.loads((cvae_run / "metrics.json").read_text())
     assert {"kl", "neg_elbo", "active_units", "beta"} <= set(metrics_json["val"])

@@ -109,6 +109,11 @@ REFUSED = [
     (("model=ae", "beta=0.5"), "beta=0.5", "beta weighs the KL term of model=vae"),
     (("model=ae", "beta_schedule=linear"), "beta_schedule.kind='linear'", "the schedule anneals the KL"),
     (("experiment=mnist_vae", "dataset=binarized_mnist"), "dataset.binarize='dynamic'", "binary already"),
+    (("dataset=binarized_mnist", "dataset.val_fraction=0.2"), "dataset.val_fraction=0.2",
+     "dataset=binarized_mnist does not use val_fraction (its fields: binarize, limit, root, download)"),
+    (("dataset=binarized_mnist", "dataset.split_seed=3"), "dataset.split_seed=3",
+     "dataset=binarized_mnist does not use split_seed"),
+    (("dataset=mnist", "dataset.test_fraction=0.2"), "dataset.test_fraction=0.2", "dataset=mnist does not use test"),
     (("beta_schedule=cyclical", "beta_schedule.cycles=10", "trainer.epochs=1"), "beta_schedule.cycles=10",
      "at most 6 (this run has 12 optimizer steps"),
 ]

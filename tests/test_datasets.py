@@ -2,11 +2,15 @@
 the real on-disk formats (offline, CPU): shapes, ranges, labels, splits, binarization, scaling
 stored in the checkpoint, streamed image folders, and one-line errors for bad input."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from aectl import datasets as data_mod
+from aectl import option_fields
 from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.datasets import StreamedSplit, load_dataset
@@ -330,3 +334,70 @@ def test_a_broken_image_is_named_once_in_memory_and_streamed(tmp_path, capsys, i
                      f"dataset.in_memory={in_memory}", "dataset.workers=1", "model=ae", "trainer.batch_size=4")
     assert line.startswith(f"aectl train: error: {root / 'dogs' / '2.png'}: cannot decode image (")
     assert "worker" not in line and line.count("cannot identify image file") == 1, line
+
+
+# --- The fields each dataset reads --------------------------------------------------------------
+
+def _dataset_files(tmp_path, name: str) -> list[dict]:
+    """Option sets that load `name` from tiny files written here, together covering its readers'
+    branches (an image folder decoded in memory and streamed)."""
+    root = dict(root=str(tmp_path), download=False)
+    if name in ("mnist", "fashion_mnist", "kmnist"):
+        write_mnist_layout(tmp_path, {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}[name],
+                           n_train=20, n_test=6)
+        return [root]
+    if name == "cifar10":
+        write_cifar_layout(tmp_path)
+        return [root]
+    if name == "binarized_mnist":
+        write_amat_layout(tmp_path / "binarized_mnist")
+        return [root]
+    if name == "tensor_file":
+        np.save(tmp_path / "rows.npy", np.random.default_rng(0).random((20, 3)).astype(np.float32))
+        return [dict(path=str(tmp_path / "rows.npy"))]
+    if name == "image_folder":
+        path = str(image_folder(tmp_path, n_per_class=4))
+        return [dict(path=path, in_memory=True), dict(path=path, in_memory=False, workers=0)]
+    return [{}]
+
+
+@pytest.mark.parametrize("name", sorted(option_fields.DATASET_FIELDS))
+def test_every_dataset_reads_exactly_the_fields_its_option_table_names(tmp_path, monkeypatch, name):
+    """option_fields.DATASET_FIELDS is what refuses a field a dataset ignores: a field it names
+    must be read by the dataset's loading (else a setting silently does nothing), and a field it
+    leaves out must not be (else a setting that works is refused)."""
+    from aectl.config import DatasetConfig
+    from aectl.datasets import load as load_mod
+
+    read = set()
+    names = {f.name for f in dataclasses.fields(DatasetConfig)}
+
+    class Recording(DatasetConfig):
+        def __getattribute__(self, attr):
+            if attr in names:
+                read.add(attr)
+            return super().__getattribute__(attr)
+
+    monkeypatch.setattr(load_mod, "DatasetConfig", Recording)
+    for options in _dataset_files(tmp_path, name):
+        load_dataset(name, **options)
+    assert read - {"name"} == set(option_fields.DATASET_FIELDS[name])
+
+
+def test_the_readmes_csv_example_with_text_labels_trains_and_names_its_classes(tmp_path, train_run, capsys):
+    """README's CSV example with a label column of names (a/b/c): classes in sorted order, the
+    names kept in the checkpoint for eval's plots and projector, the probe scored on them."""
+    rng = np.random.default_rng(0)
+    names = np.array(["c", "a", "b"])[rng.integers(0, 3, 90)]
+    rows = rng.normal(size=(90, 4)) + (names == "a")[:, None] * 3
+    path = tmp_path / "sensors.csv"
+    path.write_text("f1,f2,f3,f4,label\n" + "".join(",".join(f"{v:.4f}" for v in row) + f",{name}\n"
+                                                  for row, name in zip(rows, names)))
+    run = train_run("dataset=tensor_file", f"dataset.path={path}", "dataset.label_column=label", "model=stacked_ae",
+                    "model.likelihood=gaussian", "model.output_activation=identity", "dataset.scale=standard",
+                    "model.hidden_dims=[8]", *ONE_EPOCH)
+    assert load_checkpoint(run)["data"]["classes"] == ["a", "b", "c"]
+    assert main(["eval", f"ckpt={run}", "progress=false", "device=cpu"]) == 0, capsys.readouterr().err
+    assert "probe_acc" in json.loads(next((run / "eval").glob("*/metrics.json")).read_text())["metrics"]
+    metadata = next(run.glob("*/eval_latent/metadata.tsv")).read_text().split()
+    assert set(metadata) <= {"a", "b", "c"} and len(set(metadata)) == 3

@@ -18,7 +18,7 @@ from aectl import evaluation as evaluate
 from aectl import metrics
 from aectl import runfolder
 from aectl.cli import main
-from aectl.errors import CheckpointError
+from aectl.errors import CheckpointError, ConfigError
 from aectl.tables import format_metric
 from tests.conftest import eval_file
 
@@ -308,6 +308,15 @@ def test_dataset_overrides_apply_on_top_of_the_checkpoint(evaluated, capsys):
                  *EVAL_ARGS]) == 2
     err = capsys.readouterr().err
     assert "dataset.name=synthetic: examples of shape [1, 4, 4]" in err and "takes [1, 8, 8]" in err
+
+
+def test_a_dataset_override_the_checkpoints_dataset_does_not_read_is_refused():
+    with pytest.raises(ConfigError, match=r"^dataset.val_fraction=0.2 is not allowed: dataset=binarized_mnist does "
+                                          r"not use val_fraction \(its fields: binarize, limit, root, download\)"):
+        evaluate.dataset_config({"name": "binarized_mnist"}, {"val_fraction": 0.2})
+    with pytest.raises(ConfigError, match=r"^dataset.test_fraction=0.3 .*dataset=mnist does not use test_fraction"):
+        evaluate.dataset_config({"name": "digits"}, {"name": "mnist", "test_fraction": 0.3})
+    assert evaluate.dataset_config({"name": "mnist"}, {"val_fraction": 0.2}).val_fraction == 0.2
 
 
 def test_evaluations_of_other_checkpoints_splits_and_k_are_kept_apart(train_run):

@@ -309,3 +309,36 @@ def test_switching_a_presets_schedule_drops_the_fields_only_its_own_schedule_rea
 def test_a_field_the_switched_to_schedule_does_not_read_is_still_refused_on_the_command_line(capsys):
     assert main(["train", "experiment=mnist_vae", "lr_schedule=constant", "lr_schedule.warmup_steps=10"]) == 2
     assert "lr_schedule=constant does not use warmup_steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("monitor", ["val/psnr", "train/psnr"])
+def test_a_psnr_monitor_on_data_without_a_known_range_is_refused_before_training(tmp_path, capsys, monitor):
+    """A standardised table has no PSNR (no MAX): the monitor is refused in one line, not a
+    KeyError after the first epoch."""
+    rows = torch.randn(40, 5, generator=torch.Generator().manual_seed(0)).numpy()
+    (tmp_path / "rows.csv").write_text("\n".join(",".join(f"{v:.4f}" for v in row) for row in rows) + "\n")
+    rc = main(["train", "dataset=tensor_file", f"dataset.path={tmp_path / 'rows.csv'}", "dataset.scale=standard",
+               "model.output_activation=identity", f"trainer.monitor={monitor}", "trainer.epochs=2",
+               f"hydra.run.dir={tmp_path / 'run'}", "trainer.progress=false", "trainer.device=cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    (line,) = err.strip().splitlines()
+    assert f"trainer.monitor='{monitor}' is not allowed" in line and "dataset.scale=minmax" in line, line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_presets_value_refused_for_a_short_run_is_named_as_the_presets(tmp_path, capsys):
+    """`experiment=mnist_vae trainer.epochs=1`: the preset's 1000 warm-up steps do not fit; the
+    error says the value came from the preset and how to override it."""
+    from tests.test_readers import write_mnist_layout
+
+    write_mnist_layout(tmp_path, "MNIST", n_train=40, n_test=6)
+    base = ["train", "experiment=mnist_vae", "trainer.epochs=1", f"dataset.root={tmp_path}", "dataset.download=false",
+            f"hydra.run.dir={tmp_path / 'run'}", "trainer.progress=false", "trainer.device=cpu"]
+    assert main(base) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "lr_schedule.warmup_steps=1000 is not allowed: fewer than the run's 1 optimizer steps" in line, line
+    assert "comes from the preset experiment=mnist_vae" in line and "override it with lr_schedule.warmup_steps=" in line
+    assert main([*base, "lr_schedule.warmup_steps=5"]) == 2  # set on the command line: no word of a preset
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "lr_schedule.warmup_steps=5 is not allowed" in line and "preset" not in line, line

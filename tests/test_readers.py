@@ -374,6 +374,28 @@ def test_csv_header_and_label_column(tmp_path):
         load_tensor_file(tmp_path / "half.csv", label_column=2)
 
 
+def test_csv_text_labels_are_classes_in_sorted_order(tmp_path):
+    """A label column of names: each name is a class, numbered in sorted order, the names kept."""
+    (tmp_path / "named.csv").write_text("f1,f2,label\n1,2,b\n3,4, a\n5,6,c\n7,8,b\n")
+    raw = load_tensor_file(tmp_path / "named.csv", label_column="label")
+    assert raw.classes == ["a", "b", "c"] and raw.splits["all"].y.tolist() == [1, 0, 2, 1]
+    assert raw.splits["all"].x.reshape(4, 2).tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    (tmp_path / "headless.csv").write_text("cat,1,2\ndog,3,4\n")  # no header: the first row is data
+    raw = load_tensor_file(tmp_path / "headless.csv", label_column=0)
+    assert raw.classes == ["cat", "dog"] and raw.splits["all"].y.tolist() == [0, 1]
+    assert raw.splits["all"].x.shape == (2, 1, 1, 2)
+    assert load_tensor_file(tmp_path / "headless.csv", label_column=0).classes == ["cat", "dog"]
+    (tmp_path / "numbers.csv").write_text("x,y\n1,2\n3,0\n")  # number labels stay numbers, no names
+    raw = load_tensor_file(tmp_path / "numbers.csv", label_column="y")
+    assert raw.classes is None and raw.splits["all"].y.tolist() == [2, 0]
+    (tmp_path / "gap.csv").write_text("1,2,a\n3,4,\n")
+    with raises_one_line(r"gap.csv: 1 rows have an empty label"):
+        load_tensor_file(tmp_path / "gap.csv", label_column=-1)
+    (tmp_path / "text_feature.csv").write_text("1,2,a\n3,x,b\n")  # text outside the label column: one line
+    with raises_one_line(r"text_feature.csv: cannot read as .csv"):
+        load_tensor_file(tmp_path / "text_feature.csv", label_column=-1)
+
+
 def test_tensor_file_errors(tmp_path):
     np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan], [np.inf, 2.0], [0.0, np.nan]]))
     with raises_one_line(r"nan.npy: 3 NaN/inf values in the data \(of 6\); remove or impute them first"):

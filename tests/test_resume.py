@@ -114,3 +114,15 @@ def test_the_printed_resume_command_parses_back_to_the_run_folder(folder):
     assert words[:2] == ["aectl", "train"]
     parsed = OverridesParser.create().parse_overrides(words[2:])
     assert [(o.key_or_group, o.value()) for o in parsed] == [("trainer.resume", folder), ("hydra.run.dir", folder)]
+
+
+def test_a_repeated_list_element_override_resumes_and_a_changed_one_is_refused(capsys, tmp_path, train_run):
+    """The original command again with trainer.resume=auto: an indexed list override
+    (`model.hidden_dims.0=32`) that repeats the saved value keeps it the same run."""
+    first = train_run("model.hidden_dims.0=32", "trainer.images_every=100", "trainer.epochs=1")
+    resumed = train_run("model.hidden_dims.0=32", "trainer.images_every=100", f"trainer.resume={first}",
+                        "trainer.epochs=2")
+    ckpt = load_checkpoint(resumed)
+    assert ckpt["model"]["kwargs"]["hidden_dims"] == [32, 128] and ckpt["epoch"] == 2
+    line = refused(capsys, tmp_path, f"trainer.resume={first}", "trainer.epochs=2", "model.hidden_dims.0=64")
+    assert "model.hidden_dims.0=64 would make it another run" in line and "model.hidden_dims.0=32" in line, line

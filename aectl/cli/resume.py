@@ -47,6 +47,7 @@ def resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: 
     boundary). Any other override must repeat the saved value (the original command run again
     with trainer.resume=auto), else the resume is refused naming the key: the same holds for
     group choices (`model=vae`) and presets, which must compose to the saved sections."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from aectl.config import TrainConfig
@@ -55,7 +56,11 @@ def resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: 
     dotted = [o.lstrip("+") for o in overrides
               if "=" in o and not o.startswith("~") and group_of(o) not in (*GROUPS, "experiment")]
     original = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
-    merged = OmegaConf.merge(original, OmegaConf.from_dotlist(dotted))
+    merged = original.copy()
+    # Hydra's own parser and key paths, so `model.hidden_dims.0=32` sets a list element as it did
+    # when the run started, and a value reads as it read then.
+    for parsed in OverridesParser.create().parse_overrides(dotted):
+        OmegaConf.update(merged, parsed.key_or_group, parsed.value(), merge=True)
     safe = (*RESUME_SAFE, *(() if mid_epoch else ("trainer.batch_size",)))
     for override in dotted:
         key = group_of(override)

@@ -52,8 +52,6 @@ def _binarize_fixed(x: torch.Tensor, scale: float, how: str, seed: int) -> torch
 
 
 def _apply_binarize(data: DataSplits, how: str, seed: int) -> None:
-    if how == "none":
-        return
     low, high = data.value_range()
     if low < 0 or high > 1:
         raise ConfigError("dataset.binarize", how, f"none for data outside [0, 1] (these lie in "
@@ -79,7 +77,8 @@ def load_dataset(name: str = "digits", *, scaler: dict | None = None, **options)
     data.scale = 1 / raw.value_range[1] if data.train.dtype == torch.uint8 else 1.0
     if name == "tensor_file":
         scale_splits(data, raw, d.scale, scaler)
-    _apply_binarize(data, d.binarize, d.split_seed)
+    if d.binarize != "none":  # split_seed seeds val/test's fixed draws (binarized_mnist never reads it)
+        _apply_binarize(data, d.binarize, d.split_seed)
     return _limit(data, d.limit)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import pickle
 import warnings
 from pathlib import Path
@@ -82,20 +83,28 @@ def _label_index(path: Path, label_column: int | str, header: list[str] | None, 
 
 
 def _read_csv(path: Path, label_column=None, **_):
-    """Comma-separated numbers; a first row that is not all numbers is taken as the header."""
+    """Comma-separated numbers; the label column may hold text (class names). A first row with
+    text outside the label column (or naming it) is taken as the header."""
     with open(path, newline="") as f:
         first = next((row for row in csv.reader(f) if row), None)
-    header = [name.strip() for name in first] if first and not all(map(_is_number, first)) else None
+    cells = [name.strip() for name in first] if first else []
+    if not cells:
+        raise DataError(f"{path}: no data rows; expected comma-separated numbers, one example per row")
+    if isinstance(label_column, str):  # a name: the first row is the header
+        header = cells if label_column in cells or not all(map(_is_number, cells)) else None
+        column = _label_index(path, label_column, header, len(cells))
+    else:
+        column = None if label_column is None else _label_index(path, label_column, None, len(cells))
+        header = cells if any(not _is_number(c) for i, c in enumerate(cells) if i != column) else None
+    features = [i for i in range(len(cells)) if i != column]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a header-only file warns; the empty check says it
-        table = np.loadtxt(path, delimiter=",", quotechar='"', skiprows=1 if header else 0, ndmin=2,
-                           dtype=np.float64)
+        read = functools.partial(np.loadtxt, path, delimiter=",", quotechar='"', skiprows=1 if header else 0, ndmin=2)
+        table = read(dtype=np.float64, usecols=features or None)
+        labels = None if column is None else read(dtype=str, usecols=[column])[:, 0]
     if table.size == 0:
         raise DataError(f"{path}: no data rows; expected comma-separated numbers, one example per row")
-    if label_column is None:
-        return table, None
-    column = _label_index(path, label_column, header, table.shape[1])
-    return np.delete(table, column, axis=1), table[:, column]
+    return table, labels
 
 
 _TENSOR_READERS = {".npy": _read_npy, ".npz": _read_npz, ".pt": _read_pt, ".csv": _read_csv}
@@ -121,19 +130,35 @@ def _check_finite(path: Path, x: torch.Tensor) -> None:
         raise DataError(f"{path}: {bad} NaN/inf values in the data (of {x.numel()}); remove or impute them first")
 
 
-def _to_labels(path: Path, labels, n: int) -> torch.Tensor | None:
-    """(N,) int64 labels, checked to be one whole number per example."""
+def _text_labels(path: Path, labels: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
+    """Labels read as text: numbers stay numbers; otherwise each name is a class, numbered in
+    sorted order (the names are kept for the plots and the projector)."""
+    labels = np.char.strip(labels.astype(str))
+    if (labels == "").any():
+        raise DataError(f"{path}: {int((labels == '').sum())} rows have an empty label; give every row its class")
+    if all(map(_is_number, labels.tolist())):
+        return labels.astype(np.float64), None
+    classes, index = np.unique(labels, return_inverse=True)
+    return index.reshape(labels.shape), classes.tolist()
+
+
+def _to_labels(path: Path, labels, n: int) -> tuple[torch.Tensor | None, list[str] | None]:
+    """(N,) int64 labels, checked to be one whole number per example, and the class names of
+    text labels (None for numbers)."""
     if labels is None:
-        return None
-    labels = np.asarray(labels)
+        return None, None
+    labels, classes = np.asarray(labels), None
+    if labels.dtype.kind in "US":
+        labels, classes = _text_labels(path, labels)
     labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
     if labels.ndim != 1 or len(labels) != n:
         raise DataError(f"{path}: labels have shape {labels.shape} for {n} examples; expected ({n},), one per example")
     whole = np.issubdtype(labels.dtype, np.integer) or (
         np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all() and (labels == np.round(labels)).all())
     if not whole:
-        raise DataError(f"{path}: labels must be whole numbers (class indices); got dtype {labels.dtype}")
-    return torch.from_numpy(labels.astype(np.int64))
+        raise DataError(f"{path}: labels must be whole numbers (class indices) or class names; got dtype "
+                        f"{labels.dtype}")
+    return torch.from_numpy(labels.astype(np.int64)), classes
 
 
 def load_tensor_file(path, *, key: str | None = None, label_key: str | None = None,
@@ -168,8 +193,8 @@ def load_tensor_file(path, *, key: str | None = None, label_key: str | None = No
         raise DataError(f"{path}: cannot read as {ext} ({one_line(exc)})") from exc
     x = _to_nchw(path, data)
     _check_finite(path, x)
-    y = _to_labels(path, labels, len(x))
+    y, classes = _to_labels(path, labels, len(x))
     # uint8 arrays are pixels 0..255 whatever their shape; other 2-D arrays are tables of features.
     value_range = (0.0, 255.0) if data.dtype == np.uint8 else (float(x.min()), float(x.max()))
-    return RawData({"all": ArraySplit(x, y)}, value_range, tabular=data.ndim == 2 and data.dtype != np.uint8)
+    return RawData({"all": ArraySplit(x, y)}, value_range, classes, tabular=data.ndim == 2 and data.dtype != np.uint8)
 
