@@ -136,21 +136,28 @@ def test_wheel_ships_the_configs(tmp_path):
         assert f"aectl/configs/{config}" in names
 
 
-def without_the_optuna_extra(folder: Path) -> dict:
-    """The environment of a plain `pip install .` (no [optuna] extra), for `python -S`: this
-    interpreter's site-packages seen through a folder of links that leaves out optuna,
-    hydra-optuna-sweeper and the installed aectl (the checkout's comes first on the path)."""
-    import sysconfig
+def installed_places() -> list[Path]:
+    """Where this interpreter's packages are: its site-packages and the folders their .pth files
+    add (the checkout, which an editable install adds, left out)."""
+    import site
 
+    sites = [Path(p) for p in {*site.getsitepackages(), site.getusersitepackages()} if Path(p).is_dir()]
+    added = [site_dir / line.strip() for site_dir in sites for pth in sorted(site_dir.glob("*.pth"))
+             for line in pth.read_text().splitlines() if line.strip() and not line.startswith(("#", "import"))]
+    return [p for p in dict.fromkeys([*sites, *added]) if p.is_dir() and p.resolve() != REPO]
+
+
+def without_the_optuna_extra(folder: Path) -> dict:
+    """The environment of a plain `pip install .` (no [optuna] extra), for `python -S`: the
+    installed packages seen through a folder of links that leaves out optuna,
+    hydra-optuna-sweeper and the installed aectl (the checkout's comes first on the path)."""
     left_out = ("optuna", "hydra_optuna_sweeper", "aectl", "__editable__")
     (folder / "hydra_plugins").mkdir(parents=True)
-    for site in {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}:
-        for entry in site.iterdir():
-            inside = site / "hydra_plugins" if entry.name == "hydra_plugins" else None
-            for item in inside.iterdir() if inside else [entry]:
-                link = folder / item.relative_to(site)
-                if not item.name.lower().startswith(left_out) and not item.name.endswith(".pth") \
-                        and not link.exists():
+    for place in installed_places():
+        for entry in sorted(place.iterdir()):
+            for item in sorted(entry.iterdir()) if entry.name == "hydra_plugins" else [entry]:
+                link = folder / item.relative_to(place)
+                if not item.name.lower().startswith(left_out) and item.suffix != ".pth" and not link.exists():
                     link.symlink_to(item)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(folder)])}
 
