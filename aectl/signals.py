@@ -73,9 +73,12 @@ class StopSignals:
             raise Interrupted(signum)
         self.signum = signum
         name = signal_name(signum)
-        # os.write, not logging or print: a handler may run while the main thread holds their locks.
-        os.write(2, f"\n{name} received: finishing the current step, then saving checkpoints/last.pt "
-                    f"(send it again to stop at once)\n".encode())
+        notice = f"\n{name} received: finishing the current step, then saving checkpoints/last.pt " \
+                 f"(send it again to stop at once)\n"
+        try:  # os.write, not logging or print: a handler may run while the main thread holds their locks
+            os.write(2, notice.encode())
+        except OSError:  # stderr is a pipe whose reader Ctrl-C ended too (`aectl train 2>&1 | tee log`):
+            pass  # raising here would abort the step and lose the checkpoint the stop is for
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

@@ -17,7 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name: (file, original snippet, broken snippet, test files that must catch it)
+NO_OPTUNA_TEST = "tests/test_cli.py::test_no_plugin_warnings_without_the_optuna_extra"
+PIPELINE_TEST = "tests/test_reliability.py::test_ctrl_c_with_a_dead_pipe_reader_saves_and_says_how_to_resume"
+
+# name: (file, original snippet, broken snippet, test files (or test ids) that must catch it)
 MUTANTS = {
     "beta ignored": ("aectl/objective.py", "loss = loss + beta * kl", "loss = loss + kl",
                      ["tests/test_objective.py"]),
@@ -334,6 +337,20 @@ MUTANTS.update({
         "aectl/api.py", "if isinstance(value, torch.Tensor):\n        return value", "return value", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
     "input shape unchecked": (
         "aectl/api.py", "if not shape or tuple(x.shape[1:]) == shape:", "if True:", ["tests/test_api.py::test_wrong_arguments_are_refused_in_one_line_naming_them"]),
+    "pipe: the SIGINT notice raises on a reader-less stderr": (
+        "aectl/signals.py", "except OSError:  # stderr is a pipe", "except ValueError:  # stderr is a pipe",
+        [PIPELINE_TEST]),
+    "pipe: a write to a reader-less stream raises": (
+        "aectl/cli/streams.py", "            except BrokenPipeError:\n                self._silence()\n        return",
+        "            except ValueError:\n                self._silence()\n        return", [PIPELINE_TEST]),
+    "pipe: the stop not recorded in train.log": (
+        "aectl/cli/hydra_run.py", "    _to_log_files(line)\n", "", [PIPELINE_TEST]),
+    "optuna extra: the sweeper plugin fails to import without it": (
+        "hydra_plugins/aectl_optuna_sweeper/config.py", "except ImportError:\n    OptunaSweeperConf = None",
+        "except ValueError:\n    OptunaSweeperConf = None", [NO_OPTUNA_TEST]),
+    "optuna extra: the missing sweeper does not name it": (
+        "aectl/cli/messages.py", "line += \" (pip install 'aectl[optuna]' adds aectl_optuna)\"", 'line += ""',
+        [NO_OPTUNA_TEST]),
 })
 
 

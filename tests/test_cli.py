@@ -136,6 +136,48 @@ def test_wheel_ships_the_configs(tmp_path):
         assert f"aectl/configs/{config}" in names
 
 
+def installed_places() -> list[Path]:
+    """Where this interpreter's packages are: its site-packages and the folders their .pth files
+    add (the checkout, which an editable install adds, left out)."""
+    import site
+
+    sites = [Path(p) for p in {*site.getsitepackages(), site.getusersitepackages()} if Path(p).is_dir()]
+    added = [site_dir / line.strip() for site_dir in sites for pth in sorted(site_dir.glob("*.pth"))
+             for line in pth.read_text().splitlines() if line.strip() and not line.startswith(("#", "import"))]
+    return [p for p in dict.fromkeys([*sites, *added]) if p.is_dir() and p.resolve() != REPO]
+
+
+def without_the_optuna_extra(folder: Path) -> dict:
+    """The environment of a plain `pip install .` (no [optuna] extra), for `python -S`: the
+    installed packages seen through a folder of links that leaves out optuna,
+    hydra-optuna-sweeper and the installed aectl (the checkout's comes first on the path)."""
+    left_out = ("optuna", "hydra_optuna_sweeper", "aectl", "__editable__")
+    (folder / "hydra_plugins").mkdir(parents=True)
+    for place in installed_places():
+        for entry in sorted(place.iterdir()):
+            for item in sorted(entry.iterdir()) if entry.name == "hydra_plugins" else [entry]:
+                link = folder / item.relative_to(place)
+                if not item.name.lower().startswith(left_out) and item.suffix != ".pth" and not link.exists():
+                    link.symlink_to(item)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(folder)])}
+
+
+def test_no_plugin_warnings_without_the_optuna_extra(tmp_path):
+    """Hydra imports every plugin module before each command and warns (six lines each) about one
+    that fails to import: the aectl_optuna sweeper must import quietly without its extra."""
+    env = without_the_optuna_extra(tmp_path / "site")
+    aectl = [sys.executable, "-S", "-m", "aectl", "train"]
+    help_run = subprocess.run([*aectl, "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert help_run.returncode == 0 and "aectl train" in help_run.stdout, help_run.stderr
+    assert "Plugin is incompatible" not in help_run.stderr and "Error importing" not in help_run.stderr, \
+        help_run.stderr
+    search = subprocess.run([*aectl, "-m", "hparams_search=digits_vae"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path)
+    assert search.returncode == 2
+    assert search.stderr.strip() == ("aectl train: error: hydra/sweeper=aectl_optuna: no such option; allowed "
+                                     "hydra/sweeper=basic (pip install 'aectl[optuna]' adds aectl_optuna)")
+
+
 @pytest.mark.parametrize("command, args, line", [
     ("train", ["dataset=tensor_file", "dataset.path=my", "data.csv"],
      'data.csv: not an override (key=value); a value with spaces must be quoted, e.g. "dataset.path=my data.csv"'),

@@ -111,11 +111,14 @@ def runner(tmp_path_factory):
     runner.close()
 
 
-def wait_for(path: Path, text: str, timeout: float = 30, count: int = 1) -> None:
+def wait_for(path: Path, text: str, timeout: float = 30, count: int = 1, process=None) -> None:
+    """Until `text` is `count` times in `path` (or `process`, when given, has ended)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().count(text) >= count:
             return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process ended ({process.returncode}) before {text!r} appeared in {path}")
         time.sleep(0.005)
     raise AssertionError(f"{text!r} never appeared {count} time(s) in {path}")
 
@@ -238,6 +241,43 @@ def test_sigterm_through_the_console_script(tmp_path):
     assert proc.returncode == 143
     assert f"resume with: aectl train trainer.resume={run} hydra.run.dir={run}" in err
     assert load_checkpoint(run)["epoch"] >= 1
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["stdout-piped", "stdout-and-stderr-piped"])
+def test_ctrl_c_with_a_dead_pipe_reader_saves_and_says_how_to_resume(tmp_path, both):
+    """Ctrl-C on `aectl train | tee log` (or `2>&1 | tee log`) ends tee too: aectl then writes into
+    a pipe without a reader (Python ignores SIGPIPE, so each write raises). That must not cost
+    last.pt: exit 130, the checkpoint, and the resume line on stderr or in train.log."""
+    run = tmp_path / "run"
+    args = [a for a in TINY if a != "trainer.progress=false"] if both else TINY  # progress lines on stderr too
+    reader = subprocess.Popen([sys.executable, "-c", "import sys\nfor line in sys.stdin: pass"],
+                              stdin=subprocess.PIPE)
+    err_file = (tmp_path / "stderr.txt").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "aectl", "train", *args, "trainer.epochs=5000",
+                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=reader.stdin,
+                            stderr=subprocess.STDOUT if both else err_file)
+    reader.stdin.close()  # the reader holds the pipe's only read end
+    try:
+        wait_for(run / "train.log", "epoch 1/5000", timeout=120)
+        reader.send_signal(signal.SIGINT)  # Ctrl-C reaches every process of the pipeline
+        reader.wait(timeout=60)
+        # Two more epoch lines: both were logged to the reader-less stdout before the signal.
+        wait_for(run / "train.log", "epoch 3/5000", timeout=120, process=proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+        err_file.close()
+    log = (run / "train.log").read_text()
+    assert proc.returncode == 130, log
+    stopped = re.search(rf"stopped by SIGINT after step (\d+); saved {re.escape(str(run))}/checkpoints/last.pt", log)
+    assert stopped, log
+    assert load_checkpoint(run)["step"] == int(stopped.group(1))
+    resume = f"resume with: aectl train trainer.resume={run} hydra.run.dir={run}"
+    assert resume in log
+    if not both:  # stderr still reaches the terminal: the usual lines, and no logging tracebacks
+        err = (tmp_path / "stderr.txt").read_text()
+        assert resume in err and "Traceback" not in err and "Logging error" not in err, err
 
 
 @pytest.mark.parametrize("stop_step", [3, 8, 13], ids=["mid-epoch", "last-batch", "second-epoch"])

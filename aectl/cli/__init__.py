@@ -9,6 +9,7 @@ import sys
 from aectl.cli.completion import completion
 from aectl.cli.hydra_run import config_dir, register_schemas, run_hydra
 from aectl.cli.messages import one_line
+from aectl.cli.streams import outliving_streams
 
 __all__ = ["main", "config_dir", "register_schemas", "one_line"]
 
@@ -43,6 +44,11 @@ def version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    with outliving_streams():  # a reader that went away (`| tee` ended by Ctrl-C) costs no checkpoint
+        return _dispatch(argv)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0

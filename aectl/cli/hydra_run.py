@@ -90,6 +90,16 @@ def _record_interruption(stopped: BaseException) -> None:
         return
     line = "; ".join(stopped.message().splitlines()) if isinstance(stopped, Interrupted) else "interrupted by Ctrl-C"
     mark_interrupted(hydra_cfg.runtime.output_dir, line)
+    _to_log_files(line)
+
+
+def _to_log_files(line: str) -> None:
+    """`line` in the run's train.log only: the terminal gets it as the command's last stderr
+    line, but a terminal's pipe may have gone with Ctrl-C (`aectl train 2>&1 | tee log`)."""
+    record = log.makeRecord(log.name, logging.WARNING, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _hydra_app(task, config_name: str):

@@ -14,6 +14,8 @@ def one_line(err: BaseException) -> str:
         line = f"{group}={name}: no such option; allowed {group}=" + ", ".join(sorted(err.options))
         if group == "hydra/launcher":
             line += " (pip install 'aectl[sweep]' adds joblib, 'aectl[slurm]' submitit_local and submitit_slurm)"
+        if group == "hydra/sweeper":  # the hparams_search presets choose aectl_optuna
+            line += " (pip install 'aectl[optuna]' adds aectl_optuna)"
         return line
     parts = [str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__]
     cause = err.__cause__
