@@ -1,6 +1,7 @@
 """Metrics and pictures of `aectl eval` against hand-computed values and known estimator facts."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +249,15 @@ def test_save_png(tmp_path):
     pictures.save_png(torch.rand(1, 8, 8), tmp_path / "gray.png")
     for name in ("grid.png", "gray.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_density_nll_can_be_negative_and_the_readme_says_so():
+    # −log N(x; x, σ²I) = D/2·log(2πσ²): negative for the default σ = 0.1 (a density above 1), so the
+    # README must not call nll_iw positive for every likelihood.
+    x = torch.rand(3, 1, 8, 8)
+    nll = losses.reconstruction_nll(x, x, "gaussian", 0.1)
+    assert torch.allclose(nll, torch.full((3,), 32 * math.log(2 * math.pi * 0.01)))
+    assert (nll < 0).all()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `nll_iw` |"))
+    assert "positive" not in row and "can be negative" in row
