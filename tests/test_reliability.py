@@ -253,16 +253,16 @@ def test_ctrl_c_with_a_dead_pipe_reader_saves_and_says_how_to_resume(tmp_path, b
     reader = subprocess.Popen([sys.executable, "-c", "import sys\nfor line in sys.stdin: pass"],
                               stdin=subprocess.PIPE)
     err_file = (tmp_path / "stderr.txt").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "aectl", "train", *args, "trainer.epochs=5000",
+    proc = subprocess.Popen([sys.executable, "-m", "aectl", "train", *args, "trainer.epochs=1000",
                              f"hydra.run.dir={run}"], cwd=tmp_path, stdout=reader.stdin,
                             stderr=subprocess.STDOUT if both else err_file)
     reader.stdin.close()  # the reader holds the pipe's only read end
     try:
-        wait_for(run / "train.log", "epoch 1/5000", timeout=120)
+        wait_for(run / "train.log", "epoch 50/1000", timeout=120)  # val lines every 50 epochs
         reader.send_signal(signal.SIGINT)  # Ctrl-C reaches every process of the pipeline
         reader.wait(timeout=60)
-        # Two more epoch lines: both were logged to the reader-less stdout before the signal.
-        wait_for(run / "train.log", "epoch 3/5000", timeout=120, process=proc)
+        # Two more val lines: both were logged to the reader-less stdout before the signal.
+        wait_for(run / "train.log", "epoch 150/1000", timeout=120, process=proc)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     finally:
