@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from aectl import losses
+from aectl import losses, metrics
+from aectl.models import build_model, continuous_bernoulli_mean
 
 
 def test_gaussian_kl_of_standard_normal_is_zero():
@@ -87,6 +88,38 @@ def test_continuous_bernoulli_density_integrates_to_one(logit):
     x = torch.linspace(0, 1, 20001).view(-1, 1, 1, 1)
     density = losses.log_likelihood(torch.full_like(x, logit), x, "continuous_bernoulli").exp()
     assert math.isclose(torch.trapezoid(density.flatten(), x.flatten()).item(), 1.0, rel_tol=1e-4)
+
+
+def continuous_bernoulli_mean_by_hand(logit: float) -> float:
+    """E[x] = λ/(2λ − 1) + 1/(2·atanh(1 − 2λ)), λ = sigmoid(l) (Loaiza-Ganem & Cunningham 2019, §3)."""
+    lam = 1 / (1 + math.exp(-logit))
+    return lam / (2 * lam - 1) + 1 / (2 * math.atanh(1 - 2 * lam))
+
+
+def test_continuous_bernoulli_reconstruction_is_its_mean_not_lambda():
+    """What eval, the API and the pictures show of a continuous-Bernoulli decoder is E[x|z]: by the
+    formula, by integrating x·p(x) of the normalised density, and far from λ (away from λ = ½,
+    where the two coincide)."""
+    torch.manual_seed(0)
+    model = build_model("vae", input_shape=(1, 1, 4), latent_dim=2, hidden_dims=[3],
+                        likelihood="continuous_bernoulli").double()
+    with torch.no_grad():
+        head = model.decoder.body[-2]  # the Linear before the Unflatten
+        head.weight.mul_(0.1)
+        head.bias.copy_(torch.tensor([-4.0, -1.5, 0.8, 3.0]))  # logits far from 0
+    x = torch.rand(3, 1, 1, 4, dtype=torch.float64)
+    logits = model.decode(model.encode(x)[0])
+    got = metrics.reconstruct(model, x)
+    by_hand = [continuous_bernoulli_mean_by_hand(v) for v in logits.flatten().tolist()]
+    assert got.flatten().tolist() == pytest.approx(by_hand, rel=1e-9)
+    grid = torch.linspace(0, 1, 20001, dtype=torch.float64).view(-1, 1, 1, 1)
+    for logit, mean in zip(logits.flatten().tolist()[:4], got.flatten().tolist()[:4]):
+        density = losses.log_likelihood(torch.full_like(grid, logit), grid, "continuous_bernoulli").exp().flatten()
+        assert torch.trapezoid(grid.flatten() * density, grid.flatten()).item() == pytest.approx(mean, abs=1e-6)
+    assert (got - logits.sigmoid()).abs().min().item() > 0.05  # λ itself would be a different picture
+    near_half = torch.tensor([-5e-3, 0.0, 5e-3], dtype=torch.float64)  # the series branch
+    assert continuous_bernoulli_mean(near_half).tolist() == pytest.approx(
+        [continuous_bernoulli_mean_by_hand(-5e-3), 0.5, continuous_bernoulli_mean_by_hand(5e-3)], rel=1e-9)
 
 
 @pytest.mark.parametrize("likelihood", losses.LIKELIHOODS)
