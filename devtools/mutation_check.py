@@ -65,6 +65,8 @@ MUTANTS = {
                                              "per_element = per_element - continuous_bernoulli_log_norm(recon)",
                                              "per_element = per_element + continuous_bernoulli_log_norm(recon)",
                                              ["tests/test_losses.py"]),
+    "continuous Bernoulli reconstruction is lambda": ("aectl/models.py", "return continuous_bernoulli_mean(recon)",
+                                                       "return recon.sigmoid()", ["tests/test_losses.py"]),
     "kl term of the closed form": ("aectl/losses.py", "(1 + logvar - mu.square() - logvar.exp())",
                                    "(1 + logvar - mu.square() - logvar)", ["tests/test_losses.py"]),
     "rho hat over all entries": ("aectl/losses.py", "rho_hat = code.mean(0).clamp(eps, 1 - eps)",
@@ -184,6 +186,15 @@ MUTANTS.update({  # the contractive penalty and the IWAE
                                                ["tests/test_contractive.py"]),
     "eval reports the squared jacobian norm": ("aectl/validation.py", "create_graph=False).detach().sqrt()",
                                                "create_graph=False).detach()", ["tests/test_contractive.py"]),
+    "contractive closed form for any code activation": (
+        "aectl/contractive.py", "type(code[0]) is nn.Linear and type(code[1]) is nn.Sigmoid:",
+        "type(code[0]) is nn.Linear:", ["tests/test_contractive.py"]),
+    "iwae logged kl summed over the batch": (
+        "aectl/objective.py", "kl = losses.gaussian_kl(out.mu, out.logvar).mean()\n            zero",
+        "kl = losses.gaussian_kl(out.mu, out.logvar).sum()\n            zero", ["tests/test_iwae.py"]),
+    "iwae logged recon summed over the draws": ("aectl/objective.py", "terms = torch.stack([loss, -log_px_z.mean(),",
+                                                "terms = torch.stack([loss, -log_px_z.sum(0).mean(),",
+                                                ["tests/test_iwae.py"]),
     "iwae bound is the mean log weight": (
         "aectl/losses.py", "return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])", "return log_w.mean(0)",
         ["tests/test_iwae.py"]),
