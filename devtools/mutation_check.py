@@ -225,6 +225,66 @@ MUTANTS.update({  # the contractive penalty and the IWAE
 })
 
 
+_MEAN = ["tests/test_losses.py"]
+MUTANTS.update({  # a distribution's parameter where its mean is meant, a formula outside its case
+    "mean: bernoulli reconstruction is the logits": ("aectl/models.py", "return recon.sigmoid()", "return recon",
+                                                     _MEAN),
+    "mean: eval reconstructs logits": ("aectl/metrics.py",
+                                       "return mean_reconstruction(model, model.decode(latent_means(model, x)))",
+                                       "return model.decode(latent_means(model, x))", _MEAN),
+    "mean: validation mse of logits": ("aectl/validation.py", "x_hat = mean_reconstruction(model, raw).float()",
+                                       "x_hat = raw.float()", _MEAN),
+    "mean: prior samples are logits": ("aectl/pictures.py", "return mean_reconstruction(model, model.decode(z))\n",
+                                       "return model.decode(z)\n", _MEAN),
+    "mean: traversals are logits": ("aectl/pictures.py",
+                                    "images = mean_reconstruction(model, model.decode(torch.cat(rows)))",
+                                    "images = model.decode(torch.cat(rows))", _MEAN),
+    "mean: cvae class samples are logits": (
+        "aectl/pictures.py", "return mean_reconstruction(model, model.decode(z.repeat(model.num_classes, 1), y))",
+        "return model.decode(z.repeat(model.num_classes, 1), y)", _MEAN),
+    "mean: the API decodes to logits": ("aectl/api.py",
+                                        "return self._from_model(mean_reconstruction(module, module.decode(z)))",
+                                        "return self._from_model(module.decode(z))", _MEAN),
+    "mean: training images of logits": ("aectl/training_log.py",
+                                        "mean = lambda r: mean_reconstruction(model, r).float()",
+                                        "mean = lambda r: r.float()", _MEAN),
+    "mean: a bernoulli decoder squashed to probabilities": (
+        "aectl/models.py", 'return ACTIVATIONS[name]() if likelihood == "gaussian" else nn.Identity()',
+        "return ACTIVATIONS[name]()", _MEAN),
+    "mean: continuous Bernoulli series slope": ("aectl/models.py", "0.5 + logits / 12, exact)",
+                                                "0.5 - logits / 12, exact)", _MEAN),
+    "scale: sampled KL with the variance as scale": ("aectl/metrics.py", "log_q = normal(mu, std).log_prob(z)",
+                                                     "log_q = normal(mu, logvar.exp()).log_prob(z)",
+                                                     ["tests/test_metrics.py"]),
+    "scale: iw log weights with log sigma": ("aectl/metrics.py", "(z.square() - eps.square() - logvar).sum(-1)",
+                                             "(z.square() - eps.square() - 0.5 * logvar).sum(-1)",
+                                             ["tests/test_metrics.py"]),
+    "scale: log density divides by sigma": ("aectl/losses.py", "(z - mu).square() * (-logvar).exp()",
+                                            "(z - mu).square() * (-0.5 * logvar).exp()", ["tests/test_iwae.py"]),
+    "scale: iwae prior at the posterior mean": ("aectl/objective.py",
+                                                "log_pz = losses.gaussian_log_density(out.z, torch.zeros_like(out.z),",
+                                                "log_pz = losses.gaussian_log_density(out.z, out.mu,",
+                                                ["tests/test_iwae.py"]),
+    "scale: denoising -ELBO at the default sigma": (
+        "aectl/validation.py", "losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma)",
+        "losses.reconstruction_nll(clean.recon, x, model.likelihood)", ["tests/test_objective.py"]),
+    "code: active units of the sampled z": ("aectl/validation.py", "code = out.mu if out.mu is not None else out.z",
+                                            "code = out.z", ["tests/test_objective.py"]),
+    "code: split rho-hat over all entries": ("aectl/metrics.py", "rho_hat = codes.double().mean(0)",
+                                             "rho_hat = codes.double().mean()", ["tests/test_metrics.py"]),
+    "code: kl sparsity on a code outside (0, 1)": ("aectl/config_checks.py",
+                                                   'm.code_activation == "sigmoid",\n               "sigmoid when',
+                                                   'True,\n               "sigmoid when', ["tests/test_cli.py"]),
+    "contractive closed form for a deep encoder": (
+        "aectl/contractive.py", "any(not isinstance(m, nn.Flatten) for m in encoder.body)", "False",
+        ["tests/test_contractive.py"]),
+    "vq codebook term moves the encoder": ("aectl/losses.py", "return (z_e.detach() - z_q).square()",
+                                           "return (z_e - z_q).square()", _VQ),
+    "vq perplexity in bits": ("aectl/quantizer.py", "return torch.exp(-(p * p.clamp_min(1e-30).log()).sum())",
+                              "return 2 ** (-(p * p.clamp_min(1e-30).log()).sum())", _VQ),
+})
+
+
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
     path = ROOT / file
