@@ -18,12 +18,15 @@ from torch import nn
 
 
 def one_layer_sigmoid(model: nn.Module) -> nn.Linear | None:
-    """The Linear layer W of an encoder h = sigmoid(W·flatten(x) + b), else None."""
+    """The Linear layer W of an encoder h = sigmoid(W·flatten(x) + b), else None: the closed
+    form's only case. Its h(1 − h) is the sigmoid's derivative, so any other code activation
+    (identity, tanh, relu, ...) or layer before the code takes the batched-VJP path. Exact
+    types: a subclass may compute something else."""
     model = getattr(model, "module", model)  # a DistributedDataParallel wrapper's module
     encoder, code = getattr(model, "encoder", None), getattr(model, "code", None)
     if encoder is None or code is None or any(not isinstance(m, nn.Flatten) for m in encoder.body):
         return None
-    if len(code) == 2 and isinstance(code[0], nn.Linear) and isinstance(code[1], nn.Sigmoid):
+    if len(code) == 2 and type(code[0]) is nn.Linear and type(code[1]) is nn.Sigmoid:
         return code[0]
     return None
 

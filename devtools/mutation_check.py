@@ -68,6 +68,8 @@ MUTANTS = {
                                              "per_element = per_element - continuous_bernoulli_log_norm(recon)",
                                              "per_element = per_element + continuous_bernoulli_log_norm(recon)",
                                              ["tests/test_losses.py"]),
+    "continuous Bernoulli reconstruction is lambda": ("aectl/models.py", "return continuous_bernoulli_mean(recon)",
+                                                       "return recon.sigmoid()", ["tests/test_losses.py"]),
     "kl term of the closed form": ("aectl/losses.py", "(1 + logvar - mu.square() - logvar.exp())",
                                    "(1 + logvar - mu.square() - logvar)", ["tests/test_losses.py"]),
     "rho hat over all entries": ("aectl/losses.py", "rho_hat = code.mean(0).clamp(eps, 1 - eps)",
@@ -190,6 +192,15 @@ MUTANTS.update({  # the contractive penalty and the IWAE
                                                ["tests/test_contractive.py"]),
     "eval reports the squared jacobian norm": ("aectl/validation.py", "create_graph=False).detach().sqrt()",
                                                "create_graph=False).detach()", ["tests/test_contractive.py"]),
+    "contractive closed form for any code activation": (
+        "aectl/contractive.py", "type(code[0]) is nn.Linear and type(code[1]) is nn.Sigmoid:",
+        "type(code[0]) is nn.Linear:", ["tests/test_contractive.py"]),
+    "iwae logged kl summed over the batch": (
+        "aectl/objective.py", "kl = losses.gaussian_kl(out.mu, out.logvar).mean()\n            zero",
+        "kl = losses.gaussian_kl(out.mu, out.logvar).sum()\n            zero", ["tests/test_iwae.py"]),
+    "iwae logged recon summed over the draws": ("aectl/objective.py", "terms = torch.stack([loss, -log_px_z.mean(),",
+                                                "terms = torch.stack([loss, -log_px_z.sum(0).mean(),",
+                                                ["tests/test_iwae.py"]),
     "iwae bound is the mean log weight": (
         "aectl/losses.py", "return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])", "return log_w.mean(0)",
         ["tests/test_iwae.py"]),
@@ -351,6 +362,66 @@ MUTANTS.update({
     "optuna extra: the missing sweeper does not name it": (
         "aectl/cli/messages.py", "line += \" (pip install 'aectl[optuna]' adds aectl_optuna)\"", 'line += ""',
         [NO_OPTUNA_TEST]),
+})
+
+
+_MEAN = ["tests/test_losses.py"]
+MUTANTS.update({  # a distribution's parameter where its mean is meant, a formula outside its case
+    "mean: bernoulli reconstruction is the logits": ("aectl/models.py", "return recon.sigmoid()", "return recon",
+                                                     _MEAN),
+    "mean: eval reconstructs logits": ("aectl/metrics.py",
+                                       "return mean_reconstruction(model, model.decode(latent_means(model, x)))",
+                                       "return model.decode(latent_means(model, x))", _MEAN),
+    "mean: validation mse of logits": ("aectl/validation.py", "x_hat = mean_reconstruction(model, raw).float()",
+                                       "x_hat = raw.float()", _MEAN),
+    "mean: prior samples are logits": ("aectl/pictures.py", "return mean_reconstruction(model, model.decode(z))\n",
+                                       "return model.decode(z)\n", _MEAN),
+    "mean: traversals are logits": ("aectl/pictures.py",
+                                    "images = mean_reconstruction(model, model.decode(torch.cat(rows)))",
+                                    "images = model.decode(torch.cat(rows))", _MEAN),
+    "mean: cvae class samples are logits": (
+        "aectl/pictures.py", "return mean_reconstruction(model, model.decode(z.repeat(model.num_classes, 1), y))",
+        "return model.decode(z.repeat(model.num_classes, 1), y)", _MEAN),
+    "mean: the API decodes to logits": ("aectl/api.py",
+                                        "return self._from_model(mean_reconstruction(module, module.decode(z)))",
+                                        "return self._from_model(module.decode(z))", _MEAN),
+    "mean: training images of logits": ("aectl/training_log.py",
+                                        "mean = lambda r: mean_reconstruction(model, r).float()",
+                                        "mean = lambda r: r.float()", _MEAN),
+    "mean: a bernoulli decoder squashed to probabilities": (
+        "aectl/models.py", 'return ACTIVATIONS[name]() if likelihood == "gaussian" else nn.Identity()',
+        "return ACTIVATIONS[name]()", _MEAN),
+    "mean: continuous Bernoulli series slope": ("aectl/models.py", "0.5 + logits / 12, exact)",
+                                                "0.5 - logits / 12, exact)", _MEAN),
+    "scale: sampled KL with the variance as scale": ("aectl/metrics.py", "log_q = normal(mu, std).log_prob(z)",
+                                                     "log_q = normal(mu, logvar.exp()).log_prob(z)",
+                                                     ["tests/test_metrics.py"]),
+    "scale: iw log weights with log sigma": ("aectl/metrics.py", "(z.square() - eps.square() - logvar).sum(-1)",
+                                             "(z.square() - eps.square() - 0.5 * logvar).sum(-1)",
+                                             ["tests/test_metrics.py"]),
+    "scale: log density divides by sigma": ("aectl/losses.py", "(z - mu).square() * (-logvar).exp()",
+                                            "(z - mu).square() * (-0.5 * logvar).exp()", ["tests/test_iwae.py"]),
+    "scale: iwae prior at the posterior mean": ("aectl/objective.py",
+                                                "log_pz = losses.gaussian_log_density(out.z, torch.zeros_like(out.z),",
+                                                "log_pz = losses.gaussian_log_density(out.z, out.mu,",
+                                                ["tests/test_iwae.py"]),
+    "scale: denoising -ELBO at the default sigma": (
+        "aectl/validation.py", "losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma)",
+        "losses.reconstruction_nll(clean.recon, x, model.likelihood)", ["tests/test_objective.py"]),
+    "code: active units of the sampled z": ("aectl/validation.py", "code = out.mu if out.mu is not None else out.z",
+                                            "code = out.z", ["tests/test_objective.py"]),
+    "code: split rho-hat over all entries": ("aectl/metrics.py", "rho_hat = codes.double().mean(0)",
+                                             "rho_hat = codes.double().mean()", ["tests/test_metrics.py"]),
+    "code: kl sparsity on a code outside (0, 1)": ("aectl/config_checks.py",
+                                                   'm.code_activation == "sigmoid",\n               "sigmoid when',
+                                                   'True,\n               "sigmoid when', ["tests/test_cli.py"]),
+    "contractive closed form for a deep encoder": (
+        "aectl/contractive.py", "any(not isinstance(m, nn.Flatten) for m in encoder.body)", "False",
+        ["tests/test_contractive.py"]),
+    "vq codebook term moves the encoder": ("aectl/losses.py", "return (z_e.detach() - z_q).square()",
+                                           "return (z_e - z_q).square()", _VQ),
+    "vq perplexity in bits": ("aectl/quantizer.py", "return torch.exp(-(p * p.clamp_min(1e-30).log()).sum())",
+                              "return 2 ** (-(p * p.clamp_min(1e-30).log()).sum())", _VQ),
 })
 
 

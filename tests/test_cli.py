@@ -34,6 +34,9 @@ BAD_INPUT = [
     (["model.kind=gan"], ["model.kind='gan'", "vae"]),
     (["trainer.resume=no/such/run"], ["trainer.resume=no/such/run", "no such checkpoint"]),
     (["model=vae", "penalty=kl_sparsity"], ["penalty.kind='kl_sparsity' is not allowed: none for model=vae"]),
+    # KL(ρ ‖ ρ̂) is defined for a mean activation ρ̂ in (0, 1) only
+    (["model=sparse_ae", "model.code_activation=tanh"],
+     ["model.code_activation='tanh'", "sigmoid when penalty=kl_sparsity"]),
 ]
 
 

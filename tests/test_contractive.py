@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aectl import contractive
-from aectl.models import build_model
+from aectl.models import ACTIVATIONS, build_model
 from aectl.objective import TERMS, Objective, make_objective
 from aectl.validation import evaluate_split, jacobian_norm
 from tests.conftest import read_metrics
@@ -63,6 +63,22 @@ def test_closed_form_of_a_one_layer_sigmoid_encoder_by_hand():
     closed = contractive.jacobian_sq_norm(model, xt, model.encode(xt), create_graph=False)
     assert closed.tolist() == pytest.approx(by_hand, rel=1e-9)
     assert finite_difference_sq_norm(model.encode, xt).tolist() == pytest.approx(by_hand, rel=1e-6)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_each_code_activation_matches_the_autograd_jacobian(activation):
+    """The closed form holds for a sigmoid code only: chosen for another activation of the same
+    one-layer encoder it would give a wrong ‖J‖²_F, so each is compared with autograd's J."""
+    torch.manual_seed(2)
+    model = build_model("ae", input_shape=(1, 1, 3), latent_dim=2, hidden_dims=[],
+                        code_activation=activation).double()
+    assert (contractive.one_layer_sigmoid(model) is not None) == (activation == "sigmoid")
+    x = torch.tensor([[0.2, -0.5, 0.9], [1.0, 0.3, -0.7], [-0.4, 0.8, 0.1]], dtype=torch.float64).view(3, 1, 1, 3)
+    expected = [torch.autograd.functional.jacobian(model.encode, row.unsqueeze(0)).square().sum().item() for row in x]
+    xg = x.clone().requires_grad_(True)
+    got = contractive.jacobian_sq_norm(model, xg, model.encode(xg), create_graph=False)
+    assert got.tolist() == pytest.approx(expected, rel=1e-9)
+    assert len(set(round(v, 9) for v in expected)) > 1 or activation == "identity"  # examples differ
 
 
 @pytest.mark.parametrize("make", [deep_ae, sigmoid_ae], ids=["batched_vjp", "closed_form"])

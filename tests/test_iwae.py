@@ -90,6 +90,40 @@ def test_k1_is_the_vae_elbo_on_the_same_eps():
     assert estimates.mean().item() == pytest.approx(elbos.mean().item(), abs=4 * estimates.std().item() / 63)
 
 
+def test_logged_recon_and_kl_are_the_vae_terms_on_the_same_draws():
+    """The IWAE's recon and KL (train/ and val/) are diagnostics outside its loss: each is the VAE's
+    term, summed over features per example and averaged over the batch (recon also over the k
+    draws), so the two models' curves compare. Pinned on the VAE's objective, draw by draw."""
+    from aectl.models import ModelOutput
+    from aectl.validation import evaluate_split
+
+    k, iwae = 3, networks("iwae", 3)
+    x = torch.cat([X, 1 - X[:1]]).double()  # 3 examples, split 1 + 2 for validation
+    vae_objective = make_objective("vae", "bernoulli", 1.0, {"kind": "none"})
+    iwae_objective = make_objective("iwae", "bernoulli", 1.0, {"kind": "none"}, k)
+
+    def vae_terms(batch):  # (recon, kl) by the VAE's objective at each of the IWAE's k draws
+        out = iwae(batch, samples=k)
+        rows = [vae_objective(ModelOutput(out.recon[i], out.z[i], out.mu, out.logvar), batch, 1.0)[1] for i in range(k)]
+        return (sum(r[TERMS.index("recon")].item() for r in rows) / k, rows[0][TERMS.index("kl")].item())
+
+    torch.manual_seed(4)
+    recon, kl = vae_terms(x)
+    torch.manual_seed(4)
+    terms = iwae_objective.step(iwae, x, x, 1.0)[2]
+    assert terms[TERMS.index("recon")].item() == pytest.approx(recon, rel=1e-6)
+    assert terms[TERMS.index("kl")].item() == pytest.approx(kl, rel=1e-6)
+    per_example_kl = losses.gaussian_kl(*iwae.encode(x))
+    assert kl == pytest.approx(per_example_kl.mean().item(), rel=1e-6) and len(set(per_example_kl.tolist())) == 3
+
+    batches = [x[:1], x[1:]]
+    val = evaluate_split(iwae, batches, iwae_objective, lambda b: b, 1.0, None, False, seed=6)
+    torch.manual_seed(6)
+    by_batch = [vae_terms(b) for b in batches]
+    assert val["recon"] == pytest.approx((by_batch[0][0] + 2 * by_batch[1][0]) / 3, rel=1e-6)  # mean over examples
+    assert val["kl"] == pytest.approx((by_batch[0][1] + 2 * by_batch[1][1]) / 3, rel=1e-6)
+
+
 def test_bound_and_ess_by_hand():
     log_w = torch.tensor([[math.log(0.1)], [math.log(0.2)], [math.log(0.3)], [math.log(0.4)]])
     assert losses.importance_weighted_bound(log_w).item() == pytest.approx(math.log(0.25))

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from aectl import losses
+from aectl import losses, metrics
+from aectl.models import build_model, continuous_bernoulli_mean
 
 
 def test_gaussian_kl_of_standard_normal_is_zero():
@@ -89,6 +90,38 @@ def test_continuous_bernoulli_density_integrates_to_one(logit):
     assert math.isclose(torch.trapezoid(density.flatten(), x.flatten()).item(), 1.0, rel_tol=1e-4)
 
 
+def continuous_bernoulli_mean_by_hand(logit: float) -> float:
+    """E[x] = λ/(2λ − 1) + 1/(2·atanh(1 − 2λ)), λ = sigmoid(l) (Loaiza-Ganem & Cunningham 2019, §3)."""
+    lam = 1 / (1 + math.exp(-logit))
+    return lam / (2 * lam - 1) + 1 / (2 * math.atanh(1 - 2 * lam))
+
+
+def test_continuous_bernoulli_reconstruction_is_its_mean_not_lambda():
+    """What eval, the API and the pictures show of a continuous-Bernoulli decoder is E[x|z]: by the
+    formula, by integrating x·p(x) of the normalised density, and far from λ (away from λ = ½,
+    where the two coincide)."""
+    torch.manual_seed(0)
+    model = build_model("vae", input_shape=(1, 1, 4), latent_dim=2, hidden_dims=[3],
+                        likelihood="continuous_bernoulli").double()
+    with torch.no_grad():
+        head = model.decoder.body[-2]  # the Linear before the Unflatten
+        head.weight.mul_(0.1)
+        head.bias.copy_(torch.tensor([-4.0, -1.5, 0.8, 3.0]))  # logits far from 0
+    x = torch.rand(3, 1, 1, 4, dtype=torch.float64)
+    logits = model.decode(model.encode(x)[0])
+    got = metrics.reconstruct(model, x)
+    by_hand = [continuous_bernoulli_mean_by_hand(v) for v in logits.flatten().tolist()]
+    assert got.flatten().tolist() == pytest.approx(by_hand, rel=1e-9)
+    grid = torch.linspace(0, 1, 20001, dtype=torch.float64).view(-1, 1, 1, 1)
+    for logit, mean in zip(logits.flatten().tolist()[:4], got.flatten().tolist()[:4]):
+        density = losses.log_likelihood(torch.full_like(grid, logit), grid, "continuous_bernoulli").exp().flatten()
+        assert torch.trapezoid(grid.flatten() * density, grid.flatten()).item() == pytest.approx(mean, abs=1e-6)
+    assert (got - logits.sigmoid()).abs().min().item() > 0.05  # λ itself would be a different picture
+    near_half = torch.tensor([-5e-3, 0.0, 5e-3], dtype=torch.float64)  # the series branch
+    assert continuous_bernoulli_mean(near_half).tolist() == pytest.approx(
+        [continuous_bernoulli_mean_by_hand(-5e-3), 0.5, continuous_bernoulli_mean_by_hand(5e-3)], rel=1e-9)
+
+
 @pytest.mark.parametrize("likelihood", losses.LIKELIHOODS)
 def test_batch_mean_is_the_mean_of_the_per_example_losses(likelihood):
     torch.manual_seed(1)
@@ -104,3 +137,89 @@ def test_batch_mean_is_the_mean_of_the_per_example_losses(likelihood):
 def test_l1_activity():
     code = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
     assert losses.l1_activity(code).item() == 3.0
+
+
+# ---------------------------------------------------------------- what every picture shows
+
+
+def constant_decoder_vae(likelihood: str) -> torch.nn.Module:
+    """A VAE whose decoder emits the same logits l for every z (its head's weights zeroed), so
+    E[x|z] is known whatever z a path draws: sigmoid(l) (Bernoulli) or the continuous
+    Bernoulli's mean, which differs from both l and λ = sigmoid(l)."""
+    torch.manual_seed(0)
+    model = build_model("vae", input_shape=(1, 2, 2), latent_dim=2, hidden_dims=[3], likelihood=likelihood)
+    with torch.no_grad():
+        head = model.decoder.body[-2]  # the Linear before the Unflatten
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-4.0, -1.5, 0.8, 3.0]))
+    return model
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
+def test_every_reconstruction_and_picture_path_shows_the_mean_not_a_parameter(likelihood):
+    """eval's reconstructions, validation's mse/psnr, prior samples, traversals, the API and the
+    training log's images: each is E[x|z], by hand, not the logits or λ."""
+    from types import SimpleNamespace
+
+    from torchvision.utils import make_grid
+
+    from aectl import api, pictures, tracking
+    from aectl.objective import make_objective
+    from aectl.training_log import log_images
+    from aectl.validation import evaluate_split
+
+    model = constant_decoder_vae(likelihood)
+    logits = [-4.0, -1.5, 0.8, 3.0]
+    by_hand = [1 / (1 + math.exp(-v)) if likelihood == "bernoulli" else continuous_bernoulli_mean_by_hand(v)
+               for v in logits]
+    mean = torch.tensor(by_hand).view(1, 1, 2, 2)
+
+    def assert_mean(images, n):
+        assert images.shape == (n, 1, 2, 2)
+        assert images.flatten().tolist() == pytest.approx(by_hand * n, abs=1e-6)
+
+    x = torch.rand(3, 1, 2, 2)
+    assert_mean(metrics.reconstruct(model, x), 3)
+    assert_mean(pictures.prior_samples(model, 5), 5)
+    traversal = pictures.traversal_grid(model, torch.zeros(2), steps=3)
+    assert torch.allclose(traversal, pictures.samples_grid(mean.expand(6, 1, 2, 2), nrow=3), atol=1e-6)
+    wrapped = api.Autoencoder(model, {"config": {}, "model": {"kind": "vae"}}, {})
+    assert_mean(wrapped.reconstruct(x), 3)
+    assert_mean(wrapped.sample(4), 4)
+    assert_mean(wrapped.decode(torch.randn(2, 2)), 2)
+
+    values = evaluate_split(model, [x], make_objective("vae", likelihood, 1.0, {"kind": "none"}), lambda b: b, 1.0,
+                            (0.0, 1.0), False)
+    # ... and the loss reads the decoder's output as logits (not squashed to probabilities first)
+    lam = [1 / (1 + math.exp(-v)) for v in logits]
+    log_c = [math.log(2 * math.atanh(1 - 2 * p) / (1 - 2 * p)) if likelihood != "bernoulli" else 0.0 for p in lam]
+    recon = [-sum(xi * math.log(p) + (1 - xi) * math.log(1 - p) + c for xi, p, c in zip(row, lam, log_c))
+             for row in x.view(3, 4).tolist()]
+    assert values["recon"] == pytest.approx(sum(recon) / 3, rel=1e-5)
+    mse = (mean - x).square().flatten(1).mean(1)
+    assert values["mse"] == pytest.approx(mse.mean().item(), rel=1e-5)
+    assert values["psnr"] == pytest.approx((-10 * mse.log10()).mean().item(), rel=1e-5)
+
+    images = {}
+    tracker = SimpleNamespace(image=lambda tag, image, step: images.update({tag: image}),
+                              histogram=lambda *args: None)
+    log_images(model, x, lambda b: b, tracker, step=1)
+    for tag in (tracking.IMG_RECON, tracking.IMG_SAMPLES):
+        assert torch.allclose(images[tag], make_grid(mean.expand(3, 1, 2, 2), nrow=8, pad_value=1.0), atol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
+def test_cvae_class_samples_show_the_mean(likelihood):
+    from aectl import pictures
+
+    torch.manual_seed(0)
+    model = build_model("cvae", input_shape=(1, 2, 2), latent_dim=2, num_classes=3, hidden_dims=[3],
+                        likelihood=likelihood)
+    with torch.no_grad():
+        head = model.decoder.body[-2]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-4.0, -1.5, 0.8, 3.0]))
+    by_hand = [1 / (1 + math.exp(-v)) if likelihood == "bernoulli" else continuous_bernoulli_mean_by_hand(v)
+               for v in (-4.0, -1.5, 0.8, 3.0)]
+    images = pictures.class_samples(model, 2)
+    assert images.shape == (6, 1, 2, 2) and images.flatten().tolist() == pytest.approx(by_hand * 6, abs=1e-6)

@@ -126,3 +126,34 @@ def test_vae_forward_samples_z_by_the_reparameterisation_of_its_own_posterior():
     assert torch.allclose(out.z, mu + (0.5 * logvar).exp() * eps, atol=1e-6)
     assert torch.allclose(out.mu, mu) and torch.allclose(out.logvar, logvar)
     assert torch.allclose(out.recon, model.decode(out.z), atol=1e-6)  # the decoder sees that z
+
+
+# ---------------------------------------------------------------- validation's VAE terms
+
+
+def test_validation_counts_active_units_of_mu_and_scores_a_noisy_vae_at_its_sigma():
+    """Active units are of μ(x), not of a sampled z (Burda et al. 2016, §5.2): μ constant here, z
+    spread by σ² ≈ 7. The −ELBO of a denoising VAE's clean input uses the decoder's σ: a constant
+    decoder makes it ‖x − x̂‖²/(2σ²) + D/2·log(2πσ²) + KL whatever z is drawn."""
+    from aectl.losses import gaussian_kl
+    from aectl.validation import evaluate_split
+
+    torch.manual_seed(0)
+    model = build_model("vae", input_shape=(1, 1, 3), latent_dim=2, hidden_dims=[4], likelihood="gaussian",
+                        sigma=0.3)
+    with torch.no_grad():
+        model.posterior.weight[:2].zero_()  # μ = its bias for every x
+        model.posterior.bias.copy_(torch.tensor([0.5, -0.5, 2.0, 2.0]))
+        head = model.decoder.body[-2]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-1.0, 0.2, 1.5]))
+    x = torch.tensor([[0.1, 0.9, 0.4], [0.7, 0.2, 0.6], [0.3, 0.5, 0.8]]).view(3, 1, 1, 3)
+    objective = make_objective("vae", "gaussian", 0.3, {"kind": "none"})
+    assert evaluate_split(model, [x], objective, lambda b: b, 1.0, (0.0, 1.0), False)["active_units"] == 0
+    values = evaluate_split(model, [x], objective, lambda b: (b + 0.1).clamp(0, 1), 1.0, (0.0, 1.0), True)
+    x_hat = torch.tensor([-1.0, 0.2, 1.5]).sigmoid()
+    nll = [sum((a - b) ** 2 for a, b in zip(row, x_hat.tolist())) / (2 * 0.09) + 1.5 * math.log(2 * math.pi * 0.09)
+           for row in x.view(3, 3).tolist()]
+    with torch.no_grad():
+        kl = gaussian_kl(*model.encode(x)).mean().item()
+    assert values["neg_elbo"] == pytest.approx(sum(nll) / 3 + kl, rel=1e-5)
