@@ -62,12 +62,15 @@ def metric_unit(name: str) -> str:
 def format_metric(name: str, value) -> str:
     """Metric `name`'s value as every table and the final log lines print it: dB and nats to 2
     decimals (19.995 dB → 20.00, not 20), shares as a percentage to 1 decimal (1.0 → 100.0%),
-    others to 4 significant digits, from 1e5 up a fifth (close runs still print differently)."""
+    others to 4 significant digits; from 1e5 up, any of these to 5 significant digits (close
+    runs still print differently, a diverged one stays readable)."""
     if not isinstance(value, float) or isinstance(value, bool) or not math.isfinite(value):
         return format_value(value)
     unit = metric_unit(name)
+    if abs(value) >= 1e5 and unit != "share":  # summed nats of large images, a diverged run
+        return format_value(value, 5)
     if unit in ("dB", "nats"):
         return f"{value:.2f}"
     if unit == "share":
         return f"{value:.1%}"
-    return format_value(value, 5 if abs(value) >= 1e5 else 4)
+    return format_value(value)

