@@ -12,7 +12,7 @@ import pytest
 
 from aectl.cli import main
 from aectl.report import jobs, plots, ranking
-from aectl.tables import format_value
+from aectl.tables import format_metric
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
@@ -68,7 +68,7 @@ def test_report_of_a_sweep_with_a_failed_job(sweep, capsys):
 
     md = (sweep / "report.md").read_text()
     assert "| model.latent_dim=0 | failed |" in md
-    assert f"**{format_value(float(best_loss['val/loss']))}**" in md
+    assert f"**{format_metric('val/loss', float(best_loss['val/loss']))}**" in md
     for name in ("metrics_vs_model.latent_dim.png", "rate_distortion.png"):
         assert f"]({name})" in md
         assert_png(sweep / name)
@@ -387,8 +387,9 @@ def test_the_table_says_whose_weights_its_numbers_are_and_prints_each_unit_fixed
     fake_job(tmp_path / "sweep" / "lr=0.01", ["trainer.lr=0.01"], {**metrics_of(3.0, 18.0), "weights": "last"}, num=1)
     assert main(["report", str(tmp_path / "sweep")]) == 0
     out = capsys.readouterr().out
-    assert "train/val/test columns: the last weights of each run" in out
-    assert "best.pt's where it differs: best/* in report.csv" in out
+    words = " ".join(out.split())  # the line under the table is wrapped to the terminal's width
+    assert "train/val/test columns: the last weights of each run" in words
+    assert "best.pt's where it differs: best/* in report.csv" in words
     assert "20.00*" in out and "18.00" in out  # dB to 2 decimals, not "20" and "18"
     rows = {r["job"]: r for r in read_csv(tmp_path / "sweep" / "report.csv")}
     assert rows["lr=0.1"]["weights"] == "last" and rows["lr=0.1"]["best/val/psnr"] == "19.0"
