@@ -210,7 +210,22 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         'score_history=list(history.get("val_loss", []))', ["tests/test_lr_schedules.py"]),
     "best epoch of the val loss history": (
         "aectl/trainer.py", "history = progress.score_history\n", "history = progress.val_history\n",
-        ["tests/test_lr_schedules.py"]),
+        ["tests/test_lr_schedules.py"]),    "best.pt's numbers left out when they differ": (
+        "aectl/trainer.py", '                final["best"] = of_best', "                pass", ["tests/test_lr_schedules.py::test_a_run_that_ends_past_its_best_epoch_gives_both_weights_numbers"]),
+    "best section of the last weights": (
+        "aectl/trainer.py", "        if not self.load_best():", "        if not best_epoch:", ["tests/test_lr_schedules.py::test_a_run_that_ends_past_its_best_epoch_gives_both_weights_numbers"]),
+    "done line without whose weights": (
+        "aectl/build.py", "else f\"last weights (epoch {metrics['epochs']})\"", 'else "done"', ["tests/test_lr_schedules.py::test_a_run_that_ends_past_its_best_epoch_gives_both_weights_numbers"]),
+    "dB to significant digits": ("aectl/tables.py", 'if unit in ("dB", "nats"):', 'if unit == "nats":',
+                                 ["tests/test_tables.py"]),
+    "shares as fractions": ("aectl/tables.py", 'if unit == "share":', 'if unit == "fraction":',
+                            ["tests/test_tables.py"]),
+    "cvae probe without its note": ("aectl/eval_tables.py", 'if result["model"] == "cvae" and "probe_acc" in values:',
+                                    "if False:", ["tests/test_tables.py"]),
+    "report cells without units": ("aectl/report/output.py", "text = format_metric(m, job.metrics.get(m))",
+                                   "text = format_value(job.metrics.get(m))", ["tests/test_report.py"]),
+    "report without whose weights": ("aectl/report/output.py", "    lines += textwrap.wrap(which_weights(report), width)",
+                                     "    pass", ["tests/test_report.py"]),
 })
 
 
