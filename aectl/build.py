@@ -70,9 +70,11 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
         if metrics:
             tracker.hparams(hparams(built.meta["config"], hparams_lead or built.meta["overrides"]),
                             {f"hparam/{k}": v for k, v in metrics["val"].items()})
-            for line in done_lines(metrics, run_dir / "metrics.json"):
+            done, *of_best = done_lines(metrics, run_dir / "metrics.json")
+            log.info(done)
+            log.info(summary(metrics, config.model.latent_dim))  # of the weights the done line names
+            for line in of_best:  # best.pt's when it is another epoch's than the numbers above
                 log.info(line)
-            log.info(summary(metrics, config.model.latent_dim))
     finally:
         tracker.close()
     return metrics
@@ -234,14 +236,14 @@ def adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
 
 def done_lines(metrics: dict, metrics_path: Path) -> list[str]:
     """The final log lines: the val and test loss of the weights metrics.json's split metrics are
-    of, labelled, and best.pt's below when it holds another epoch's weights."""
+    of, labelled, then best.pt's (metrics.json's `best`) when it holds another epoch's weights."""
     best = metrics.get("best_checkpoint")
     by = f", by {best['metric']}" if best else ""
     label = f"best.pt (epoch {best['epoch']}{by})" if metrics.get("weights") == "best" and best \
         else f"last weights (epoch {metrics['epochs']})"
     lines = [f"done: {label}: {_split_losses(metrics)}; metrics in {metrics_path}"]
     if "best" in metrics:
-        lines.append(f"      best.pt (epoch {metrics['best']['epoch']}{by}): {_split_losses(metrics['best'])}")
+        lines.append(f"best.pt (epoch {metrics['best']['epoch']}{by}): {_split_losses(metrics['best'])}")
     return lines
 
 

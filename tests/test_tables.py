@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from aectl import build
 from aectl.eval_tables import format_sweep_table, format_table
 from aectl.tables import align_rows, display_width, format_metric, format_value
 
@@ -53,3 +54,19 @@ def test_a_cvaes_probe_near_chance_is_explained_and_a_vaes_is_not():
     cvae = format_table(eval_result("cvae", {"probe_acc": 0.12}))
     assert "12.0%" in cvae and "near chance is expected for a cvae" in cvae
     assert "near chance" not in format_table(eval_result("vae", {"probe_acc": 0.12}))
+
+
+def test_the_final_log_lines_print_each_unit_as_the_tables_do_and_say_whose_weights():
+    val = {"loss": -30.054, "psnr": 19.995, "active_units": 8, "kl": 16.0, "codebook_usage": 1.0, "perplexity": 7.96}
+    metrics = {"val": val, "test": {"loss": -29.1}, "val_psnr_mean_image": 11.4, "epochs": 20, "weights": "last",
+               "best_checkpoint": {"metric": "val/loss", "value": -30.2, "epoch": 19},
+               "best": {"epoch": 19, "val": {"loss": -30.2}, "test": {"loss": -29.25}}}
+    assert build.summary(metrics, 8) == ("val PSNR 20.00 dB (the mean training image scores 11.40 dB); 8 of 8 latent "
+                                         "units active, KL 16.00 nats; 100.0% of the codebook in use, perplexity 7.96")
+    done, best = build.done_lines(metrics, Path("run/metrics.json"))
+    assert done == "done: last weights (epoch 20): val loss -30.05, test loss -29.10; metrics in run/metrics.json"
+    assert best == "best.pt (epoch 19, by val/loss): val loss -30.20, test loss -29.25"
+    stopped = {**metrics, "weights": "best"}
+    del stopped["best"]
+    assert build.done_lines(stopped, Path("m.json")) == [
+        "done: best.pt (epoch 19, by val/loss): val loss -30.05, test loss -29.10; metrics in m.json"]
