@@ -393,4 +393,5 @@ def test_the_table_says_whose_weights_its_numbers_are_and_prints_each_unit_fixed
     assert "20.00*" in out and "18.00" in out  # dB to 2 decimals, not "20" and "18"
     rows = {r["job"]: r for r in read_csv(tmp_path / "sweep" / "report.csv")}
     assert rows["lr=0.1"]["weights"] == "last" and rows["lr=0.1"]["best/val/psnr"] == "19.0"
-    assert "the last weights of each run" in (tmp_path / "sweep" / "report.md").read_text()
+    md = (tmp_path / "sweep" / "report.md").read_text()
+    assert "the last weights of each run" in md and "**20.00**" in md and "| 18.00 |" in md
