@@ -11,6 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from aectl.tables import format_metric
+
 log = logging.getLogger("aectl")
 
 
@@ -75,9 +77,11 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
             values = hparams(built.meta["config"], lead)
             tracker.hparams(values, final_metrics(metrics["val"], config.trainer.monitor.split("/", 1)[1]),
                             lead_keys(values, lead), constants=not hparams_lead)
-            log.info("done: val loss %.5g, test loss %.5g; metrics in %s", metrics["val"]["loss"],
-                     metrics["test"]["loss"] if "test" in metrics else float("nan"), run_dir / "metrics.json")
-            log.info(summary(metrics, config.model.latent_dim))
+            done, *of_best = done_lines(metrics, run_dir / "metrics.json")
+            log.info(done)
+            log.info(summary(metrics, config.model.latent_dim))  # of the weights the done line names
+            for line in of_best:  # best.pt's when it is another epoch's than the numbers above
+                log.info(line)
     finally:
         tracker.close()
     return metrics
@@ -260,18 +264,36 @@ def adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
         shutil.copy2(best, target)
 
 
+def done_lines(metrics: dict, metrics_path: Path) -> list[str]:
+    """The final log lines: the val and test loss of the weights metrics.json's split metrics are
+    of, labelled, then best.pt's (metrics.json's `best`) when it holds another epoch's weights."""
+    best = metrics.get("best_checkpoint")
+    by = f", by {best['metric']}" if best else ""
+    label = f"best.pt (epoch {best['epoch']}{by})" if metrics.get("weights") == "best" and best \
+        else f"last weights (epoch {metrics['epochs']})"
+    lines = [f"done: {label}: {_split_losses(metrics)}; metrics in {metrics_path}"]
+    if "best" in metrics:
+        lines.append(f"best.pt (epoch {metrics['best']['epoch']}{by}): {_split_losses(metrics['best'])}")
+    return lines
+
+
+def _split_losses(splits: dict) -> str:
+    return ", ".join(f"{s} loss {format_metric('loss', splits[s]['loss'])}" for s in ("val", "test") if s in splits)
+
+
 def summary(metrics: dict, latent_dim: int) -> str:
     """What says at a glance whether the model works: its val PSNR against the mean image's
     (a model that ignores its input scores the latter), the VAE's active units and KL."""
     val, parts = metrics["val"], []
     if "psnr" in val:
-        parts.append(f"val PSNR {val['psnr']:.2f} dB (the mean training image scores "
-                     f"{metrics.get('val_psnr_mean_image', float('nan')):.2f} dB)")
+        parts.append(f"val PSNR {format_metric('psnr', val['psnr'])} dB (the mean training image scores "
+                     f"{format_metric('psnr', metrics.get('val_psnr_mean_image', float('nan')))} dB)")
     if "active_units" in val:
-        parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {val['kl']:.3g} nats")
+        parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {format_metric('kl', val['kl'])} nats")
     if "codebook_usage" in val:
-        parts.append(f"{val['codebook_usage']:.1%} of the codebook in use, perplexity {val['perplexity']:.1f}")
-    return "; ".join(parts) or f"val loss {val['loss']:.5g}"
+        parts.append(f"{format_metric('codebook_usage', val['codebook_usage'])} of the codebook in use, "
+                     f"perplexity {format_metric('perplexity', val['perplexity'])}")
+    return "; ".join(parts) or f"val loss {format_metric('loss', val['loss'])}"
 
 
 def hparams(config_dict: dict, lead: list[str] = ()) -> dict:

@@ -30,6 +30,11 @@ _ROWS = (  # metric → label, in the order shown
 )
 
 
+# A cvae is given y by the decoder, so its z need not carry the label: a probe near chance is expected.
+CVAE_PROBE_NOTE = ("linear probe: near chance is expected for a cvae (the decoder is given the label y, "
+                   "so z need not carry it)")
+
+
 def _label_context(result: dict) -> dict:
     likelihood, variational = result["likelihood"], result["model"] in VARIATIONAL_KINDS
     y = ",y" if result["model"] == "cvae" else ""  # a conditional VAE: every term is given the label y
@@ -53,7 +58,8 @@ def _noise_label(name: str, result: dict) -> str:
 
 
 def _denoising_cell(values: dict, suffix: str) -> str:
-    return f"{format_metric(values[f'psnr_noisy{suffix}'])} noisy → {format_metric(values[f'psnr_denoised{suffix}'])} denoised"
+    noisy, denoised = values[f"psnr_noisy{suffix}"], values[f"psnr_denoised{suffix}"]
+    return f"{format_metric('psnr_noisy', noisy)} noisy → {format_metric('psnr_denoised', denoised)} denoised"
 
 
 def format_table(result: dict) -> str:
@@ -63,19 +69,22 @@ def format_table(result: dict) -> str:
     rows = []
     for key, label in _ROWS:
         if key in values:
-            rows.append((label.format(**context), format_metric(values[key])))
+            rows.append((label.format(**context), format_metric(key, values[key])))
         if key == "psnr":  # robustness right below the clean PSNR
             rows += [(f"PSNR under {_noise_label(name, result)} (dB)", _denoising_cell(values, f"_{name}" if name else ""))
                      for name in ("", *result["robustness_noise"]) if f"psnr_noisy{'_' + name if name else ''}" in values]
         if key == "rho_hat_mean" and "rho_hat_q50" in values:
             rows.append(("sparsity: ρ̂ quantiles 5/25/50/75/95%",
-                         " / ".join(format_metric(values[f"rho_hat_q{q}"]) for q in ("05", "25", "50", "75", "95"))))
+                         " / ".join(format_metric(f"rho_hat_q{q}", values[f"rho_hat_q{q}"])
+                                    for q in ("05", "25", "50", "75", "95"))))
     head = (f"{result['run']}: {result['model']}, step {result['step']}, "
             f"{result['dataset']} {result['split']} split ({result['n']} examples)")
     body = [f"  {line}" for line in align_rows([list(row) for row in rows])]
     note = textwrap.wrap(result["likelihood"]["note"], 96, initial_indent="  † ", subsequent_indent="    ") \
         if "note" in result["likelihood"] else []
     note += [f"  {result['samples']}"] if "samples" in result else []
+    if result["model"] == "cvae" and "probe_acc" in values:
+        note.append(f"  {CVAE_PROBE_NOTE}")
     return "\n".join([head, *body, *note, f"  → {Path(result['run']) / 'eval' / result['name']}"])
 
 
@@ -92,6 +101,6 @@ def format_sweep_table(results: list[dict], root: Path) -> str:
     for r in results:
         job = Path(r["run"]).relative_to(root) if Path(r["run"]).is_relative_to(root) else Path(r["run"])
         rows.append([str(job) if str(job) != "." else Path(r["run"]).name, r["model"],
-                     *(format_metric(r["metrics"][key]) if key in r["metrics"] else "—" for key, _ in columns)])
+                     *(format_metric(key, r["metrics"][key]) if key in r["metrics"] else "—" for key, _ in columns)])
     lines = align_rows(rows, right=range(2, len(rows[0])))  # job and model left, the numbers right
     return "\n".join([f"{root}: {len(results)} runs", *lines])

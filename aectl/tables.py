@@ -3,6 +3,7 @@
 No torch here: `aectl report` imports this and must stay light.
 """
 
+import math
 import unicodedata
 from typing import Container, Iterable
 
@@ -41,9 +42,35 @@ def format_value(value, digits: int = 4) -> str:
     return str(value)
 
 
-def format_metric(value) -> str:
-    """A metric as eval prints it: 4 significant digits; from 1e5 up (summed nats of large
-    images) a fifth, so that close runs still print differently."""
-    if isinstance(value, float) and not abs(value) < 1e5:
+# Each metric's unit, by its name without a split prefix ("val/psnr" → "psnr"): it sets the
+# decimals a metric prints with, the same in eval, report and training's final log lines.
+DECIBELS = ("psnr", "val_psnr_mean_image")  # and every psnr_* (noisy, denoised, under each noise)
+NATS = ("loss", "recon", "kl", "neg_elbo", "nll_iw", "elbo", "log_px_iw")
+SHARES = ("codebook_usage", "batch_usage", "frac_within_2x", "probe_acc")  # fractions in [0, 1]
+
+
+def metric_unit(name: str) -> str:
+    """'dB', 'nats', 'share' or '' (no fixed unit: significant digits) of the metric `name`."""
+    metric = name.rsplit("/", 1)[-1]
+    if metric in DECIBELS or metric.startswith("psnr_"):
+        return "dB"
+    if metric in NATS:
+        return "nats"
+    return "share" if metric in SHARES else ""
+
+
+def format_metric(name: str, value) -> str:
+    """Metric `name`'s value as every table and the final log lines print it: dB and nats to 2
+    decimals (19.995 dB → 20.00, not 20), shares as a percentage to 1 decimal (1.0 → 100.0%),
+    others to 4 significant digits; from 1e5 up, any of these to 5 significant digits (close
+    runs still print differently, a diverged one stays readable)."""
+    if not isinstance(value, float) or isinstance(value, bool) or not math.isfinite(value):
+        return format_value(value)
+    unit = metric_unit(name)
+    if abs(value) >= 1e5 and unit != "share":  # summed nats of large images, a diverged run
         return format_value(value, 5)
+    if unit in ("dB", "nats"):
+        return f"{value:.2f}"
+    if unit == "share":
+        return f"{value:.1%}"
     return format_value(value)

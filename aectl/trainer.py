@@ -280,18 +280,38 @@ class Training:
             log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
                      reason)
 
-    def load_best(self) -> None:
-        """An early-stopped run's result is best.pt: its final metrics are of those weights."""
+    def load_best(self) -> bool:
+        """Load best.pt's weights into the model (an early-stopped run's result); False if none."""
         from aectl.checkpoint import load_checkpoint
 
         best = self.run_dir / "checkpoints" / "best.pt"
         if best.is_file():
             self.loop.model.load_state_dict(load_checkpoint(best)["state_dict"])
+        return best.is_file()
+
+    def split_metrics(self) -> dict:
+        """Every non-empty split's metrics, of the model's current weights."""
+        return {split: self.evaluate(split) for split in ("train", "val", "test") if len(getattr(self.data, split))}
+
+    def best_metrics(self, best_epoch: int) -> dict | None:
+        """best.pt's split metrics when its weights are not the last ones (it was written at an
+        earlier epoch); the model gets the last weights back. None when they are the same."""
+        if best_epoch == self.progress.epoch:
+            return None
+        last = {k: v.clone() for k, v in self.loop.model.state_dict().items()}
+        if not self.load_best():
+            return None
+        metrics = {"epoch": best_epoch, **self.split_metrics()}
+        self.loop.model.load_state_dict(last)
+        return metrics
 
     def final_metrics(self) -> dict:
-        """Every split's metrics, the history and the run's record; written to metrics.json."""
+        """Every split's metrics, the history and the run's record; written to metrics.json.
+        `weights` says whose the split metrics are: the last weights, or best.pt's when early
+        stopping ended the run; otherwise `best` holds best.pt's when it is of an earlier epoch."""
         data, progress = self.data, self.progress
-        final = {split: self.evaluate(split) for split in ("train", "val", "test") if len(getattr(data, split))}
+        final = self.split_metrics()
+        final["weights"] = "best" if progress.stopped_early else "last"
         if len(data.val):
             final["val_psnr_mean_image"] = mean_image_psnr(data.batches(data.train, self.eval_batch),
                                                            data.batches(data.val, self.eval_batch), data.known_range)
@@ -302,6 +322,8 @@ class Training:
             best, monitor = min(progress.score_history), self.settings.monitor
             final["best_checkpoint"] = {"metric": watched(monitor), "value": score_value(best, monitor),
                                         "epoch": progress.score_history.index(best) + 1}
+            if not progress.stopped_early and (of_best := self.best_metrics(final["best_checkpoint"]["epoch"])):
+                final["best"] = of_best
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
         if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.pretraining)

@@ -424,6 +424,34 @@ MUTANTS.update({  # a distribution's parameter where its mean is meant, a formul
                               "return 2 ** (-(p * p.clamp_min(1e-30).log()).sum())", _VQ),
 })
 
+REPORT_UNITS = ["tests/test_report.py::test_the_table_says_whose_weights_its_numbers_are_and_prints_each_unit_fixed"]
+BOTH_WEIGHTS = ["tests/test_lr_schedules.py::test_a_run_that_ends_past_its_best_epoch_gives_both_weights_numbers"]
+MUTANTS.update({  # whose weights the final numbers are, and each unit's decimals
+    "best.pt's numbers left out when they differ": (
+        "aectl/trainer.py", '                final["best"] = of_best', "                pass", BOTH_WEIGHTS),
+    "best section of the last weights": (
+        "aectl/trainer.py", "        if not self.load_best():", "        if not best_epoch:", BOTH_WEIGHTS),
+    "done line without whose weights": (
+        "aectl/build.py", "else f\"last weights (epoch {metrics['epochs']})\"", 'else "done"', BOTH_WEIGHTS),
+    "final log line's KL to 3 digits": ("aectl/build.py", "KL {format_metric('kl', val['kl'])} nats",
+                                        "KL {val['kl']:.3g} nats", ["tests/test_tables.py"]),
+    "done line's losses to 5 digits": ("aectl/build.py", "{format_metric('loss', splits[s]['loss'])}",
+                                       "{splits[s]['loss']:.5g}", ["tests/test_tables.py"]),
+    "dB to significant digits": ("aectl/tables.py", 'if unit in ("dB", "nats"):', 'if unit == "nats":',
+                                 ["tests/test_tables.py"]),
+    "shares as fractions": ("aectl/tables.py", 'if unit == "share":', 'if unit == "fraction":',
+                            ["tests/test_tables.py"]),
+    "cvae probe without its note": ("aectl/eval_tables.py", 'if result["model"] == "cvae" and "probe_acc" in values:',
+                                    "if False:", ["tests/test_tables.py"]),
+    "report.md cells without units": ("aectl/report/output.py", "text = format_metric(m, job.metrics.get(m))",
+                                      "text = format_value(job.metrics.get(m))", REPORT_UNITS),
+    "terminal report cells without units": (
+        "aectl/report/output.py", "*(format_metric(metric, job.metrics.get(metric))",
+        "*(format_value(job.metrics.get(metric))", REPORT_UNITS),
+    "report without whose weights": ("aectl/report/output.py", "    lines += textwrap.wrap(which_weights(report), width)",
+                                     "    pass", REPORT_UNITS),
+})
+
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""

@@ -149,16 +149,17 @@ def test_eval_prints_a_table_and_leaves_the_working_folder_alone(evaluated, vari
     assert cwd_after == []  # no outputs/, .hydra/ or log file where the command was run
     values = json.loads(eval_file(run_dir).read_text())["metrics"]
     assert out.startswith(f"{run_dir}: {variant}, step 24, digits test split (180 examples)")
-    assert "PSNR, MAX=1 (dB)  " in out and f"{values['psnr']:.4g}" in out
-    assert "linear probe accuracy" in out and f"{values['probe_acc']:.4g}" in out
-    assert f"{values['psnr_noisy_masking']:.4g} noisy → {values['psnr_denoised_masking']:.4g} denoised" in out
+    assert "PSNR, MAX=1 (dB)  " in out and format_metric('psnr', values['psnr']) in out
+    assert "linear probe accuracy" in out and format_metric('probe_acc', values['probe_acc']) in out
+    noisy, denoised = values["psnr_noisy_masking"], values["psnr_denoised_masking"]
+    assert f"{format_metric('psnr_noisy', noisy)} noisy → {format_metric('psnr_denoised', denoised)} denoised" in out
     if variant == "vae":
         # The default VAE's gaussian decoder is a normalised likelihood: its numbers are nats.
-        assert "−log p(x), IW bound k=20 (nats)" in out and f"{values['nll_iw']:.4g}" in out
+        assert "−log p(x), IW bound k=20 (nats)" in out and format_metric('nll_iw', values['nll_iw']) in out
         assert "−ELBO = reconstruction + KL (nats)" in out and "†" not in out
         assert "active units (of K=8)" in out
     if variant == "sparse_ae":
-        assert "sparsity: mean ρ̂ (ρ=0.05)" in out and f"{values['frac_within_2x']:.4g}" in out
+        assert "sparsity: mean ρ̂ (ρ=0.05)" in out and format_metric('frac_within_2x', values['frac_within_2x']) in out
     if variant == "dae":
         assert "PSNR under trained: gaussian σ=0.3 (dB)" in out
 

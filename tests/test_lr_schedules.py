@@ -342,3 +342,27 @@ def test_a_presets_value_refused_for_a_short_run_is_named_as_the_presets(tmp_pat
     assert main([*base, "lr_schedule.warmup_steps=5"]) == 2  # set on the command line: no word of a preset
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "lr_schedule.warmup_steps=5 is not allowed" in line and "preset" not in line, line
+
+
+def test_a_run_that_ends_past_its_best_epoch_gives_both_weights_numbers(train_run):
+    first = train_run(*TINY, "trainer.epochs=2")
+    worse = train_run(f"trainer.resume={first}", "trainer.epochs=3", "trainer.lr=0.5")  # epoch 3 blows up
+    metrics = read_metrics(worse)
+    assert "stopped_early" not in metrics and metrics["weights"] == "last"
+    assert metrics["best_checkpoint"]["epoch"] == 2 and metrics["best"]["epoch"] == 2
+    assert metrics["val"]["loss"] == pytest.approx(metrics["val_loss_history"][2])  # the last weights'
+    assert metrics["best"]["val"]["loss"] == pytest.approx(metrics["best_val_loss"])  # best.pt's
+    assert set(metrics["best"]) == {"epoch", "train", "val", "test"}
+    log = (worse / "train.log").read_text()
+    assert "done: last weights (epoch 3): val loss " in log
+    assert f"best.pt (epoch 2, by val/loss): val loss {metrics['best']['val']['loss']:.2f}, test loss " in log
+
+
+def test_a_run_whose_last_epoch_is_best_has_no_best_section(train_run):
+    metrics = read_metrics(train_run(*TINY, "trainer.epochs=2"))
+    assert metrics["weights"] == "last" and metrics["best_checkpoint"]["epoch"] == 2 and "best" not in metrics
+
+
+def test_a_stopped_runs_numbers_are_labelled_best_pts(train_run):
+    metrics = read_metrics(train_run(*EARLY, "trainer.epochs=10"))
+    assert metrics["weights"] == "best" and "best" not in metrics

@@ -12,7 +12,7 @@ import pytest
 
 from aectl.cli import main
 from aectl.report import jobs, plots, ranking
-from aectl.tables import format_value
+from aectl.tables import format_metric
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
@@ -68,7 +68,7 @@ def test_report_of_a_sweep_with_a_failed_job(sweep, capsys):
 
     md = (sweep / "report.md").read_text()
     assert "| model.latent_dim=0 | failed |" in md
-    assert f"**{format_value(float(best_loss['val/loss']))}**" in md
+    assert f"**{format_metric('val/loss', float(best_loss['val/loss']))}**" in md
     for name in ("metrics_vs_model.latent_dim.png", "rate_distortion.png"):
         assert f"]({name})" in md
         assert_png(sweep / name)
@@ -153,7 +153,7 @@ def test_statuses_best_marks_eval_metrics_and_several_folders(tmp_path, capsys):
     assert "val_loss_history" not in rows["10-00-00/lr=0.1"]  # lists are not table cells
     assert (tmp_path / "day" / "metrics_vs_trainer.lr.png").is_file()
     assert not (tmp_path / "day" / "rate_distortion.png").exists()  # no VAE among them
-    assert "25*" in capsys.readouterr().out  # the best PSNR is marked in the terminal
+    assert "25.00*" in capsys.readouterr().out  # the best PSNR is marked in the terminal
 
 
 @pytest.mark.parametrize("values, log", [([2, 4, 8, 32], False), ([2, 8, 200], True), ([1e-4, 1e-3, 1e-2], True),
@@ -473,3 +473,20 @@ def test_cvae_and_vae_are_ranked_apart(tmp_path):
     report = ranking.build_report([tmp_path])
     assert report.best["val/loss"] == {1, 2} and report.best["val/psnr"] == {0, 3}
     assert ranking.objective_of(report.jobs[2]) == "p(x|y)" and ranking.objective_of(report.jobs[0]) == "p(x)"
+
+
+def test_the_table_says_whose_weights_its_numbers_are_and_prints_each_unit_fixed(tmp_path, capsys):
+    last = {**metrics_of(2.0, 19.995), "weights": "last",
+            "best": {"epoch": 3, "val": {"loss": 2.5, "psnr": 19.0}, "test": {"loss": 2.6}}}
+    fake_job(tmp_path / "sweep" / "lr=0.1", ["trainer.lr=0.1"], last, num=0)
+    fake_job(tmp_path / "sweep" / "lr=0.01", ["trainer.lr=0.01"], {**metrics_of(3.0, 18.0), "weights": "last"}, num=1)
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    words = " ".join(out.split())  # the line under the table is wrapped to the terminal's width
+    assert "train/val/test columns: the last weights of each run" in words
+    assert "best.pt's where it differs: best/* in report.csv" in words
+    assert "20.00*" in out and "18.00" in out  # dB to 2 decimals, not "20" and "18"
+    rows = {r["job"]: r for r in read_csv(tmp_path / "sweep" / "report.csv")}
+    assert rows["lr=0.1"]["weights"] == "last" and rows["lr=0.1"]["best/val/psnr"] == "19.0"
+    md = (tmp_path / "sweep" / "report.md").read_text()
+    assert "the last weights of each run" in md and "**20.00**" in md and "| 18.00 |" in md

@@ -28,6 +28,7 @@ class Job:
     name: str = ""  # folder relative to the report folder
     choices: dict = field(default_factory=dict)  # config group → option (model: vae), from .hydra/hydra.yaml
     eval: str = ""  # the eval whose metrics are the eval/* columns (its folder under <run>/eval/)
+    weights: str = ""  # whose the train/val/test metrics are: last | best (best.pt), from metrics.json
 
 
 def _is_job(path: Path) -> bool:
@@ -145,6 +146,7 @@ def read_job(path: Path) -> Job:
     if metrics is None and status == "ok":
         job.status, job.note = "failed", "metrics.json is unreadable"
     job.metrics = flatten(metrics or {})
+    job.weights = str((metrics or {}).get("weights", ""))
     job.eval, evaluation = _eval_result(path)
     if evaluation:  # its metrics only: the rest of the file records the settings of the eval
         job.metrics.update(flatten(evaluation.get("metrics") or {}, "eval/"))

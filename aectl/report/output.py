@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 from aectl.report.ranking import Report, param_value
-from aectl.tables import COLUMN_GAP, align_rows, column_width, format_value
+from aectl.tables import COLUMN_GAP, align_rows, column_width, format_metric, format_value
 
 # The terminal table's metric columns, most telling first: as many as fit the terminal's width
 # (report.md and report.csv hold all of them). nll_iw/neg_elbo replace log_px_iw/elbo; old
@@ -25,7 +25,7 @@ def table_rows(report: Report, metrics: list[str], mark: str) -> tuple[list[str]
     for i, job in enumerate(report.jobs):
         cells = [job.name, job.status, *(format_value(param_value(job, p)) for p in report.params)]
         for m in metrics:
-            text = format_value(job.metrics.get(m))
+            text = format_metric(m, job.metrics.get(m))
             cells.append(f"{mark}{text}{mark}" if i in report.best.get(m, ()) else text)
         rows.append([*cells, job.note])
     return header, rows
@@ -47,7 +47,7 @@ def _shorten(text: str, width: int) -> str:
 
 def _text_column(report: Report, metric: str) -> list[str]:
     """Header and cells of one metric column; a trailing * marks the best value."""
-    return [metric, *(format_value(job.metrics.get(metric)) + ("*" if i in report.best.get(metric, ()) else "")
+    return [metric, *(format_metric(metric, job.metrics.get(metric)) + ("*" if i in report.best.get(metric, ()) else "")
                       for i, job in enumerate(report.jobs))]
 
 
@@ -79,6 +79,7 @@ def format_text(report: Report, width: int | None = None) -> str:
     lines = align_rows([list(row) for row in zip(*columns)])
     lines.append("* best of the finished jobs" + (f"; {hidden} more columns in report.md and report.csv"
                                                  if hidden > 0 else ""))
+    lines += textwrap.wrap(which_weights(report), width)  # nothing for runs that do not say
     if any(c[0].startswith("eval/") for c in columns):
         lines += textwrap.wrap(_which_eval(report), width)
     notes = [(job.name, job.note) for job in report.jobs if job.note]
@@ -87,6 +88,22 @@ def format_text(report: Report, width: int | None = None) -> str:
         lines += [textwrap.fill(f"{name}: {note}", width, initial_indent="  ", subsequent_indent="    ",
                                 break_long_words=True) for name, note in notes]
     return "\n".join(lines) + "\n"
+
+
+def which_weights(report: Report) -> str:
+    """Whose weights the train/val/test columns are (metrics.json's `weights`): the last ones,
+    or best.pt's where early stopping ended the run; best.pt's own are best/* in report.csv."""
+    kinds = {job.weights for job in report.jobs if job.weights}
+    if not kinds:  # metrics.json of older versions does not say
+        return ""
+    if kinds == {"last"}:
+        which = "the last weights of each run"
+    elif kinds == {"best"}:
+        which = "best.pt of each run (early stopping ended them)"
+    else:
+        which = "the last weights, or best.pt where early stopping ended the run (report.csv's weights column)"
+    best = any(k.startswith("best/") for k in report.columns)
+    return f"train/val/test columns: {which}" + ("; best.pt's where it differs: best/* in report.csv" if best else "")
 
 
 def _which_eval(report: Report) -> str:
@@ -102,6 +119,7 @@ def format_markdown(report: Report, images: list[Path]) -> str:
     lines = ["# Sweep report", "",
              f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in _status_counts(report).items()) + ".",
              "Best value of each metric in **bold**; every metric is in report.csv." +
+             (f" {which_weights(report)}." if any(j.weights for j in report.jobs) else "") +
              (f" {_which_eval(report)}." if any(j.eval for j in report.jobs) else ""), "",
              "| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
@@ -127,8 +145,9 @@ def _csv_value(value) -> str:
 def write_csv(report: Report, path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note", "eval"])
+        writer.writerow(["job", "status", *report.params, *report.columns, "best", "note", "eval", "weights"])
         for i, job in enumerate(report.jobs):
             best = ";".join(m for m in report.columns if i in report.best[m])
             writer.writerow([job.name, job.status, *(_csv_value(param_value(job, p)) for p in report.params),
-                             *(job.metrics.get(m, "") for m in report.columns), best, job.note, job.eval])
+                             *(job.metrics.get(m, "") for m in report.columns), best, job.note, job.eval,
+                             job.weights])
