@@ -81,7 +81,7 @@ class TensorBoardTracker(NullTracker):
         """Single numbers (an evaluation's metrics) as one "metric | value" table in the TEXT tab."""
         from aectl.tables import format_metric
 
-        rows = "".join(f"| {name} | {format_metric(value)} |\n" for name, value in values.items())
+        rows = "".join(f"| {name} | {format_metric(name, value)} |\n" for name, value in values.items())
         self.writer.add_text(tag, "| metric | value |\n|---|---|\n" + rows, step)
 
     def hparams(self, hparams: dict, metrics: dict[str, float], varied: list[str] = (),

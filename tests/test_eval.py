@@ -139,7 +139,7 @@ def test_eval_writes_pictures_projector_and_tensorboard(evaluated, variant):
     (table,) = events.Tensors(f"{tag}/text_summary")  # ...but one table of them in the TEXT tab
     rows = table.tensor_proto.string_val[0].decode().splitlines()
     assert rows[:2] == ["| metric | value |", "|---|---|"] and len(rows) == 2 + len(result["metrics"])
-    assert f"| psnr | {format_metric(result['metrics']['psnr'])} |" in rows
+    assert f"| psnr | {format_metric('psnr', result['metrics']['psnr'])} |" in rows
     assert {f"{tag}/{p.removesuffix('.png')}" for p in pngs} <= images
 
 
