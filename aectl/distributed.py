@@ -4,10 +4,14 @@
 loads the dataset, draws the same permutation (and input noise) from the epoch seed, and takes
 its strided share of every global batch of `trainer.batch_size` examples. Gradients are
 combined with weights n_rank / n_batch, so a step equals the single-process step on the whole
-global batch (up to float summation order) even when the last batch does not split evenly;
-only terms that are not per-example means (the sparse AE's ρ̂, a batch statistic) see the
-rank's shard instead of the global batch. Only rank 0 logs, writes checkpoints and
-metrics.json; checkpoints hold the plain module, the same format as a single-process run.
+global batch (up to float summation order) even when the last batch does not split evenly.
+Inside a training step (`global_batch()`) the model's own draws and batch sums stand for the
+global batch too: the VAE's ε is drawn for the whole batch and sliced (`standard_normal`), the
+VQ-VAE's code counts and sums are summed over ranks (`batch_sum`) and its dead codes take
+encoder outputs drawn from the whole batch (`random_rows`). Only the sparse AE's ρ̂, a batch
+mean inside the loss, sees the rank's shard instead of the global batch. Only rank 0 logs,
+writes checkpoints and metrics.json; checkpoints hold the plain module, the same format as a
+single-process run.
 
 The trainer sees one small object: `Distributed` (one process, everything a no-op) or
 `DataParallel` (a process group is up). Nothing here runs unless torchrun's variables are set.
@@ -28,8 +32,6 @@ from aectl.errors import AectlError, ConfigError
 # Hydra's own run-folder pattern resolves ${now:...} per process; ranks started a second
 # apart would write into different folders, so rank 0's clock is used for all of them.
 NOW = re.compile(r"\$\{now:([^}]*)\}")
-# Mixes (seed, step, rank) into one seed for the ranks' own draws (the VAE's ε).
-SEED_MIX = 1_000_003
 # Steps between the ranks' agreement on a stop request (a signal may reach them at different
 # steps; stopping at different steps would leave the others waiting in a collective forever).
 STOP_CHECK_EVERY = 10
@@ -43,8 +45,8 @@ class Distributed:
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 
-    def own_rng(self, seed: int, step: int) -> contextlib.AbstractContextManager:
-        """Context of the draws made on this rank's shard only (the VAE's ε)."""
+    def global_batch(self) -> contextlib.AbstractContextManager:
+        """Context of a training step: the model's draws and batch sums are of the global batch."""
         return contextlib.nullcontext()
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
@@ -73,6 +75,7 @@ class DataParallel(Distributed):
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.is_main = self.rank == 0
         self.weight = 1.0 / self.world_size  # this rank's share of the current global batch
+        self.global_size = 0  # examples in the current global batch
 
     def wrap(self, model: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
@@ -86,19 +89,25 @@ class DataParallel(Distributed):
         ddp.register_comm_hook(self, _weighted_sum_hook)
         return ddp
 
-    def own_rng(self, seed: int, step: int) -> contextlib.AbstractContextManager:
-        # Every rank holds the same RNG stream (same permutation and noise); without a fork, rank
-        # r's k-th example would get the same ε as rank 0's k-th. Rank 0 keeps the main stream,
-        # others draw from a stream of their own, and the main stream stays the same on all ranks.
-        if not self.rank:
-            return contextlib.nullcontext()
-        return _seeded_fork(((seed * SEED_MIX + step) * SEED_MIX + self.rank) % 2**63)
+    @contextlib.contextmanager
+    def global_batch(self):
+        global _STEP
+        _STEP = self
+        try:
+            yield
+        finally:
+            _STEP = None
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
-        local = batch[self.rank::self.world_size]
-        self.weight = len(local) / len(batch)
-        if len(local) == 0:  # a last batch smaller than the world: step on one example at weight 0
-            local = batch[:1]
+        self.global_size = len(batch)
+        self.weight = len(batch[self.rank::self.world_size]) / len(batch)
+        return self.rows(batch)
+
+    def rows(self, batch: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """This rank's strided rows of a global tensor along `dim`, as `shard` takes them."""
+        local = batch[(slice(None),) * dim + (slice(self.rank, None, self.world_size),)]
+        if local.shape[dim] == 0:  # a last batch smaller than the world: step on one example at weight 0
+            local = batch.narrow(dim, 0, 1)
         return local
 
     def weigh(self, terms: torch.Tensor) -> torch.Tensor:
@@ -129,12 +138,52 @@ class DataParallel(Distributed):
         return agreed
 
 
-@contextlib.contextmanager
-def _seeded_fork(seed: int):
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+# The rank whose training step is running (DataParallel.global_batch); None in one process and
+# outside a step (validation, pretraining), where the functions below act on the local batch.
+_STEP: DataParallel | None = None
+
+
+def standard_normal(shape: tuple[int, ...], like: torch.Tensor, batch_dim: int = 0) -> torch.Tensor:
+    """ε ~ N(0, I) of `shape` for this rank's examples (along `batch_dim`). In a step, every rank
+    draws ε for the whole global batch from the stream they share and keeps its own rows: each
+    example gets the ε one process gives it, and the shared stream stays the same on all ranks."""
+    if _STEP is None:
+        return torch.randn(shape, device=like.device, dtype=like.dtype)
+    full = list(shape)
+    full[batch_dim] = _STEP.global_size
+    return _STEP.rows(torch.randn(full, device=like.device, dtype=like.dtype), batch_dim)
+
+
+def batch_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """A sum over this rank's examples → the sum over the global batch (in place). A rank
+    stepping on a stand-in example at weight 0 adds nothing."""
+    if _STEP is None:
+        return tensor
+    import torch.distributed as dist
+
+    if not _STEP.weight:
+        tensor.zero_()
+    dist.all_reduce(tensor)
+    return tensor
+
+
+def random_rows(z: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` vectors drawn uniformly, with replacement, from the N·P rows of z (N, P, D)
+    flattened. In a step: from the global batch's rows, as one process would draw them (the
+    same draw on every rank, from the shared stream); each rank fills in the picks it holds."""
+    n, p = z.shape[:2]
+    flat = z.reshape(n * p, -1)
+    if _STEP is None:
+        return flat[torch.randint(n * p, (count,), device=z.device)]
+    import torch.distributed as dist
+
+    picked = torch.randint(_STEP.global_size * p, (count,), device=z.device)  # a row of the global batch
+    example, position = picked // p, picked % p
+    mine = example % _STEP.world_size == _STEP.rank  # global example i is row i // W of rank i % W
+    local = ((example // _STEP.world_size) * p + position).clamp(max=n * p - 1)
+    rows = torch.where(mine.unsqueeze(1), flat[local], 0)
+    dist.all_reduce(rows)  # one rank holds each pick, the others add 0: exact
+    return rows
 
 
 def _weighted_sum_hook(state: DataParallel, bucket):

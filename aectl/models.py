@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from aectl.config import ARCHS  # noqa: F401 (the names of kinds live in config.py)
+from aectl.distributed import standard_normal  # ε of the global batch under torchrun
 from aectl.losses import DEFAULT_SIGMA
 from aectl.quantizer import VectorQuantizer, VQOutput, straight_through
 
@@ -179,7 +180,7 @@ class VariationalAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar, torch.randn_like(mu))
+        z = reparameterize(mu, logvar, standard_normal(mu.shape, mu))
         return ModelOutput(self.decode(z), z, mu, logvar)
 
 
@@ -198,7 +199,7 @@ class ImportanceWeightedAutoencoder(VariationalAutoencoder):
         if samples is None:
             return super().forward(x)
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar, torch.randn((samples, *mu.shape), device=mu.device, dtype=mu.dtype))
+        z = reparameterize(mu, logvar, standard_normal((samples, *mu.shape), mu, batch_dim=1))
         recon = self.decode(z.flatten(0, 1))
         return ModelOutput(recon.unflatten(0, (samples, len(x))), z, mu, logvar)
 
@@ -254,7 +255,7 @@ class ConditionalVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> ModelOutput:
         mu, logvar = self.encode(x, y)
-        z = reparameterize(mu, logvar, torch.randn_like(mu))
+        z = reparameterize(mu, logvar, standard_normal(mu.shape, mu))
         return ModelOutput(self.decode(z, y), z, mu, logvar)
 
     def given(self, y: torch.Tensor) -> "GivenLabels":

@@ -110,12 +110,14 @@ class Objective:
         """VQ-VAE (van den Oord et al. 2017, eq. 3): [β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖² (None
         with the EMA codebook), the batch's usage, its perplexity]."""
         from aectl import quantizer
+        from aectl.distributed import batch_sum
 
         z_e, z_q = out.vq.z_e, out.vq.z_q
         commitment = self.commitment * losses.vq_commitment(z_e, z_q)
         codebook = None if self.ema else losses.vq_codebook(z_e, z_q)
         with torch.no_grad():
-            counts = quantizer.code_counts(out.vq.indices, out.vq.num_embeddings)
+            # in a torchrun step, the global batch's counts: each rank logs that batch's usage
+            counts = batch_sum(quantizer.code_counts(out.vq.indices, out.vq.num_embeddings))
             usage, perplexity = quantizer.code_usage(counts), quantizer.code_perplexity(counts)
         return [commitment, codebook, usage, perplexity]
 

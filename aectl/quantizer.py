@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aectl.distributed import batch_sum, random_rows
+
 
 class VQOutput(NamedTuple):
     """z_e: the encoder's outputs (N, P, D); z_q: their nearest codes e_k (N, P, D), with the
@@ -53,16 +55,21 @@ def code_perplexity(counts: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(p * p.clamp_min(1e-30).log()).sum())
 
 
-def ema_update(cluster_size: torch.Tensor, embed_sum: torch.Tensor, z: torch.Tensor, indices: torch.Tensor,
+def assignment_sums(z: torch.Tensor, indices: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n_k, Σ_{i: k(i)=k} z_i): how many rows of z (M, D) chose each code, and their sum (K, D)."""
+    one_hot = F.one_hot(indices, num_embeddings).type_as(z)  # (M, K)
+    return one_hot.sum(0), one_hot.t() @ z
+
+
+def ema_update(cluster_size: torch.Tensor, embed_sum: torch.Tensor, counts: torch.Tensor, sums: torch.Tensor,
                decay: float, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One EMA step of the codebook (van den Oord et al. 2017, appendix A.1, eqs. 6-8):
-    N_k ← γN_k + (1−γ)n_k, m_k ← γm_k + (1−γ)Σ_{i: k(i)=k} z_i, e_k = m_k / Ñ_k with the
-    Laplace-smoothed count Ñ_k = (N_k + ε)/(n + Kε)·n, n = Σ_k N_k (no code divides by 0).
-    Returns (N, m, codebook)."""
+    """One EMA step of the codebook (van den Oord et al. 2017, appendix A.1, eqs. 6-8) from the
+    batch's `assignment_sums` n_k and Σ_{i: k(i)=k} z_i: N_k ← γN_k + (1−γ)n_k,
+    m_k ← γm_k + (1−γ)Σ z_i, e_k = m_k / Ñ_k with the Laplace-smoothed count
+    Ñ_k = (N_k + ε)/(n + Kε)·n, n = Σ_k N_k (no code divides by 0). Returns (N, m, codebook)."""
     k = cluster_size.shape[0]
-    one_hot = F.one_hot(indices, k).type_as(z)  # (M, K)
-    cluster_size = decay * cluster_size + (1 - decay) * one_hot.sum(0)
-    embed_sum = decay * embed_sum + (1 - decay) * one_hot.t() @ z
+    cluster_size = decay * cluster_size + (1 - decay) * counts
+    embed_sum = decay * embed_sum + (1 - decay) * sums
     total = cluster_size.sum()
     smoothed = (cluster_size + eps) / (total + k * eps) * total
     return cluster_size, embed_sum, embed_sum / smoothed.unsqueeze(1)
@@ -96,25 +103,34 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z_e: torch.Tensor) -> VQOutput:
         out = self.quantize(z_e)
-        if self.training:
+        if self.training and (self.ema or self.dead_code_steps):
             with torch.no_grad():
-                flat, indices = z_e.detach().reshape(-1, z_e.shape[-1]).float(), out.indices.flatten()
-                if self.ema:
-                    n, m, codebook = ema_update(self.cluster_size, self.embed_sum, flat, indices, self.decay, self.eps)
-                    self.cluster_size.copy_(n)
-                    self.embed_sum.copy_(m)
-                    self.codebook.copy_(codebook)
-                if self.dead_code_steps:
-                    self._reset_dead(flat, indices)
+                self._upkeep(z_e.detach().float(), out.indices.flatten())
         return out
 
-    def _reset_dead(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        """Codes unused for dead_code_steps steps take random encoder outputs of this batch, with
-        no host sync (a `where` over the whole codebook)."""
-        used = code_counts(indices, self.num_embeddings) > 0
-        self.unused_steps.copy_(torch.where(used, 0, self.unused_steps + 1))
+    def _upkeep(self, z_e: torch.Tensor, indices: torch.Tensor) -> None:
+        """The EMA step and the dead-code reset from the batch's counts and sums, summed over
+        torchrun's ranks (one collective): every rank updates its codebook as one process would
+        on the global batch."""
+        if self.ema:
+            counts, sums = assignment_sums(z_e.reshape(-1, z_e.shape[-1]), indices, self.num_embeddings)
+            stats = batch_sum(torch.cat([counts.unsqueeze(1), sums], 1))
+            counts, sums = stats[:, 0], stats[:, 1:]
+            n, m, codebook = ema_update(self.cluster_size, self.embed_sum, counts, sums, self.decay, self.eps)
+            self.cluster_size.copy_(n)
+            self.embed_sum.copy_(m)
+            self.codebook.copy_(codebook)
+        else:
+            counts = batch_sum(code_counts(indices, self.num_embeddings))
+        if self.dead_code_steps:
+            self._reset_dead(z_e, counts)
+
+    def _reset_dead(self, z_e: torch.Tensor, counts: torch.Tensor) -> None:
+        """Codes unused for dead_code_steps steps take random encoder outputs of this batch (the
+        global batch under torchrun), with no host sync (a `where` over the whole codebook)."""
+        self.unused_steps.copy_(torch.where(counts > 0, 0, self.unused_steps + 1))
         dead = self.unused_steps >= self.dead_code_steps
-        picks = flat[torch.randint(len(flat), (self.num_embeddings,), device=flat.device)]
+        picks = random_rows(z_e, self.num_embeddings)
         self.codebook.data.copy_(torch.where(dead.unsqueeze(1), picks, self.codebook.data))
         if self.ema:  # the new code is its own running mean, counted once
             self.embed_sum.copy_(torch.where(dead.unsqueeze(1), picks, self.embed_sum))

@@ -137,7 +137,7 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
             lr = loop.lr_at(progress.step, epoch, progress.lr_plateau.reductions)
             for group in loop.optimizer.param_groups:
                 group["lr"] = lr
-        with dist.own_rng(loop.seed, progress.step):
+        with dist.global_batch():  # the model's draws and batch sums are of the global batch
             terms, grad_norm = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective, beta,
                                           loop.grad_clip, loop.autocast, loop.skip_nonfinite, y)
         progress.step += 1

@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_OPTUNA_TEST = "tests/test_cli.py::test_no_plugin_warnings_without_the_optuna_extra"
 PIPELINE_TEST = "tests/test_reliability.py::test_ctrl_c_with_a_dead_pipe_reader_saves_and_says_how_to_resume"
 
+# The torchrun equivalence tests (2 ranks against one process) that guard the ranks' draws and sums.
+_DDP_VAE = "tests/test_scaling.py::test_torchrun_vae_matches_one_process"
+_DDP_DRAWS = "tests/test_scaling.py::test_standard_normal_gives_each_rank_its_rows_of_the_global_draw"
+_DDP_VQ = "tests/test_scaling.py::test_torchrun_vqvae_matches_one_process"
+
 # name: (file, original snippet, broken snippet, test files (or test ids) that must catch it)
 MUTANTS = {
     "beta ignored": ("aectl/objective.py", "loss = loss + beta * kl", "loss = loss + kl",
@@ -36,7 +41,7 @@ MUTANTS = {
                              "return mu + logvar.exp() * eps", ["tests/test_objective.py"]),
     "forward ignores the reparameterisation": (
         "aectl/models.py",
-        "z = reparameterize(mu, logvar, torch.randn_like(mu))\n        return ModelOutput(self.decode(z), z",
+        "z = reparameterize(mu, logvar, standard_normal(mu.shape, mu))\n        return ModelOutput(self.decode(z), z",
         "z = mu + torch.randn_like(mu)\n        return ModelOutput(self.decode(z), z", ["tests/test_objective.py"]),
     "cyclical period in epochs": ("aectl/build.py", "ratio=s.ratio, total_steps=total_steps)",
                                   "ratio=s.ratio, total_steps=config.trainer.epochs)", ["tests/test_wiring.py"]),
@@ -104,8 +109,21 @@ MUTANTS = {
                             "variances = mu_all.std(0)", ["tests/test_wiring.py"]),
     "ddp plain average": ("aectl/distributed.py", "buffer = bucket.buffer().mul_(state.weight)",
                           "buffer = bucket.buffer().mul_(1 / state.world_size)", ["tests/test_scaling.py"]),
-    "ddp ranks share epsilon": ("aectl/distributed.py", "        if not self.rank:\n            return contextlib",
-                                "        if True:\n            return contextlib", ["tests/test_scaling.py"]),
+    "ddp epsilon drawn per shard": ("aectl/distributed.py", "    if _STEP is None:\n        return torch.randn(",
+                                    "    if True:\n        return torch.randn(", [_DDP_VAE, _DDP_DRAWS]),
+    "ddp vq counts per rank": ("aectl/quantizer.py", "counts = batch_sum(code_counts(indices, self.num_embeddings))",
+                               "counts = code_counts(indices, self.num_embeddings)", [_DDP_VQ]),
+    "ddp vq ema from the rank's shard": ("aectl/quantizer.py", "stats = batch_sum(torch.cat(", "stats = (torch.cat(",
+                                        [_DDP_VQ]),
+    "ddp vq dead codes from the rank's shard": ("aectl/distributed.py", "    if _STEP is None:\n        return flat[",
+                                                "    if True:\n        return flat[", [_DDP_VQ]),
+    "ddp vq picks at the wrong local row": (
+        "aectl/distributed.py", "local = ((example // _STEP.world_size) * p + position)",
+        "local = ((example // _STEP.world_size) + position)", [_DDP_VQ]),
+    "ddp stand-in example summed": ("aectl/distributed.py", "if not _STEP.weight:\n        tensor.zero_()",
+                                    "if False:\n        tensor.zero_()", [_DDP_VQ]),
+    "ddp vq batch perplexity of the rank's shard": (
+        "aectl/objective.py", "counts = batch_sum(quantizer.code_counts(", "counts = (quantizer.code_counts(", [_DDP_VQ]),
     # Resume and logging paths.
     "stop request read twice": ("aectl/trainer.py", "raise run.interrupt(signum)  # it came during validation",
                                 "raise run.interrupt(stop_requested())  # it came during validation",

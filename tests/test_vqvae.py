@@ -13,7 +13,7 @@ from aectl import quantizer
 from aectl.cli import main
 from aectl.models import ModelOutput, build_model
 from aectl.objective import make_objective
-from aectl.quantizer import VectorQuantizer, VQOutput, ema_update, nearest_code, straight_through
+from aectl.quantizer import VectorQuantizer, VQOutput, assignment_sums, ema_update, nearest_code, straight_through
 from tests.conftest import eval_file, read_metrics
 
 CODES = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
@@ -114,7 +114,7 @@ def test_the_ema_update_against_a_hand_computation():
     n0, m0 = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]])
     z = torch.tensor([[1.0, 1.0], [3.0, 1.0], [0.0, 4.0]])
     indices, decay, eps = torch.tensor([0, 0, 1]), 0.9, 0.1
-    n, m, codebook = ema_update(n0, m0, z, indices, decay, eps)
+    n, m, codebook = ema_update(n0, m0, *assignment_sums(z, indices, 3), decay, eps)
     counts, sums = [2, 1, 0], [[4.0, 2.0], [0.0, 4.0], [0.0, 0.0]]
     n_hand = [decay * a + (1 - decay) * c for a, c in zip(n0.tolist(), counts)]
     m_hand = [[decay * a + (1 - decay) * s for a, s in zip(row, srow)] for row, srow in zip(m0.tolist(), sums)]
@@ -134,7 +134,8 @@ def test_the_ema_quantiser_updates_its_codebook_in_training_only():
     z = torch.tensor([[[0.2, 0.1], [0.8, -0.1], [1.9, 2.3]]])
     vq.eval()(z)
     assert torch.equal(vq.codebook, CODES)  # eval: a look-up only
-    n, m, expected = ema_update(torch.ones(4), CODES.clone(), z[0], torch.tensor([0, 1, 3]), 0.8, vq.eps)
+    n, m, expected = ema_update(torch.ones(4), CODES.clone(), *assignment_sums(z[0], torch.tensor([0, 1, 3]), 4),
+                                0.8, vq.eps)
     vq.train()(z)
     assert torch.allclose(vq.codebook, expected) and torch.allclose(vq.cluster_size, n)
 
