@@ -10,7 +10,9 @@ with Bernoulli likelihood (untrained: the cost does not depend on the weights): 
 preset (64-256-128-8) on scikit-learn's digits. The two run alternately, --rounds times, in
 batches of --batch-size (eval's default); printed: examples/s of each from CPU time (user + system:
 the machine may be shared), their ratio (median and range over the rounds, > 1 = aectl faster),
-the minor page faults per example of each, and the largest difference of the estimates.
+the minor page faults per example of each (they depend on what ran before in the process, as
+the allocator keeps memory it has grown to: compare within a row), and the largest difference of
+the estimates.
 
 probe: the linear probe's fit (`metrics.linear_probe`: BLAS on one thread) against the same
 scikit-learn pipeline on BLAS's default threads, on 10 000 × 784 features (a VQ-VAE's code size).
