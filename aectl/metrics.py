@@ -72,10 +72,10 @@ def _log_weights(model: nn.Module, x: torch.Tensor, mu: torch.Tensor, logvar: to
 
 
 def _sampled_log_likelihood(recon: torch.Tensor, x: torch.Tensor, likelihood: str, sigma: float) -> torch.Tensor:
-    """log p(x|z_s) of decoder outputs (S, N, D) for inputs x (N, D), shape (S, N): the same
-    numbers as `losses.log_likelihood` on x repeated S times, with x broadcast rather than
-    copied and a single (S, N, D) temporary (per-pass temporaries are what the estimate's
-    memory traffic is made of). Bernoulli: BCE(l, x) = softplus(l) − x·l per element."""
+    """log p(x|z_s) of decoder outputs (S, N, D) for inputs x (N, D), shape (S, N): the numbers
+    of `losses.log_likelihood` on x repeated S times (up to float rounding), with x broadcast
+    rather than copied and a single (S, N, D) temporary: fresh temporaries per decoder pass were
+    most of the estimate's overhead (page faults). Bernoulli: BCE(l, x) = softplus(l) − x·l."""
     if likelihood == "gaussian":
         squared = torch.sub(recon, x).square_().sum(-1)
         return -(squared / (2 * sigma ** 2) + losses.gaussian_log_norm(x.shape[1], sigma))
