@@ -9,6 +9,7 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aectl import losses, noise
@@ -65,10 +66,23 @@ def _log_weights(model: nn.Module, x: torch.Tensor, mu: torch.Tensor, logvar: to
     """
     s, n = eps.shape[:2]
     z = reparameterize(mu, logvar, eps)                                  # (S, N, K)
-    recon = model.decode(z.reshape(s * n, -1))
-    x_rep = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *x.shape[1:])
-    log_px_z = losses.log_likelihood(recon, x_rep, model.likelihood, model.sigma).view(s, n)
+    recon = model.decode(z.reshape(s * n, -1)).view(s, n, -1)
+    log_px_z = _sampled_log_likelihood(recon, x.reshape(n, -1), model.likelihood, model.sigma)
     return log_px_z - 0.5 * (z.square() - eps.square() - logvar).sum(-1)
+
+
+def _sampled_log_likelihood(recon: torch.Tensor, x: torch.Tensor, likelihood: str, sigma: float) -> torch.Tensor:
+    """log p(x|z_s) of decoder outputs (S, N, D) for inputs x (N, D), shape (S, N): the numbers
+    of `losses.log_likelihood` on x repeated S times (up to float rounding), with x broadcast
+    rather than copied and a single (S, N, D) temporary: fresh temporaries per decoder pass were
+    most of the estimate's overhead (page faults). Bernoulli: BCE(l, x) = softplus(l) − x·l."""
+    if likelihood == "gaussian":
+        squared = torch.sub(recon, x).square_().sum(-1)
+        return -(squared / (2 * sigma ** 2) + losses.gaussian_log_norm(x.shape[1], sigma))
+    nll = F.softplus(recon).addcmul_(recon, x, value=-1)
+    if likelihood == "continuous_bernoulli":
+        nll -= losses.continuous_bernoulli_log_norm(recon)
+    return -nll.sum(-1)
 
 
 @torch.no_grad()
@@ -152,16 +166,23 @@ def sparsity_stats(codes: torch.Tensor, rho: float) -> dict[str, float]:
 
 def linear_probe(z_train, y_train, z_eval, y_eval, *, max_iter: int = 1000) -> float:
     """Accuracy on the eval split of a multinomial logistic regression on standardized latent
-    means fitted on the train split (the linear-evaluation protocol). Takes tensors or arrays."""
+    means fitted on the train split (the linear-evaluation protocol). Takes tensors or arrays.
+
+    The fit's BLAS runs on one thread: with more, the products' sums are split over threads,
+    so the L-BFGS path, and the accuracy, would depend on the machine's core count; and on a
+    busy machine the threads mostly wait for each other (10× the CPU time of one thread).
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     z_train, y_train, z_eval, y_eval = (_numpy(a) for a in (z_train, y_train, z_eval, y_eval))
     if len(set(y_train.tolist())) < 2:
         raise ValueError("linear_probe needs at least two classes in the train labels")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-    return float(probe.fit(z_train, y_train).score(z_eval, y_eval))
+    with threadpool_limits(limits=1, user_api="blas"):
+        return float(probe.fit(z_train, y_train).score(z_eval, y_eval))
 
 
 def _numpy(a):

@@ -144,6 +144,62 @@ def test_iw_is_reproducible_from_a_generator():
     assert torch.equal(a, b)
 
 
+def _reference_iw(model: nn.Module, x: torch.Tensor, k: int, chunk: int, seed: int) -> torch.Tensor:
+    """log (1/k) Σ_s w_s written out plainly: the inputs repeated per sample, the likelihood of
+    losses.py on (S·N) rows, log p(z) and log q(z|x) as normal densities, one logsumexp at the end;
+    the noise drawn as the estimate draws it (⌊chunk/N⌋ samples of all N examples per draw)."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(x)
+    mu, logvar = model.encode(x)
+    log_w = []
+    for start in range(0, k, chunk // n):
+        s = min(chunk // n, k - start)
+        eps = torch.randn((s, *mu.shape), generator=g)
+        z = mu + (0.5 * logvar).exp() * eps
+        x_rep = torch.cat([x] * s)
+        log_px = losses.log_likelihood(model.decode(z.reshape(s * n, -1)), x_rep, model.likelihood, model.sigma)
+        log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_qz = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+        log_w.append(log_px.view(s, n) + log_pz - log_qz)
+    return torch.cat(log_w).double().logsumexp(0) - math.log(k)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli", "gaussian"])
+def test_iw_equals_a_plain_reference_on_the_same_seed(likelihood):
+    # The estimate's arithmetic (x broadcast, BCE as softplus(l) − x·l) must not move its numbers.
+    model = build_model("vae", input_shape=[1, 8, 8], latent_dim=3, hidden_dims=[16], likelihood=likelihood)
+    with torch.no_grad():                                # confident logits, as a trained model has
+        model.decoder.body[-2].weight.mul_(20)
+    x = torch.rand(12, 1, 8, 8)
+    if likelihood == "bernoulli":
+        x = (x > 0.5).float()
+    got = metrics.iw_log_likelihood(model, x, 50, chunk=48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = _reference_iw(model, x, 50, 48, seed=4)
+    assert torch.allclose(got.double(), want, rtol=2e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_iw_allocates_one_input_sized_temporary_per_pass_besides_the_decoder(likelihood):
+    # Per-pass temporaries of (S·N, D) floats were what made the estimate slow (page faults):
+    # x is broadcast, not copied S times, and the likelihood needs one such tensor.
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model("vae", input_shape=[1, 16, 16], latent_dim=3, hidden_dims=[8], likelihood=likelihood)
+    x, s, passes = torch.rand(32, 1, 16, 16), 8, 2
+    rows_bytes = s * len(x) * x[0].numel() * 4
+
+    def big_allocations(fn) -> int:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        return sum(e.self_cpu_memory_usage >= rows_bytes for e in prof.events())
+
+    with torch.no_grad():
+        decoder = big_allocations(lambda: model.decode(torch.randn(s * len(x), 3)))
+    estimate = big_allocations(lambda: metrics.iw_log_likelihood(model, x, s * passes, chunk=s * len(x)))
+    assert estimate == passes * (decoder + 1)
+
+
 def _prior_posterior_constant_decoder(arch: str, likelihood: str) -> tuple[nn.Module, torch.Tensor]:
     """q(z|x) = N(0, I) = p(z) and a decoder whose output is a constant b (per channel for conv):
     then every importance weight equals p(x), so the estimate is exact for any k."""
@@ -192,6 +248,26 @@ def test_linear_probe_on_trained_latent_beats_chance(trained_vae, digits):
     # Measured 0.733 on the 397 held-out digits (K=4, 3 active units); chance is 0.1, so 0.5
     # leaves room for platform drift while still demanding a clearly informative code.
     assert acc >= 0.5
+
+
+def test_linear_probe_fits_on_one_blas_thread(monkeypatch, digits):
+    # More threads split the products' sums, so the fit (and the accuracy) would depend on the
+    # machine's core count; on a busy machine they also cost ~10× the CPU time.
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen, fit = [], LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        seen.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    x, y = digits
+    with threadpool_limits(limits=2, user_api="blas"):   # a 2-core default, on any machine
+        assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"][0] == 2
+        metrics.linear_probe(x[:300].flatten(1), y[:300], x[300:400].flatten(1), y[300:400], max_iter=50)
+    assert seen and set(seen) == {1}
 
 
 def test_active_units_of_trained_vae_are_counted_from_latent_means(trained_vae, digits):
