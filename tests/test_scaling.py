@@ -14,6 +14,7 @@ import torch
 
 from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.cli import main
+from aectl.tracking import CHARTS_SPEED
 from tests.conftest import eval_file
 
 # 90 steps per epoch (~0.3 s here): long enough to be caught mid-run; the noise draws from the RNG.
@@ -111,13 +112,13 @@ def torchrun(*args: str, cwd: Path, nproc: int = 2) -> subprocess.CompletedProce
 
 
 def train_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every logged train/ number of a run: tag → [(step, value)]."""
+    """Every logged train/ number of a run but its throughput (wall-clock): tag → [(step, value)]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run))
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"] if tag.startswith("train/")}
+            for tag in events.Tags()["scalars"] if tag.startswith("train/") and tag != CHARTS_SPEED}
 
 
 def train_losses(run: Path) -> list[tuple[int, float]]:
