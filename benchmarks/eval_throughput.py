@@ -29,8 +29,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aectl import metrics
-from aectl.evaluation import IW_CHUNK
+from aectl.objectives import metrics
+from aectl.evaluation.evaluate import IW_CHUNK
 from aectl.models import build_model
 
 MODELS = {  # name → (build kwargs, input shape)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint
+from aectl.runs.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.datasets import load_dataset
 from tests.conftest import eval_file, read_metrics

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aectl import losses, metrics, pictures
+from aectl.objectives import losses
+from aectl.objectives import metrics
+from aectl.evaluation import pictures
 from aectl.models import build_model
-from aectl.noise import Corruption
+from aectl.datasets.noise import Corruption
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import re
 
 from tqdm import tqdm
 
-from aectl import progress
+from aectl.runtime import progress
 from aectl.cli import main
 from aectl.datasets import image_folder
 

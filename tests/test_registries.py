@@ -1,11 +1,16 @@
-"""The names of kinds live in aectl/config.py; the code's registries and the YAML options of
+"""The names of kinds live in aectl/config/schema.py; the code's registries and the YAML options of
 configs/ name exactly the same ones."""
 
 from pathlib import Path
 
 import pytest
 
-from aectl import config, losses, models, noise, option_fields, schedules
+from aectl import config
+from aectl.objectives import losses
+from aectl import models
+from aectl.datasets import noise
+from aectl.config import option_fields
+from aectl.objectives import schedules
 from aectl.cli import config_dir
 
 GROUPS = {"model": config.MODEL_KINDS, "noise": config.NOISES, "penalty": config.PENALTIES,

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
+from aectl.runs.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
 from aectl.cli import main
 from aectl.datasets import load_dataset
 from tests.conftest import eval_file, read_metrics

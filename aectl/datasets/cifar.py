@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from aectl.datasets.raw import ArraySplit, RawData, download_torchvision, one_line
-from aectl.errors import DataError
+from aectl.config.errors import DataError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _CIFAR_DIR = "cifar-10-batches-py"

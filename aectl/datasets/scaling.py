@@ -13,7 +13,7 @@ import torch
 
 from aectl.datasets.raw import RawData
 from aectl.datasets.splits import DataSplits
-from aectl.errors import ConfigError, DataError
+from aectl.config.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
