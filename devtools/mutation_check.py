@@ -37,10 +37,10 @@ MUTANTS = {
                                  "kl = losses.gaussian_kl(out.mu, out.logvar).mean()\n            loss = loss + beta",
                                  "kl = losses.gaussian_kl(out.mu, out.logvar).sum()\n            loss = loss + beta",
                                  ["tests/test_objective.py"]),
-    "z = mu + sigma^2 eps": ("aectl/models.py", "return mu + (0.5 * logvar).exp() * eps",
+    "z = mu + sigma^2 eps": ("aectl/models/variational.py", "return mu + (0.5 * logvar).exp() * eps",
                              "return mu + logvar.exp() * eps", ["tests/test_objective.py"]),
     "forward ignores the reparameterisation": (
-        "aectl/models.py",
+        "aectl/models/variational.py",
         "z = reparameterize(mu, logvar, standard_normal(mu.shape, mu))\n        return ModelOutput(self.decode(z), z",
         "z = mu + torch.randn_like(mu)\n        return ModelOutput(self.decode(z), z", ["tests/test_objective.py"]),
     "cyclical period in epochs": ("aectl/training/build.py", "ratio=s.ratio, total_steps=total_steps)",
@@ -49,7 +49,7 @@ MUTANTS = {
         "aectl/training/trainer.py", "                        self.target_beta, self.eval_batch, labels=labels)",
         "                        self.loop.beta_at(self.progress.step), self.eval_batch, labels=labels)",
         ["tests/test_wiring.py"]),
-    "eval ignores the trained beta": ("aectl/evaluation/evaluate.py", 'float(config.get("beta", 1.0)), kind == "cvae")',
+    "eval ignores the trained beta": ("aectl/evaluation/variant.py", 'float(config.get("beta", 1.0)), kind == "cvae")',
                                       '1.0, kind == "cvae")', ["tests/test_wiring.py"]),
     "recon averaged over features": ("aectl/objectives/losses.py",
                                      'squared = F.mse_loss(recon, x, reduction="sum") / len(x)',
@@ -85,7 +85,7 @@ MUTANTS = {
                                              "per_element = per_element - continuous_bernoulli_log_norm(recon)",
                                              "per_element = per_element + continuous_bernoulli_log_norm(recon)",
                                              ["tests/test_losses.py"]),
-    "continuous Bernoulli reconstruction is lambda": ("aectl/models.py", "return continuous_bernoulli_mean(recon)",
+    "continuous Bernoulli reconstruction is lambda": ("aectl/models/factory.py", "return continuous_bernoulli_mean(recon)",
                                                        "return recon.sigmoid()", ["tests/test_losses.py"]),
     "kl term of the closed form": ("aectl/objectives/losses.py", "(1 + logvar - mu.square() - logvar.exp())",
                                    "(1 + logvar - mu.square() - logvar)", ["tests/test_losses.py"]),
@@ -169,13 +169,13 @@ MUTANTS = {
     "last partial log interval dropped": ("aectl/training/trainer.py", "        if self.interval.steps:\n", "        if False:\n",
                                           ["tests/test_train.py"]),
     # the conditional VAE (model=cvae): the label's code and each wire that carries it
-    "one-hot at the wrong column": ("aectl/models.py", "scatter_(1, y.long().unsqueeze(1), 1.0)",
+    "one-hot at the wrong column": ("aectl/models/conditional.py", "scatter_(1, y.long().unsqueeze(1), 1.0)",
                                     "scatter_(1, (num_classes - 1 - y.long()).unsqueeze(1), 1.0)",
                                     ["tests/test_cvae.py"]),
     "cvae decoder ignores the label": (
-        "aectl/models.py", "torch.cat([z, one_hot(y, self.num_classes).to(z.dtype)], 1)",
+        "aectl/models/conditional.py", "torch.cat([z, one_hot(y, self.num_classes).to(z.dtype)], 1)",
         "torch.cat([z, 0 * one_hot(y, self.num_classes).to(z.dtype)], 1)", ["tests/test_cvae.py"]),
-    "cvae encoder ignores the label": ("aectl/models.py", "return torch.cat([x.flatten(1), y1.to(x.dtype)], 1)",
+    "cvae encoder ignores the label": ("aectl/models/conditional.py", "return torch.cat([x.flatten(1), y1.to(x.dtype)], 1)",
                                        "return torch.cat([x.flatten(1), 0 * y1.to(x.dtype)], 1)",
                                        ["tests/test_cvae.py"]),
     "cvae batch labels dropped": ("aectl/training/trainer.py", "            y = dist.shard(y)",
@@ -186,14 +186,14 @@ MUTANTS = {
     "cvae validation without its labels": ("aectl/evaluation/validation.py", "            model = model.given(y)",
                                            "            model = model.given(torch.zeros_like(y))",
                                            ["tests/test_cvae.py"]),
-    "cvae IW labels not tiled": ("aectl/models.py", "return self.y.repeat(rows // len(self.y))",
+    "cvae IW labels not tiled": ("aectl/models/conditional.py", "return self.y.repeat(rows // len(self.y))",
                                  "return self.y.repeat_interleave(rows // len(self.y))", ["tests/test_cvae.py"]),
 }
 _VQ = ["tests/test_vqvae.py"]
 MUTANTS.update({  # the VQ-VAE
     "vq farthest code": ("aectl/models/quantizer.py", "return distances.argmin(1)", "return distances.argmax(1)", _VQ),
     "vq no straight-through": ("aectl/models/quantizer.py", "return z_e + (z_q - z_e).detach()", "return z_q", _VQ),
-    "vq forward skips straight-through": ("aectl/models.py", "z = straight_through(vq.z_e, vq.z_q).flatten(1)",
+    "vq forward skips straight-through": ("aectl/models/vq.py", "z = straight_through(vq.z_e, vq.z_q).flatten(1)",
                                           "z = vq.z_q.flatten(1)", _VQ),
     "vq commitment weight dropped": ("aectl/objectives/objective.py", "commitment = self.commitment * losses.vq_commitment",
                                      "commitment = losses.vq_commitment", _VQ),
@@ -240,7 +240,7 @@ MUTANTS.update({  # the contractive penalty and the IWAE
                                     "return 1 / log_w.exp().square().sum(0)", ["tests/test_iwae.py"]),
     "iwae k not wired to training": ("aectl/training/build.py", "vars(config.penalty), m.k,", "vars(config.penalty), 1,",
                                      ["tests/test_iwae.py"]),
-    "iwae k not wired to eval": ("aectl/evaluation/evaluate.py", 'getattr(model, "k", 1),', "1,", ["tests/test_iwae.py"]),
+    "iwae k not wired to eval": ("aectl/evaluation/variant.py", 'getattr(model, "k", 1),', "1,", ["tests/test_iwae.py"]),
     "report ranks the loss across objectives": (
         "aectl/report/ranking.py", 'm.rsplit("/", 1)[-1] in OBJECTIVE_TERMS', "False", ["tests/test_report.py"]),
     "epoch score ignores the monitor's direction": (
@@ -397,7 +397,7 @@ MUTANTS.update({
 
 _MEAN = ["tests/test_losses.py"]
 MUTANTS.update({  # a distribution's parameter where its mean is meant, a formula outside its case
-    "mean: bernoulli reconstruction is the logits": ("aectl/models.py", "return recon.sigmoid()", "return recon",
+    "mean: bernoulli reconstruction is the logits": ("aectl/models/factory.py", "return recon.sigmoid()", "return recon",
                                                      _MEAN),
     "mean: eval reconstructs logits": ("aectl/objectives/metrics.py",
                                        "return mean_reconstruction(model, model.decode(latent_means(model, x)))",
@@ -419,9 +419,9 @@ MUTANTS.update({  # a distribution's parameter where its mean is meant, a formul
                                         "mean = lambda r: mean_reconstruction(model, r).float()",
                                         "mean = lambda r: r.float()", _MEAN),
     "mean: a bernoulli decoder squashed to probabilities": (
-        "aectl/models.py", 'return ACTIVATIONS[name]() if likelihood == "gaussian" else nn.Identity()',
+        "aectl/models/networks.py", 'return ACTIVATIONS[name]() if likelihood == "gaussian" else nn.Identity()',
         "return ACTIVATIONS[name]()", _MEAN),
-    "mean: continuous Bernoulli series slope": ("aectl/models.py", "0.5 + logits / 12, exact)",
+    "mean: continuous Bernoulli series slope": ("aectl/models/factory.py", "0.5 + logits / 12, exact)",
                                                 "0.5 - logits / 12, exact)", _MEAN),
     "scale: sampled KL with the variance as scale": ("aectl/objectives/metrics.py", "log_q = normal(mu, std).log_prob(z)",
                                                      "log_q = normal(mu, logvar.exp()).log_prob(z)",
