@@ -36,10 +36,10 @@ def train(overrides=None, run_dir: str | Path | None = None) -> Run:
     """Train as `aectl train <overrides>` does (the same composition, presets and validation):
     `overrides` is a list of strings (["model=dae", "noise=masking"]) or an aectl.config.TrainConfig.
     The run goes to `run_dir`, by default outputs/<date>/<time> under the working folder."""
-    from aectl.training import build
     from aectl.cli.compose import compose_train_config
     from aectl.config import TrainConfig
     from aectl.config.checks import validate
+    from aectl.training import build
 
     if isinstance(overrides, TrainConfig):
         config, given = overrides, []
@@ -82,9 +82,9 @@ def evaluate(path: str | Path, **options) -> dict | list[dict]:
     """What `aectl eval ckpt=<path> <options>` computes and writes (metrics.json, pictures), without
     printing: the result of a checkpoint or run folder, or the list of a sweep folder's results.
     `options` are aectl eval's fields (split="val", k=1000, limit=500, seed=1, ...)."""
-    from aectl.evaluation import evaluate as evaluation
     from aectl.config import EvalConfig
     from aectl.config.checks import validate_eval
+    from aectl.evaluation import evaluate as evaluation
     from aectl.runs.runfolder import has_checkpoint
 
     known = sorted(f.name for f in dataclasses.fields(EvalConfig) if f.name != "ckpt")

@@ -23,11 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aectl.training import build
-from aectl import cli
-from aectl import config
+from aectl import cli, config
 from aectl.config import checks as config_checks
 from aectl.config import option_fields
+from aectl.training import build
 
 GROUPS = {
     "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],

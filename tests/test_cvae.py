@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from aectl.training import build
-from aectl.evaluation import evaluate as evaluation
-from aectl.objectives import metrics
-from aectl.evaluation import pictures
 from aectl.cli import main
 from aectl.config import EvalConfig, TrainerConfig
-from aectl.datasets import DataSplits
 from aectl.config.errors import DataError
-from aectl.models import ConditionalVAE, build_model, mean_reconstruction, one_hot
+from aectl.datasets import DataSplits
 from aectl.datasets.noise import Corruption
+from aectl.evaluation import evaluate as evaluation
+from aectl.evaluation import pictures
+from aectl.models import ConditionalVAE, build_model, mean_reconstruction, one_hot
+from aectl.objectives import metrics
 from aectl.objectives.objective import TERMS, make_objective
 from aectl.runs.tracking import NullTracker
+from aectl.training import build
 from aectl.training.trainer import Progress, evaluate, make_loop, train_epoch
 from aectl.training.training_log import IntervalLog
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from aectl.cli import main
+from aectl.config.errors import CheckpointError, ConfigError
 from aectl.evaluation import evaluate as evaluate
 from aectl.objectives import metrics
 from aectl.runs import runfolder
-from aectl.cli import main
-from aectl.config.errors import CheckpointError, ConfigError
 from aectl.runs.tables import format_metric
 from tests.conftest import eval_file
 

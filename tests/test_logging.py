@@ -10,11 +10,9 @@ import re
 import sys
 from pathlib import Path
 
-from aectl.training import build
-from aectl.evaluation import evaluate as evaluation
-from aectl.training import trainer
-from aectl.training import training_log
 from aectl.cli import main
+from aectl.evaluation import evaluate as evaluation
+from aectl.training import build, trainer, training_log
 
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
         "trainer.device=cpu"]

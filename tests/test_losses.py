@@ -3,9 +3,8 @@ import math
 import pytest
 import torch
 
-from aectl.objectives import losses
-from aectl.objectives import metrics
 from aectl.models import build_model, continuous_bernoulli_mean
+from aectl.objectives import losses, metrics
 
 
 def test_gaussian_kl_of_standard_normal_is_zero():
@@ -166,10 +165,10 @@ def test_every_reconstruction_and_picture_path_shows_the_mean_not_a_parameter(li
 
     from aectl import api
     from aectl.evaluation import pictures
-    from aectl.runs import tracking
-    from aectl.objectives.objective import make_objective
-    from aectl.training.training_log import log_images
     from aectl.evaluation.validation import evaluate_split
+    from aectl.objectives.objective import make_objective
+    from aectl.runs import tracking
+    from aectl.training.training_log import log_images
 
     model = constant_decoder_vae(likelihood)
     logits = [-4.0, -1.5, 0.8, 3.0]

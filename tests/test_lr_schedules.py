@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from aectl.runs.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.config import MODEL_KINDS
+from aectl.runs.checkpoint import load_checkpoint
 from aectl.training.lr_schedules import Plateau, lr_at
 from tests.conftest import read_metrics
 
@@ -193,7 +193,7 @@ def test_the_final_metrics_of_a_stopped_run_are_best_pts_not_the_last_weights(tr
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_every_monitor_a_model_accepts_is_a_metric_of_its_validation(train_run, kind):
     from aectl.config.errors import ConfigError
-    from aectl.training.monitor import MONITORS, check_monitor
+    from aectl.config.monitoring import MONITORS, check_monitor
 
     noise = "gaussian" if kind == "dae" else "none"
     accepted = set()

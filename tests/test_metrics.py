@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aectl.objectives import losses
-from aectl.objectives import metrics
+from aectl.datasets.noise import Corruption
 from aectl.evaluation import pictures
 from aectl.models import build_model
-from aectl.datasets.noise import Corruption
+from aectl.objectives import losses, metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

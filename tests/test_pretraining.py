@@ -8,13 +8,13 @@ import signal
 import pytest
 import torch
 
-from aectl.training import pretraining
-from aectl.runs import signals
-from aectl.runs.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.config import TrainerConfig
-from aectl.models import build_model
 from aectl.datasets.noise import Corruption
+from aectl.models import build_model
+from aectl.runs import signals
+from aectl.runs.checkpoint import load_checkpoint
+from aectl.training import pretraining
 from tests.conftest import read_metrics
 
 STACKED = ("model=stacked_ae", "model.hidden_dims=[16,8]", "model.latent_dim=4", "trainer.images_every=100")

@@ -5,13 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from aectl import config
-from aectl.objectives import losses
-from aectl import models
-from aectl.datasets import noise
-from aectl.config import option_fields
-from aectl.objectives import schedules
+from aectl import config, models
 from aectl.cli import config_dir
+from aectl.config import option_fields
+from aectl.datasets import noise
+from aectl.objectives import losses, schedules
 
 GROUPS = {"model": config.MODEL_KINDS, "noise": config.NOISES, "penalty": config.PENALTIES,
           "beta_schedule": config.SCHEDULES, "dataset": config.DATASETS}

@@ -23,14 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-from aectl.runs import checkpoint as checkpoint_mod
-from aectl.training import guards
-from aectl.runs import runfolder
-from aectl.runs import signals
-from aectl.runs.checkpoint import load_checkpoint, save_checkpoint
 from aectl.cli import main
 from aectl.config.errors import AectlError, CheckpointError
 from aectl.objectives.objective import TERMS
+from aectl.runs import checkpoint as checkpoint_mod
+from aectl.runs import runfolder, signals
+from aectl.runs.checkpoint import load_checkpoint, save_checkpoint
+from aectl.training import guards
 
 HERE = Path(__file__).resolve().parent
 # 160 synthetic 4×4 examples → 128 for training, 8 steps of 16 per epoch; a small VAE with

@@ -284,8 +284,8 @@ def test_how_a_run_stands_is_read_from_what_its_folder_holds(tmp_path):
 
 
 def test_a_single_run_that_fails_while_training_is_listed_as_failed(tmp_path, monkeypatch, capsys):
-    from aectl.training import trainer
     from aectl.config.errors import AectlError
+    from aectl.training import trainer
 
     def fails(self):
         raise AectlError("the disk is full")

@@ -6,8 +6,8 @@ import signal
 import pytest
 import torch
 
-from aectl.runs.checkpoint import load_checkpoint, save_checkpoint
 from aectl.cli import main
+from aectl.runs.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")

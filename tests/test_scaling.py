@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from aectl.runs.checkpoint import load_checkpoint, rebuild_model
 from aectl.cli import main
+from aectl.runs.checkpoint import load_checkpoint, rebuild_model
 from tests.conftest import eval_file
 
 # 90 steps per epoch (~0.3 s here): long enough to be caught mid-run; the noise draws from the RNG.
@@ -227,8 +227,8 @@ def test_standard_normal_gives_each_rank_its_rows_of_the_global_draw():
 
 
 def test_torchrun_refuses_a_sweep():
-    from aectl.runtime.distributed import setup
     from aectl.config.errors import AectlError
+    from aectl.runtime.distributed import setup
 
     with pytest.raises(AectlError, match="-m/--multirun cannot run under torchrun"):
         setup(["-m", "model.latent_dim=2,4"], "outputs/x")

@@ -9,11 +9,10 @@ import math
 import pytest
 import torch
 
-from aectl.models import quantizer
 from aectl.cli import main
-from aectl.models import ModelOutput, build_model
-from aectl.objectives.objective import make_objective
+from aectl.models import ModelOutput, build_model, quantizer
 from aectl.models.quantizer import VectorQuantizer, VQOutput, assignment_sums, ema_update, nearest_code, straight_through
+from aectl.objectives.objective import make_objective
 from tests.conftest import eval_file, read_metrics
 
 CODES = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])

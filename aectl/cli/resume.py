@@ -21,8 +21,8 @@ def resume_source(value: str, run_dir: Path) -> str | None:
 
 
 def load_resume_checkpoint(path: str) -> dict:
-    from aectl.runs.checkpoint import load_checkpoint
     from aectl.config.errors import CheckpointError
+    from aectl.runs.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(path)

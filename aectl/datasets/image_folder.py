@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aectl.datasets.raw import ArraySplit, RawData, one_line
 from aectl.config.errors import ConfigError, DataError
+from aectl.datasets.raw import ArraySplit, RawData, one_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _PROGRESS_MIN_FILES = 300  # below this, decoding is quick enough that a bar is noise

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aectl.objectives import metrics
-from aectl.evaluation import pictures
-from aectl.runs import tracking
 from aectl.datasets.noise import Corruption
+from aectl.evaluation import pictures
 from aectl.evaluation.variant import Variant
+from aectl.objectives import metrics
+from aectl.runs import tracking
 
 SCATTER_MAX = 5_000  # points drawn in the latent scatter
 N_PICTURES = 16  # examples in the reconstruction and denoising grids

@@ -21,21 +21,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from aectl.config import DatasetConfig, EvalConfig
+from aectl.config.checks import validate_dataset
+from aectl.config.errors import AectlError, ConfigError, DataError
+from aectl.config.option_fields import check_dataset_overrides
+from aectl.datasets import DataSplits, load_dataset
+from aectl.datasets.noise import Corruption
+from aectl.evaluation.eval_pictures import N_PICTURES, write_pictures, write_projector
+from aectl.evaluation.eval_tables import format_sweep_table, format_table
+from aectl.evaluation.validation import SplitMetrics
+from aectl.evaluation.variant import Variant
 from aectl.objectives import metrics
 from aectl.runs import tracking
 from aectl.runs.checkpoint import load_checkpoint, rebuild_model
-from aectl.config import DatasetConfig, EvalConfig
-from aectl.config.checks import validate_dataset
-from aectl.datasets import DataSplits, load_dataset
-from aectl.config.errors import AectlError, ConfigError, DataError
-from aectl.evaluation.eval_pictures import N_PICTURES, write_pictures, write_projector
-from aectl.evaluation.eval_tables import format_sweep_table, format_table
-from aectl.datasets.noise import Corruption
-from aectl.config.option_fields import check_dataset_overrides
-from aectl.runtime.progress import note, progress_bar
 from aectl.runs.runfolder import eval_name, find_checkpoints, run_dir_of
-from aectl.evaluation.validation import SplitMetrics
-from aectl.evaluation.variant import Variant
+from aectl.runtime.progress import note, progress_bar
 
 log = logging.getLogger(__name__)
 

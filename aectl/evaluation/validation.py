@@ -30,11 +30,8 @@ log p(x|y), μ of q(z|x,y), reconstructions from p(x|z,y).
 import torch
 from torch import nn
 
-from aectl.objectives import contractive
-from aectl.objectives import losses
-from aectl.objectives import metrics
-from aectl.models import quantizer
-from aectl.models import mean_reconstruction
+from aectl.models import mean_reconstruction, quantizer
+from aectl.objectives import contractive, losses, metrics
 from aectl.objectives.objective import TERMS, Objective
 
 

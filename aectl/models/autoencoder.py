@@ -6,7 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from aectl.models.networks import DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _output_activation
+from aectl.models.networks import ACTIVATIONS, DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _output_activation
+
 
 class Autoencoder(nn.Module):
     """Deterministic AE: z = a(W h(x)), x̂ = G(z). With no hidden dims it is the basic AE

@@ -9,6 +9,7 @@ from aectl.models.networks import DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, 
 from aectl.models.variational import reparameterize
 from aectl.runtime.distributed import standard_normal  # ε of the global batch under torchrun
 
+
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Labels (N,) int → (N, num_classes) float rows with a single 1 at column y_i. Built by a
     scatter, with no host sync per step; an index outside [0, num_classes) fails in the scatter

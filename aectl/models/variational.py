@@ -9,6 +9,7 @@ from torch import nn
 from aectl.models.networks import DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _output_activation
 from aectl.runtime.distributed import standard_normal  # ε of the global batch under torchrun
 
+
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """z = μ + σ ⊙ ε with σ = exp(½ log σ²) (Kingma & Welling 2014, §2.4)."""
     return mu + (0.5 * logvar).exp() * eps

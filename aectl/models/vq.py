@@ -5,8 +5,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from aectl.models.networks import DEFAULT_SIGMA, Encoder, ModelOutput, _grid_decoder, _output_activation
+from aectl.models.networks import (ACTIVATIONS, DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _conv_sizes, _grid_decoder,
+                                   _output_activation)
 from aectl.models.quantizer import VectorQuantizer, straight_through
+
 
 class VectorQuantizedAutoencoder(nn.Module):
     """VQ-VAE (van den Oord et al. 2017): z_e = E(x) is a set of P vectors of size D, each

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aectl.objectives import losses
 from aectl.datasets import noise
 from aectl.models import mean_reconstruction, reparameterize
+from aectl.objectives import losses
 
 PSNR_MIN_MSE = 1e-10  # relative to MAX²: identical images score 10·log10(1e10) = 100 dB, not inf
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from aectl.objectives import contractive
-from aectl.objectives import losses
 from aectl.config import VARIATIONAL_KINDS
 from aectl.models import ModelOutput
+from aectl.objectives import contractive, losses
 
 # Terms computed on the device for every batch, in this order (a fixed order lets the trainer
 # stack them into one tensor and read them with a single host sync at log time). β and β·KL are

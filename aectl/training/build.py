@@ -35,9 +35,7 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
     run folder's lock (aectl.runs.runfolder); a first SIGINT/SIGTERM stops after the current step
     (aectl.runs.signals). `overrides` are recorded in metrics.json; `hparams_lead` (a sweep's swept
     overrides) go first in TensorBoard's HPARAMS. Returns the final metrics ({} if nothing to do)."""
-    from aectl.runs import preemption
-    from aectl.runs import runfolder
-    from aectl.runs import signals
+    from aectl.runs import preemption, runfolder, signals
 
     run_dir = Path(run_dir)
     with runfolder.claim(run_dir, resuming=resume is not None), \
@@ -55,9 +53,9 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
 
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
          hparams_lead: list[str]) -> dict:
+    from aectl.runs.tracking import NullTracker, TensorBoardTracker, final_metrics
     from aectl.runtime.distributed import current as current_distributed
     from aectl.training.pretraining import pretrain
-    from aectl.runs.tracking import NullTracker, TensorBoardTracker, final_metrics
     from aectl.training.trainer import fit
 
     built = build(config, resume, overrides)
@@ -94,8 +92,8 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     import torch
 
     from aectl import datasets as data_mod
+    from aectl.config.monitoring import check_monitor_data
     from aectl.datasets import noise
-    from aectl.training.monitor import check_monitor_data
     from aectl.objectives.objective import make_objective
     from aectl.runtime.device import resolve_device
 
@@ -208,8 +206,8 @@ def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
 
 
 def _beta_schedule(config, total_steps: int):
-    from aectl.objectives import schedules
     from aectl.config import VARIATIONAL_KINDS
+    from aectl.objectives import schedules
 
     s = config.beta_schedule
     return functools.partial(schedules.beta_at, beta=config.beta if config.model.kind in VARIATIONAL_KINDS else 0.0,
@@ -221,8 +219,8 @@ def _lr_schedule(config, total_steps: int):
     """lr(step, epoch, reductions) on the base trainer.lr of this process (a resume may change it),
     over the same fixed step count as the β curve: a resume with more epochs keeps the cosine's
     period and trains the added steps at min_lr."""
-    from aectl.training import lr_schedules
     from aectl.config.errors import ConfigError
+    from aectl.training import lr_schedules
 
     r = config.lr_schedule
     if r.kind == "cosine" and r.warmup_steps >= total_steps:

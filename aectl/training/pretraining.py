@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aectl.runs.checkpoint import save_checkpoint
-from aectl.objectives.losses import reconstruction_batch_mean
 from aectl.datasets.noise import Corruption
-from aectl.training.optim import epoch_seed, make_optimizer
+from aectl.objectives.losses import reconstruction_batch_mean
+from aectl.runs.checkpoint import save_checkpoint
 from aectl.runs.signals import Interrupted
+from aectl.training.optim import epoch_seed, make_optimizer
 
 log = logging.getLogger(__name__)
 STAGE_SEED_OFFSET = 10_000  # stage k's epoch e is seeded as epoch 10000·k + e: apart from fine-tuning's

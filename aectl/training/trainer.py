@@ -19,21 +19,21 @@ import torch
 from torch import nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aectl.training import guards
-from aectl.runs import tracking
-from aectl.runs.checkpoint import save_checkpoint
 from aectl.config import LRScheduleConfig, TrainerConfig
 from aectl.datasets import DataSplits
+from aectl.datasets.noise import Corruption
+from aectl.evaluation.validation import evaluate_split, mean_image_psnr
+from aectl.objectives.objective import Objective
+from aectl.runs import tracking
+from aectl.runs.checkpoint import save_checkpoint
+from aectl.runs.signals import Interrupted
 from aectl.runtime.distributed import Distributed
+from aectl.runtime.progress import progress_bar
+from aectl.training import guards
 from aectl.training.lr_schedules import Plateau
 from aectl.training.monitor import epoch_score, score_value, watched
-from aectl.datasets.noise import Corruption
-from aectl.objectives.objective import Objective
-from aectl.runtime.progress import progress_bar
 from aectl.training.optim import epoch_seed
-from aectl.runs.signals import Interrupted
 from aectl.training.training_log import IntervalLog, log_images, val_line, val_log_due
-from aectl.evaluation.validation import evaluate_split, mean_image_psnr
 
 from aectl.training.loop import Loop, Progress, make_loop
 

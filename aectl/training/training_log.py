@@ -9,12 +9,12 @@ import time
 import torch
 from torch import nn
 
-from aectl.training import guards
+from aectl.datasets.noise import Corruption
+from aectl.models import ModelOutput, mean_reconstruction
+from aectl.objectives.objective import TERMS, Objective
 from aectl.runs import tracking
 from aectl.runtime.distributed import Distributed
-from aectl.models import ModelOutput, mean_reconstruction
-from aectl.datasets.noise import Corruption
-from aectl.objectives.objective import TERMS, Objective
+from aectl.training import guards
 
 # About this many validation lines in a run's log, at any length (TensorBoard, metrics.json and
 # the progress bar's postfix have every epoch's val loss).
