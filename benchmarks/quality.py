@@ -160,8 +160,8 @@ def cli_config_hidden_dims() -> list[int]:
 
 
 def denoising(args, device) -> list[str]:
-    from aectl.objectives import metrics
     from aectl.datasets.noise import Corruption
+    from aectl.objectives import metrics
 
     x_test = mnist(args).test.to(device).float() / 255
     rows = []

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from aectl.objectives import schedules
 from aectl.config import TrainerConfig
 from aectl.datasets import DataSplits
-from aectl.models import build_model
 from aectl.datasets.noise import Corruption
+from aectl.models import build_model
+from aectl.objectives import schedules
 from aectl.objectives.objective import Objective
 from aectl.runs.tracking import TensorBoardTracker
 from aectl.training.trainer import Progress, make_loop, train_epoch
