@@ -483,6 +483,19 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
 })
 
 
+LAYOUT = ["tests/test_layout.py"]
+MUTANTS.update({  # the stages import one way only (config → ... → training → report → cli)
+    "layout: eval's device from training": (
+        "aectl/evaluation/evaluate.py", "    from aectl.runtime.device import resolve_device\n",
+        "    from aectl.runtime.device import resolve_device\n    from aectl.training import optim  # noqa: F401\n", LAYOUT),
+    "layout: config checks the monitor through training": (
+        "aectl/config/checks.py", "from aectl.config.monitoring import check_monitor",
+        "from aectl.training.monitor import check_monitor", LAYOUT),
+    "layout: eval pictures and eval import each other": (
+        "aectl/evaluation/eval_pictures.py", "from aectl.evaluation.variant import Variant",
+        "from aectl.evaluation.variant import Variant\nfrom aectl.evaluation import evaluate  # noqa: F401", LAYOUT),
+})
+
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
     path = ROOT / file

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aectl.config import NOISES  # noqa: F401 (the names of kinds live in config.py)
+from aectl.config import NOISES  # noqa: F401 (the names of kinds live in config/schema.py)
 
 
 def gaussian(x: torch.Tensor, sigma: float, clip: bool = True, lo: float = 0.0, hi: float = 1.0,

@@ -6,7 +6,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from aectl.config import ARCHS  # noqa: F401 (the names of kinds live in config.py)
+from aectl.config import ARCHS  # noqa: F401 (the names of kinds live in config/schema.py)
 from aectl.models.quantizer import VQOutput
 
 DEFAULT_SIGMA = 0.5 ** 0.5  # the gaussian decoder's fixed σ: the NLL is then the squared error plus D/2·log π

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from aectl.config import LIKELIHOODS  # noqa: F401 (the names of kinds live in config.py)
+from aectl.config import LIKELIHOODS  # noqa: F401 (the names of kinds live in config/schema.py)
 # the decoder's fixed σ, a model default: σ = 1/√2 makes the gaussian NLL the plain squared error plus D/2·log π
 from aectl.models.networks import DEFAULT_SIGMA
 

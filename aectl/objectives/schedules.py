@@ -2,7 +2,7 @@
 
 import math
 
-from aectl.config import SCHEDULES  # noqa: F401 (the names of kinds live in config.py)
+from aectl.config import SCHEDULES  # noqa: F401 (the names of kinds live in config/schema.py)
 
 
 def beta_at(

@@ -9,7 +9,7 @@ the curve (its shape, position and plateau reductions stay the checkpoint's).
 import math
 from dataclasses import asdict, dataclass
 
-from aectl.config import LR_SCHEDULES  # noqa: F401 (the names of kinds live in config.py)
+from aectl.config import LR_SCHEDULES  # noqa: F401 (the names of kinds live in config/schema.py)
 
 
 def lr_at(
