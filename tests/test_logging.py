@@ -96,7 +96,8 @@ def test_a_validation_line_after_the_best_epoch_names_it(tmp_path, capsys, monke
 
     monkeypatch.setattr(trainer, "evaluate", worsening_after_epoch_3)
     assert main(["train", "dataset.limit=64", *TINY, "trainer.epochs=5", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
-    lines = [line.split(" - ", 1)[1] for line in capsys.readouterr().out.splitlines() if "][aectl.training.trainer][" in line]
+    lines = [line.split(" - ", 1)[1] for line in capsys.readouterr().out.splitlines()
+             if "][aectl.training.trainer][" in line]
     assert lines[2] == "epoch 3/5 step 3: val loss 7 (new best)"
     assert lines[4] == "epoch 5/5 step 5: val loss 9 (best 7 at epoch 3)"
 

@@ -11,7 +11,8 @@ import torch
 
 from aectl.cli import main
 from aectl.models import ModelOutput, build_model, quantizer
-from aectl.models.quantizer import VectorQuantizer, VQOutput, assignment_sums, ema_update, nearest_code, straight_through
+from aectl.models.quantizer import (VectorQuantizer, VQOutput, assignment_sums, ema_update, nearest_code,
+                                    straight_through)
 from aectl.objectives.objective import make_objective
 from tests.conftest import eval_file, read_metrics
 

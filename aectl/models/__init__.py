@@ -8,7 +8,7 @@ from aectl.models.networks import ACTIVATIONS, ARCHS, DEFAULT_SIGMA, Decoder, En
 from aectl.models.variational import ImportanceWeightedAutoencoder, VariationalAutoencoder, reparameterize
 from aectl.models.vq import VectorQuantizedAutoencoder
 
-__all__ = ["ACTIVATIONS", "ARCHS", "DEFAULT_SIGMA", "MODEL_CLASSES", "Autoencoder", "ConditionalVAE", "Decoder", "Encoder",
-           "GivenLabels", "ImportanceWeightedAutoencoder", "ModelOutput", "VariationalAutoencoder",
+__all__ = ["ACTIVATIONS", "ARCHS", "DEFAULT_SIGMA", "MODEL_CLASSES", "Autoencoder", "ConditionalVAE", "Decoder",
+           "Encoder", "GivenLabels", "ImportanceWeightedAutoencoder", "ModelOutput", "VariationalAutoencoder",
            "VectorQuantizedAutoencoder", "build_model", "continuous_bernoulli_mean", "mean_reconstruction",
            "one_hot", "reparameterize"]

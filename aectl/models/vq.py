@@ -5,8 +5,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from aectl.models.networks import (ACTIVATIONS, DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _conv_sizes, _grid_decoder,
-                                   _output_activation)
+from aectl.models.networks import (ACTIVATIONS, DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _conv_sizes,
+                                   _grid_decoder, _output_activation)
 from aectl.models.quantizer import VectorQuantizer, straight_through
 
 

@@ -51,7 +51,8 @@ class Loop:
     seed: int
     dist: Distributed = field(default_factory=Distributed)  # torchrun ranks: shards and reductions
     skip_nonfinite: bool = False  # trainer.on_nonfinite=skip_batch (a fused optimizer skips bad batches)
-    # (step, epoch, plateau reductions) → the lr of that step (aectl.training.lr_schedules); None: trainer.lr throughout
+    # (step, epoch, plateau reductions) → the lr of that step (aectl.training.lr_schedules);
+    # None: trainer.lr throughout
     lr_at: Callable[[int, int, int], float] | None = None
     conditional: bool = False  # a cvae: batches carry the labels, and the model takes them
 

@@ -273,7 +273,8 @@ class Training:
                 final["best"] = of_best
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
-        if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.training.pretraining)
+        # greedy pretraining's stage epochs, on top of `epochs` (aectl.training.pretraining)
+        if "pretrain" in self.meta:
             final["pretrain"] = self.meta["pretrain"]
         if self.loop.dist.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
