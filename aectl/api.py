@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from aectl.config import VARIATIONAL_KINDS
-from aectl.errors import AectlError, ConfigError
+from aectl.config.errors import AectlError, ConfigError
 
 
 @dataclasses.dataclass
@@ -36,10 +36,10 @@ def train(overrides=None, run_dir: str | Path | None = None) -> Run:
     """Train as `aectl train <overrides>` does (the same composition, presets and validation):
     `overrides` is a list of strings (["model=dae", "noise=masking"]) or an aectl.config.TrainConfig.
     The run goes to `run_dir`, by default outputs/<date>/<time> under the working folder."""
-    from aectl import build
     from aectl.cli.compose import compose_train_config
     from aectl.config import TrainConfig
-    from aectl.config_checks import validate
+    from aectl.config.checks import validate
+    from aectl.training import build
 
     if isinstance(overrides, TrainConfig):
         config, given = overrides, []
@@ -68,8 +68,8 @@ def _override_list(overrides) -> list[str]:
 def load(path: str | Path) -> "Autoencoder":
     """The model of a checkpoint file or run folder (its checkpoints/last.pt), loaded with
     torch.load(weights_only=True): nothing named in the file is imported or called."""
-    from aectl.checkpoint import load_checkpoint, rebuild_model
-    from aectl.runfolder import resolve_checkpoint, run_dir_of
+    from aectl.runs.checkpoint import load_checkpoint, rebuild_model
+    from aectl.runs.runfolder import resolve_checkpoint, run_dir_of
 
     file = resolve_checkpoint(path)
     ckpt = load_checkpoint(file)
@@ -82,10 +82,10 @@ def evaluate(path: str | Path, **options) -> dict | list[dict]:
     """What `aectl eval ckpt=<path> <options>` computes and writes (metrics.json, pictures), without
     printing: the result of a checkpoint or run folder, or the list of a sweep folder's results.
     `options` are aectl eval's fields (split="val", k=1000, limit=500, seed=1, ...)."""
-    from aectl import evaluation
     from aectl.config import EvalConfig
-    from aectl.config_checks import validate_eval
-    from aectl.runfolder import has_checkpoint
+    from aectl.config.checks import validate_eval
+    from aectl.evaluation import evaluate as evaluation
+    from aectl.runs.runfolder import has_checkpoint
 
     known = sorted(f.name for f in dataclasses.fields(EvalConfig) if f.name != "ckpt")
     unknown = sorted(set(options) - set(known))
@@ -148,7 +148,7 @@ class Autoencoder:
         """n draws z ~ N(0, I) of a VAE's prior, decoded to E[x|z]; a cvae's to E[x|z,y], with
         `y` one class for all n (an int) or a label per sample (a tensor of n)."""
         if self.kind == "vqvae":
-            from aectl.evaluation import VQ_NO_SAMPLES
+            from aectl.evaluation.evaluate import VQ_NO_SAMPLES
 
             raise AectlError(f"sample: {VQ_NO_SAMPLES}")
         if self.kind not in VARIATIONAL_KINDS:

@@ -29,9 +29,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aectl import metrics
-from aectl.evaluation import IW_CHUNK
+from aectl.evaluation.evaluate import IW_CHUNK
 from aectl.models import build_model
+from aectl.objectives import metrics
 
 MODELS = {  # name → (build kwargs, input shape)
     "mlp 784-512-256-20, 28×28": dict(input_shape=[1, 28, 28], latent_dim=20, hidden_dims=[512, 256]),

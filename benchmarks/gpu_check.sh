@@ -30,7 +30,7 @@ run vae_half trainer.epochs=2
 run vae_resumed trainer.resume="$out/vae_half" trainer.epochs=5
 "$py" - "$out" <<'PY' || status=1
 import sys, torch
-from aectl.checkpoint import load_checkpoint
+from aectl.runs.checkpoint import load_checkpoint
 out = sys.argv[1]
 a = load_checkpoint(f"{out}/vae_fp32")["state_dict"]
 b = load_checkpoint(f"{out}/vae_resumed")["state_dict"]

@@ -41,7 +41,7 @@ import torch
 
 from aectl import cli
 from aectl import datasets as data_mod
-from aectl.checkpoint import load_checkpoint, rebuild_model
+from aectl.runs.checkpoint import load_checkpoint, rebuild_model
 
 # The pass marks, one per quantity; the presets' comments and the README quote these.
 PCA_REFERENCE = {2: 0.0555, 10: 0.0329, 32: 0.0152, 50: 0.0100}  # PCA on MNIST test, per-pixel MSE
@@ -160,8 +160,8 @@ def cli_config_hidden_dims() -> list[int]:
 
 
 def denoising(args, device) -> list[str]:
-    from aectl import metrics
-    from aectl.noise import Corruption
+    from aectl.datasets.noise import Corruption
+    from aectl.objectives import metrics
 
     x_test = mnist(args).test.to(device).float() / 255
     rows = []
@@ -183,7 +183,7 @@ def denoising(args, device) -> list[str]:
 
 def iw_nll(model, x: torch.Tensor, k: int) -> torch.Tensor:
     """−log p(x) per example by importance sampling with k samples (Burda et al. 2016, eq. 8)."""
-    from aectl.metrics import iw_log_likelihood
+    from aectl.objectives.metrics import iw_log_likelihood
 
     gen = torch.Generator(x.device).manual_seed(0)
     return torch.cat([-iw_log_likelihood(model, x[i:i + 100], k, chunk=20_000, generator=gen)
@@ -242,7 +242,7 @@ def pixel_classifier(args, data: data_mod.DataSplits):
 def cvae(args, device) -> list[str]:
     from threadpoolctl import threadpool_limits
 
-    from aectl import pictures
+    from aectl.evaluation import pictures
 
     run_dir, minutes = train(args, "cvae", "mnist_cvae", args.cvae_epochs, f"model.latent_dim={args.cvae_latent}")
     model, metrics_json, _ = load_run(run_dir, device)
@@ -287,7 +287,7 @@ CAE_JACOBIAN_RATIO, CAE_MSE_TOLERANCE = 0.5, 0.10  # the CAE's marks against the
 
 def test_jacobian_norm(model, x: torch.Tensor) -> float:
     """Mean ‖J_f(x)‖_F of the encoder over the test images (aectl eval's jacobian_norm)."""
-    from aectl.validation import jacobian_norm
+    from aectl.evaluation.validation import jacobian_norm
 
     return float(torch.cat([jacobian_norm(model, x[i:i + 500]) for i in range(0, len(x), 500)]).mean())
 

@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from aectl import schedules
 from aectl.config import TrainerConfig
 from aectl.datasets import DataSplits
+from aectl.datasets.noise import Corruption
 from aectl.models import build_model
-from aectl.noise import Corruption
-from aectl.objective import Objective
-from aectl.tracking import TensorBoardTracker
-from aectl.trainer import Progress, make_loop, train_epoch
-from aectl.training_log import IntervalLog
+from aectl.objectives import schedules
+from aectl.objectives.objective import Objective
+from aectl.runs.tracking import TensorBoardTracker
+from aectl.training.trainer import Progress, make_loop, train_epoch
+from aectl.training.training_log import IntervalLog
 
 LATENT = 20
 

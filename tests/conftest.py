@@ -18,7 +18,7 @@ def _isolated_cwd(tmp_path, monkeypatch):
 def seen_batches(monkeypatch):
     """(input, clean target) of every training step, as the loop hands them to train_step."""
     seen = []
-    from aectl import trainer
+    from aectl.training import trainer
 
     step = trainer.train_step
 
@@ -34,7 +34,8 @@ def seen_batches(monkeypatch):
 def stop_after(monkeypatch):
     """Make the stop request read as SIGINT once k training steps are done (the flag the
     signal handler sets, set at a chosen moment)."""
-    from aectl import signals, trainer
+    from aectl.runs import signals
+    from aectl.training import trainer
 
     def arm(k: int) -> None:
         steps, real_step = [0], trainer.train_step

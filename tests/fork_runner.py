@@ -18,9 +18,9 @@ import torch
 import torch.utils.tensorboard  # noqa: F401  (imported here, so every child starts with them loaded)
 import torchvision.utils  # noqa: F401
 
-import aectl.trainer  # noqa: F401
-from aectl.checkpoint import save_checkpoint
 from aectl.cli import main
+from aectl.runs.checkpoint import save_checkpoint
+import aectl.training.trainer  # noqa: F401
 
 torch.set_num_threads(1)
 with contextlib.redirect_stdout(io.StringIO()):  # warm Hydra up too: compose once, print nothing

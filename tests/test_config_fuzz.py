@@ -4,7 +4,7 @@ one line naming a config key — never a traceback, never a hang.
 Hypothesis draws a group combination (every option of every config group, and unknown ones)
 and up to 8 field overrides from the real value ranges, stretched past them (negative sizes,
 p > 1, unknown choices and keys, wrong types). Each draw goes through what `aectl train` does:
-Hydra composition, the schema, `validate`, then `aectl.build.train` (1 epoch on tiny synthetic data)
+Hydra composition, the schema, `validate`, then `aectl.training.build.train` (1 epoch on tiny synthetic data)
 for the valid ones. Hydra composes each group combination once (it costs ~0.1 s); the field
 overrides go through Hydra's own override parser and `_apply_overrides_to_config`, as in
 `compose`, on a copy.
@@ -23,7 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aectl import build, cli, config, config_checks, option_fields
+from aectl import cli, config
+from aectl.config import checks as config_checks
+from aectl.config import option_fields
+from aectl.training import build
 
 GROUPS = {
     "model": ["ae", "stacked_ae", "sparse_ae", "dae", "vae"],
@@ -201,7 +204,7 @@ def _train_or_explain(cfg, run_dir: Path):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from aectl.errors import AectlError
+    from aectl.config.errors import AectlError
 
     try:
         settings = OmegaConf.to_object(cfg)
@@ -302,7 +305,7 @@ def test_every_dataset_field_is_drawn():
 
 
 def test_a_dataset_field_the_chosen_dataset_does_not_read_is_refused(composer):
-    from aectl.errors import AectlError
+    from aectl.config.errors import AectlError
 
     outcomes = {"refused": 0, "passed": 0}
 

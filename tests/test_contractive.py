@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from aectl import contractive
+from aectl.evaluation.validation import evaluate_split, jacobian_norm
 from aectl.models import ACTIVATIONS, build_model
-from aectl.objective import TERMS, Objective, make_objective
-from aectl.validation import evaluate_split, jacobian_norm
+from aectl.objectives import contractive
+from aectl.objectives.objective import TERMS, Objective, make_objective
 from tests.conftest import read_metrics
 
 

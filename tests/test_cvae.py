@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from aectl import build, evaluation, metrics, pictures
 from aectl.cli import main
 from aectl.config import EvalConfig, TrainerConfig
+from aectl.config.errors import DataError
 from aectl.datasets import DataSplits
-from aectl.errors import DataError
+from aectl.datasets.noise import Corruption
+from aectl.evaluation import evaluate as evaluation
+from aectl.evaluation import pictures
 from aectl.models import ConditionalVAE, build_model, mean_reconstruction, one_hot
-from aectl.noise import Corruption
-from aectl.objective import TERMS, make_objective
-from aectl.tracking import NullTracker
-from aectl.trainer import Progress, evaluate, make_loop, train_epoch
-from aectl.training_log import IntervalLog
+from aectl.objectives import metrics
+from aectl.objectives.objective import TERMS, make_objective
+from aectl.runs.tracking import NullTracker
+from aectl.training import build
+from aectl.training.trainer import Progress, evaluate, make_loop, train_epoch
+from aectl.training.training_log import IntervalLog
 
 TINY = ["model=cvae", "model.hidden_dims=[16]", "model.latent_dim=2", "trainer.epochs=2", "trainer.batch_size=256",
         "trainer.images_every=100"]
@@ -218,7 +221,7 @@ def test_train_and_eval_a_cvae_on_digits(cvae_run, capsys):
 
 def test_api_takes_labels(cvae_run):
     import aectl
-    from aectl.errors import AectlError
+    from aectl.config.errors import AectlError
 
     model = aectl.load(cvae_run)
     samples = model.sample(5, generator=torch.Generator().manual_seed(0), y=3)

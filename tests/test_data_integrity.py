@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.datasets import load_dataset
+from aectl.runs.checkpoint import load_checkpoint
 from tests.conftest import eval_file, read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from aectl import datasets as data_mod
-from aectl import option_fields
-from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
+from aectl.config import option_fields
+from aectl.config.errors import ConfigError, DataError
 from aectl.datasets import StreamedSplit, load_dataset
-from aectl.errors import ConfigError, DataError
+from aectl.runs.checkpoint import load_checkpoint
 from tests.conftest import read_metrics
 from tests.test_readers import write_amat_layout, write_cifar_layout, write_image, write_mnist_layout
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from aectl import evaluation as evaluate
-from aectl import metrics
-from aectl import runfolder
 from aectl.cli import main
-from aectl.errors import CheckpointError, ConfigError
-from aectl.tables import format_metric
+from aectl.config.errors import CheckpointError, ConfigError
+from aectl.evaluation import evaluate as evaluate
+from aectl.objectives import metrics
+from aectl.runs import runfolder
+from aectl.runs.tables import format_metric
 from tests.conftest import eval_file
 
 VARIANTS = ("ae", "stacked_ae", "sparse_ae", "dae", "vae")
@@ -341,7 +341,7 @@ def test_a_relative_data_path_is_stored_resolved_so_eval_works_from_anywhere(tmp
     np.savetxt(tmp_path / "data" / "table.csv", np.random.default_rng(0).random((120, 5)), delimiter=",")
     monkeypatch.chdir(tmp_path)
     run = train_run("dataset=tensor_file", "dataset.path=data/table.csv", "model.hidden_dims=[8]", "trainer.epochs=1")
-    from aectl.checkpoint import load_checkpoint
+    from aectl.runs.checkpoint import load_checkpoint
 
     assert load_checkpoint(run)["config"]["dataset"]["path"] == str(tmp_path / "data" / "table.csv")
     elsewhere = tmp_path / "elsewhere"

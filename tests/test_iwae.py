@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from aectl import losses
 from aectl.models import build_model
-from aectl.objective import TERMS, make_objective
+from aectl.objectives import losses
+from aectl.objectives.objective import TERMS, make_objective
 from tests.conftest import read_metrics
 
 SHAPE = (1, 2, 3)
@@ -94,8 +94,8 @@ def test_logged_recon_and_kl_are_the_vae_terms_on_the_same_draws():
     """The IWAE's recon and KL (train/ and val/) are diagnostics outside its loss: each is the VAE's
     term, summed over features per example and averaged over the batch (recon also over the k
     draws), so the two models' curves compare. Pinned on the VAE's objective, draw by draw."""
+    from aectl.evaluation.validation import evaluate_split
     from aectl.models import ModelOutput
-    from aectl.validation import evaluate_split
 
     k, iwae = 3, networks("iwae", 3)
     x = torch.cat([X, 1 - X[:1]]).double()  # 3 examples, split 1 + 2 for validation

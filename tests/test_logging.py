@@ -10,8 +10,9 @@ import re
 import sys
 from pathlib import Path
 
-from aectl import build, evaluation, trainer, training_log
 from aectl.cli import main
+from aectl.evaluation import evaluate as evaluation
+from aectl.training import build, trainer, training_log
 
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
         "trainer.device=cpu"]
@@ -95,7 +96,8 @@ def test_a_validation_line_after_the_best_epoch_names_it(tmp_path, capsys, monke
 
     monkeypatch.setattr(trainer, "evaluate", worsening_after_epoch_3)
     assert main(["train", "dataset.limit=64", *TINY, "trainer.epochs=5", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
-    lines = [line.split(" - ", 1)[1] for line in capsys.readouterr().out.splitlines() if "][aectl.trainer][" in line]
+    lines = [line.split(" - ", 1)[1] for line in capsys.readouterr().out.splitlines()
+             if "][aectl.training.trainer][" in line]
     assert lines[2] == "epoch 3/5 step 3: val loss 7 (new best)"
     assert lines[4] == "epoch 5/5 step 5: val loss 9 (best 7 at epoch 3)"
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from aectl import losses, metrics
 from aectl.models import build_model, continuous_bernoulli_mean
+from aectl.objectives import losses, metrics
 
 
 def test_gaussian_kl_of_standard_normal_is_zero():
@@ -163,10 +163,12 @@ def test_every_reconstruction_and_picture_path_shows_the_mean_not_a_parameter(li
 
     from torchvision.utils import make_grid
 
-    from aectl import api, pictures, tracking
-    from aectl.objective import make_objective
-    from aectl.training_log import log_images
-    from aectl.validation import evaluate_split
+    from aectl import api
+    from aectl.evaluation import pictures
+    from aectl.evaluation.validation import evaluate_split
+    from aectl.objectives.objective import make_objective
+    from aectl.runs import tracking
+    from aectl.training.training_log import log_images
 
     model = constant_decoder_vae(likelihood)
     logits = [-4.0, -1.5, 0.8, 3.0]
@@ -210,7 +212,7 @@ def test_every_reconstruction_and_picture_path_shows_the_mean_not_a_parameter(li
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
 def test_cvae_class_samples_show_the_mean(likelihood):
-    from aectl import pictures
+    from aectl.evaluation import pictures
 
     torch.manual_seed(0)
     model = build_model("cvae", input_shape=(1, 2, 2), latent_dim=2, num_classes=3, hidden_dims=[3],

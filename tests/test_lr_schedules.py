@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.config import MODEL_KINDS
-from aectl.lr_schedules import Plateau, lr_at
+from aectl.runs.checkpoint import load_checkpoint
+from aectl.training.lr_schedules import Plateau, lr_at
 from tests.conftest import read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100", "trainer.log_every=1")
@@ -82,7 +82,7 @@ def test_cosine_and_step_are_the_lr_of_every_optimizer_step(train_run):
 
 
 def test_the_last_optimizer_step_trains_at_min_lr_exactly(train_run, monkeypatch):
-    from aectl import trainer
+    from aectl.training import trainer
 
     used, step = [], trainer.train_step
 
@@ -192,8 +192,8 @@ def test_the_final_metrics_of_a_stopped_run_are_best_pts_not_the_last_weights(tr
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_every_monitor_a_model_accepts_is_a_metric_of_its_validation(train_run, kind):
-    from aectl.errors import ConfigError
-    from aectl.monitor import MONITORS, check_monitor
+    from aectl.config.errors import ConfigError
+    from aectl.config.monitoring import MONITORS, check_monitor
 
     noise = "gaussian" if kind == "dae" else "none"
     accepted = set()
@@ -232,7 +232,7 @@ def epoch_decisions(monitor: str, vals: list[dict], patience: int = 2, plateau: 
     from types import SimpleNamespace
 
     from aectl.config import LRScheduleConfig, TrainerConfig
-    from aectl.trainer import Progress, Training
+    from aectl.training.trainer import Progress, Training
 
     run = object.__new__(Training)  # only what end_epoch reads
     run.settings = TrainerConfig(monitor=monitor, early_stopping_patience=patience, epochs=100, images_every=100)

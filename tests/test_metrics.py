@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aectl import losses, metrics, pictures
+from aectl.datasets.noise import Corruption
+from aectl.evaluation import pictures
 from aectl.models import build_model
-from aectl.noise import Corruption
+from aectl.objectives import losses, metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

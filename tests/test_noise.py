@@ -1,6 +1,6 @@
 import torch
 
-from aectl import noise
+from aectl.datasets import noise
 
 N = 200_000
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aectl.models import ModelOutput, build_model, reparameterize
-from aectl.objective import TERMS, Objective, make_objective
+from aectl.objectives.objective import TERMS, Objective, make_objective
 
 X = torch.tensor([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0]]).view(2, 1, 1, 3)
 RECON = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.0, 0.25]]).view(2, 1, 1, 3)  # means (gaussian) or logits
@@ -135,8 +135,8 @@ def test_validation_counts_active_units_of_mu_and_scores_a_noisy_vae_at_its_sigm
     """Active units are of μ(x), not of a sampled z (Burda et al. 2016, §5.2): μ constant here, z
     spread by σ² ≈ 7. The −ELBO of a denoising VAE's clean input uses the decoder's σ: a constant
     decoder makes it ‖x − x̂‖²/(2σ²) + D/2·log(2πσ²) + KL whatever z is drawn."""
-    from aectl.losses import gaussian_kl
-    from aectl.validation import evaluate_split
+    from aectl.evaluation.validation import evaluate_split
+    from aectl.objectives.losses import gaussian_kl
 
     torch.manual_seed(0)
     model = build_model("vae", input_shape=(1, 1, 3), latent_dim=2, hidden_dims=[4], likelihood="gaussian",

@@ -6,10 +6,10 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from aectl import eval_pictures, pictures
-from aectl.evaluation import Variant
+from aectl.datasets.noise import Corruption
+from aectl.evaluation import eval_pictures, pictures
+from aectl.evaluation.evaluate import Variant
 from aectl.models import build_model
-from aectl.noise import Corruption
 
 SIZES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

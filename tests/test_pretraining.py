@@ -1,4 +1,4 @@
-"""Greedy layer-wise pretraining of the stacked AE (aectl.pretraining): each stage AE learns to
+"""Greedy layer-wise pretraining of the stacked AE (aectl.training.pretraining): each stage AE learns to
 reconstruct its own input, the encoder after pretraining holds the stage weights (and the
 decoder the unrolled stage decoders), every stage runs, a stop in stage 2 resumes in stage 2,
 and bad values end in one line."""
@@ -8,12 +8,13 @@ import signal
 import pytest
 import torch
 
-from aectl import pretraining, signals
-from aectl.checkpoint import load_checkpoint
 from aectl.cli import main
 from aectl.config import TrainerConfig
+from aectl.datasets.noise import Corruption
 from aectl.models import build_model
-from aectl.noise import Corruption
+from aectl.runs import signals
+from aectl.runs.checkpoint import load_checkpoint
+from aectl.training import pretraining
 from tests.conftest import read_metrics
 
 STACKED = ("model=stacked_ae", "model.hidden_dims=[16,8]", "model.latent_dim=4", "trainer.images_every=100")
@@ -74,7 +75,7 @@ def test_stage_1_reconstructs_the_data_with_the_models_likelihood_deeper_ones_th
     flat = x.flatten(1)
     layer, act = pretraining.encoder_layers(model)[0]
     by_hand = (torch.sigmoid(decoder(act(layer(flat)))) - flat).square().sum(1).mean() / (2 * model.sigma ** 2)
-    from aectl.losses import gaussian_log_norm
+    from aectl.objectives.losses import gaussian_log_norm
     assert pretraining.stage_loss(model, decoder, flat, flat, 1).item() == pytest.approx(
         (by_hand + gaussian_log_norm(64, model.sigma)).item(), rel=1e-5)
     h1 = act(layer(flat)).detach()
@@ -103,7 +104,7 @@ def test_the_noise_corrupts_the_stage_input_computed_on_the_clean_data(tmp_path,
 def recording_stages(monkeypatch):
     """(layer weight, layer bias, decoder weight, decoder bias) of each stage when it ends, and the
     model's state_dict when fine-tuning starts."""
-    from aectl import trainer
+    from aectl.training import trainer
 
     stages, at_fit = {}, {}
     unroll, fit = pretraining.Greedy.unroll, trainer.fit

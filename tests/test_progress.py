@@ -6,9 +6,9 @@ import re
 
 from tqdm import tqdm
 
-from aectl import progress
 from aectl.cli import main
 from aectl.datasets import image_folder
+from aectl.runtime import progress
 
 
 class Terminal(io.StringIO):

@@ -29,7 +29,7 @@ from aectl.datasets import (
     load_tensor_file,
     read_idx,
 )
-from aectl.errors import ConfigError, DataError
+from aectl.config.errors import ConfigError, DataError
 
 
 @contextlib.contextmanager

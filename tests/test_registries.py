@@ -1,12 +1,15 @@
-"""The names of kinds live in aectl/config.py; the code's registries and the YAML options of
+"""The names of kinds live in aectl/config/schema.py; the code's registries and the YAML options of
 configs/ name exactly the same ones."""
 
 from pathlib import Path
 
 import pytest
 
-from aectl import config, losses, models, noise, option_fields, schedules
+from aectl import config, models
 from aectl.cli import config_dir
+from aectl.config import option_fields
+from aectl.datasets import noise
+from aectl.objectives import losses, schedules
 
 GROUPS = {"model": config.MODEL_KINDS, "noise": config.NOISES, "penalty": config.PENALTIES,
           "beta_schedule": config.SCHEDULES, "dataset": config.DATASETS}

@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-from aectl import checkpoint as checkpoint_mod
-from aectl import guards, runfolder, signals
-from aectl.checkpoint import load_checkpoint, save_checkpoint
 from aectl.cli import main
-from aectl.errors import AectlError, CheckpointError
-from aectl.objective import TERMS
+from aectl.config.errors import AectlError, CheckpointError
+from aectl.objectives.objective import TERMS
+from aectl.runs import checkpoint as checkpoint_mod
+from aectl.runs import runfolder, signals
+from aectl.runs.checkpoint import load_checkpoint, save_checkpoint
+from aectl.training import guards
 
 HERE = Path(__file__).resolve().parent
 # 160 synthetic 4×4 examples → 128 for training, 8 steps of 16 per epoch; a small VAE with
@@ -337,7 +338,7 @@ def test_absurd_learning_rate_with_skip_batch_stops_after_the_limit(tmp_path, ca
 @pytest.fixture
 def poison_step(monkeypatch):
     """Make the input of the k-th training step (not evaluation) all NaN."""
-    from aectl import noise
+    from aectl.datasets import noise
 
     def arm(k: int) -> None:
         corrupt, calls = noise.corrupt, iter(range(1, 10**9))
@@ -383,9 +384,9 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_untouched(kind):
     import contextlib
 
     from aectl.models import build_model
-    from aectl.objective import Objective
-    from aectl.runtime import make_optimizer
-    from aectl.trainer import train_step
+    from aectl.objectives.objective import Objective
+    from aectl.training.optim import make_optimizer
+    from aectl.training.trainer import train_step
 
     torch.manual_seed(0)
     model = build_model("ae", input_shape=[1, 4, 4], latent_dim=3, hidden_dims=[8])
@@ -457,7 +458,7 @@ def test_full_disk_during_training_ends_in_one_line(tmp_path, capsys, monkeypatc
             _fill_disk(monkeypatch, after_bytes=100)
         real_save(path, payload)
 
-    monkeypatch.setattr("aectl.trainer.save_checkpoint", save)
+    monkeypatch.setattr("aectl.training.trainer.save_checkpoint", save)
     rc, run = train(tmp_path, "run", "trainer.epochs=3")
     assert rc == 2
     assert "could not write the checkpoint (No space left on device)" in one_line(capsys.readouterr().err)
@@ -496,7 +497,7 @@ def test_two_runs_in_one_folder_the_second_is_refused_and_changes_nothing(tmp_pa
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("the first run's record\n")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom aectl.runfolder import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom aectl.runs.runfolder import RunLock\n"
                                f"with RunLock({str(run)!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:

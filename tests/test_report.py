@@ -12,7 +12,7 @@ import pytest
 
 from aectl.cli import main
 from aectl.report import jobs, plots, ranking
-from aectl.tables import format_metric
+from aectl.runs.tables import format_metric
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["model.hidden_dims=[16]", "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
@@ -195,7 +195,7 @@ def test_with_beta_swept_the_loss_is_not_ranked(tmp_path):
 
 
 def test_a_sweeps_hparams_lead_with_the_swept_keys():
-    from aectl.build import hparams
+    from aectl.training.build import hparams
 
     config = {"model": {"kind": "vae", "latent_dim": 8}, "trainer": {"lr": 0.001}, "beta": 0.5}
     assert list(hparams(config, ["trainer.lr=0.001", "beta=0.5"]))[:2] == ["trainer.lr", "beta"]
@@ -224,7 +224,7 @@ def test_a_stopped_sweep_lists_every_job_it_planned(tmp_path, capsys, monkeypatc
     "running"), the third never started; none is dropped."""
     import signal
 
-    from aectl import signals
+    from aectl.runs import signals
 
     entered, real_enter = [], signals.StopSignals.__enter__
     monkeypatch.setattr(signals.StopSignals, "__enter__", lambda self: entered.append(self) or real_enter(self))
@@ -284,8 +284,8 @@ def test_how_a_run_stands_is_read_from_what_its_folder_holds(tmp_path):
 
 
 def test_a_single_run_that_fails_while_training_is_listed_as_failed(tmp_path, monkeypatch, capsys):
-    from aectl import trainer
-    from aectl.errors import AectlError
+    from aectl.config.errors import AectlError
+    from aectl.training import trainer
 
     def fails(self):
         raise AectlError("the disk is full")

@@ -6,8 +6,8 @@ import signal
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint, save_checkpoint
 from aectl.cli import main
+from aectl.runs.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")
@@ -81,7 +81,7 @@ def test_a_run_continued_into_a_new_folder_is_complete_and_holds_the_whole_histo
 
 def test_a_stop_seen_at_an_epoch_boundary_exits_with_its_signal_and_a_resumable_checkpoint(
         tmp_path, capsys, monkeypatch):
-    from aectl import distributed
+    from aectl.runtime import distributed
 
     def agree(self, stop_requested):  # like DDP's agreement: a request is reported by one read only
         calls = iter(range(1, 10 ** 6))
@@ -105,7 +105,7 @@ def test_the_printed_resume_command_parses_back_to_the_run_folder(folder):
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from aectl.signals import Interrupted
+    from aectl.runs.signals import Interrupted
 
     stopped = Interrupted(signal.SIGTERM, 10, f"{folder}/checkpoints/last.pt")
     stopped.run_dir = folder

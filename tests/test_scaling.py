@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint, rebuild_model
 from aectl.cli import main
-from aectl.tracking import CHARTS_SPEED
+from aectl.runs.checkpoint import load_checkpoint, rebuild_model
+from aectl.runs.tracking import CHARTS_SPEED
 from tests.conftest import eval_file
 
 # 90 steps per epoch (~0.3 s here): long enough to be caught mid-run; the noise draws from the RNG.
@@ -157,7 +157,7 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, train_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val"]["loss"] == pytest.approx(json.loads((single / "metrics.json").read_text())["val"]["loss"],
                                                    rel=1e-4)
-    if importlib.util.find_spec("aectl.evaluation") is not None:  # `aectl eval` reads it like any checkpoint
+    if importlib.util.find_spec("aectl.evaluation.evaluate") is not None:  # `aectl eval` reads it like any checkpoint
         assert main(["eval", f"ckpt={run}", "k=5", "max_embed=50", "progress=false", "device=cpu",
                      "projector=false"]) == 0
         assert json.loads(eval_file(run).read_text())
@@ -206,7 +206,7 @@ def test_torchrun_vqvae_matches_one_process(tmp_path, train_run, ema):
 
 
 def test_standard_normal_gives_each_rank_its_rows_of_the_global_draw():
-    from aectl.distributed import DataParallel, standard_normal
+    from aectl.runtime.distributed import DataParallel, standard_normal
 
     def rank(r: int) -> DataParallel:
         dp = object.__new__(DataParallel)  # no process group: only the draws are tested
@@ -228,8 +228,8 @@ def test_standard_normal_gives_each_rank_its_rows_of_the_global_draw():
 
 
 def test_torchrun_refuses_a_sweep():
-    from aectl.distributed import setup
-    from aectl.errors import AectlError
+    from aectl.config.errors import AectlError
+    from aectl.runtime.distributed import setup
 
     with pytest.raises(AectlError, match="-m/--multirun cannot run under torchrun"):
         setup(["-m", "model.latent_dim=2,4"], "outputs/x")
@@ -238,7 +238,7 @@ def test_torchrun_refuses_a_sweep():
 def test_every_rank_gets_rank_0s_run_folder():
     from datetime import datetime
 
-    from aectl.distributed import same_run_dir
+    from aectl.runtime.distributed import same_run_dir
 
     started = datetime(2026, 11, 27, 10, 5, 3)
     default = "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}"

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from aectl.schedules import beta_at
+from aectl.objectives.schedules import beta_at
 
 
 def test_constant():

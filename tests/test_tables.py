@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from aectl import build
-from aectl.eval_tables import format_sweep_table, format_table
-from aectl.tables import align_rows, display_width, format_metric, format_value
+from aectl.evaluation.eval_tables import format_sweep_table, format_table
+from aectl.runs.tables import align_rows, display_width, format_metric, format_value
+from aectl.training import build
 
 
 def test_combining_marks_take_no_column():

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint, rebuild_model
+from aectl.runs.checkpoint import load_checkpoint, rebuild_model
 from tests.conftest import read_metrics
 
 FAST = ("trainer.epochs=4", "trainer.log_every=5")

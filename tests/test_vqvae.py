@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from aectl import quantizer
 from aectl.cli import main
-from aectl.models import ModelOutput, build_model
-from aectl.objective import make_objective
-from aectl.quantizer import VectorQuantizer, VQOutput, assignment_sums, ema_update, nearest_code, straight_through
+from aectl.models import ModelOutput, build_model, quantizer
+from aectl.models.quantizer import (VectorQuantizer, VQOutput, assignment_sums, ema_update, nearest_code,
+                                    straight_through)
+from aectl.objectives.objective import make_objective
 from tests.conftest import eval_file, read_metrics
 
 CODES = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
@@ -179,8 +179,8 @@ def test_usage_and_perplexity_by_hand():
 
 
 def test_split_metrics_count_every_code_of_the_split():
-    from aectl.noise import Corruption
-    from aectl.validation import evaluate_split
+    from aectl.datasets.noise import Corruption
+    from aectl.evaluation.validation import evaluate_split
 
     model = _tiny_vqvae(num_embeddings=16)
     x = torch.rand(40, 1, 8, 8)
@@ -259,7 +259,7 @@ def test_eval_reports_the_vq_metrics_and_says_it_has_no_samples(trained, capsys)
 
 def test_the_api_encodes_to_codes_reconstructs_and_refuses_to_sample(trained):
     import aectl
-    from aectl.errors import AectlError
+    from aectl.config.errors import AectlError
 
     model = aectl.load(trained)
     x = torch.rand(3, 1, 8, 8)

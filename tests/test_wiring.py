@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from aectl.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
 from aectl.cli import main
 from aectl.datasets import load_dataset
+from aectl.runs.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
 from tests.conftest import eval_file, read_metrics
 
 TINY = ("model.hidden_dims=[16]", "trainer.images_every=100")

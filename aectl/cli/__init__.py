@@ -1,6 +1,6 @@
 """`aectl train | eval | report`: the dispatcher. The CLI layer (this package) is the only one
 that imports hydra/omegaconf; it parses and resumes configs and calls the Hydra-free core
-(aectl.build, aectl.evaluation, aectl.report). Nothing here imports torch at module level, so
+(aectl.training.build, aectl.evaluation.evaluate, aectl.report). Nothing here imports torch at module level, so
 `aectl --help` and tab completion start fast.
 """
 

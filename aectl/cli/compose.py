@@ -1,7 +1,7 @@
 """The override parser for callers without a command line (the Python API): Hydra's compose
 API over the same configs, schemas and presets as `aectl train`."""
 
-from aectl.errors import AectlError
+from aectl.config.errors import AectlError
 
 
 def compose_train_config(overrides: list[str]):
@@ -14,8 +14,8 @@ def compose_train_config(overrides: list[str]):
 
     from aectl.cli.hydra_run import config_dir, register_schemas
     from aectl.cli.messages import one_line
-    from aectl.config_checks import validate
-    from aectl.option_fields import check_given_fields, drop_fields_of_switched_options
+    from aectl.config.checks import validate
+    from aectl.config.option_fields import check_given_fields, drop_fields_of_switched_options
 
     register_schemas()
     GlobalHydra.instance().clear()  # an earlier compose (or a notebook's) holds the global state

@@ -1,5 +1,5 @@
 """The field descriptions of `aectl train --help` / `aectl eval --help`, read from the comments
-next to each field of the schema (aectl/config.py), so they are written once."""
+next to each field of the schema (aectl/config/schema.py), so they are written once."""
 
 import dataclasses
 import inspect

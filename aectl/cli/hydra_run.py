@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from aectl.cli.messages import one_line
-from aectl.errors import AectlError
-from aectl.signals import Interrupted
+from aectl.config.errors import AectlError
+from aectl.runs.signals import Interrupted
 
 log = logging.getLogger("aectl")
 
@@ -27,10 +27,10 @@ def register_schemas() -> None:
 
     from aectl.cli.help import help_fields
     from aectl.config import EvalConfig, TrainConfig
-    from aectl.monitor import direction as monitor_direction
+    from aectl.config.monitoring import direction as monitor_direction
 
     OmegaConf.register_new_resolver("aectl_fields", help_fields, replace=True)  # --help's field descriptions
-    # hparams_search presets: the sweeper's direction follows trainer.monitor (aectl/monitor.py)
+    # hparams_search presets: the sweeper's direction follows trainer.monitor (aectl/training/monitor.py)
     OmegaConf.register_new_resolver("aectl_direction", monitor_direction, replace=True)
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
@@ -72,7 +72,7 @@ def _record_failure(err: Exception) -> None:
     failed with its reason instead of dropping it."""
     from hydra.core.hydra_config import HydraConfig
 
-    from aectl.runfolder import error_line, mark_failed
+    from aectl.runs.runfolder import error_line, mark_failed
 
     log.error("job failed: %s", error_line(err))
     mark_failed(HydraConfig.get().runtime.output_dir, err)
@@ -83,7 +83,7 @@ def _record_interruption(stopped: BaseException) -> None:
     "interrupted" rather than "running" (and, in a sweep, tells it from the jobs never started)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from aectl.runfolder import mark_interrupted
+    from aectl.runs.runfolder import mark_interrupted
 
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.job.name != "train":  # eval writes into the evaluated run, not a run folder of its own
@@ -114,7 +114,7 @@ def _join_process_group(args: list[str]) -> list[str]:
     0's run folder (the config's hydra.run.dir pattern unless the command line sets one)."""
     import yaml
 
-    from aectl import distributed
+    from aectl.runtime import distributed
 
     default = yaml.safe_load((Path(config_dir()) / "train.yaml").read_text())["hydra"]["run"]["dir"]
     return distributed.setup(args, default)
@@ -126,7 +126,7 @@ def run_hydra(command: str, args: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from aectl.cli.tasks import eval_task, train_task
-    from aectl.runfolder import forget_new_run_dir, remove_refused_run_dir
+    from aectl.runs.runfolder import forget_new_run_dir, remove_refused_run_dir
 
     task, config_name = {"train": (train_task, "train"), "eval": (eval_task, "eval")}[command]
     stray = _stray_word(command, args)
@@ -168,7 +168,7 @@ def run_hydra(command: str, args: list[str]) -> int:
         return 2
     finally:
         if under_torchrun:
-            from aectl.distributed import teardown
+            from aectl.runtime.distributed import teardown
 
             teardown()
         if full_error is None:
@@ -205,11 +205,11 @@ _NO_RUN_FLAGS = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-hel
 
 def _claim_explicit_run_dir(command: str, argv: list[str]):
     """`aectl train hydra.run.dir=<folder>`: lock and check the folder before Hydra writes its
-    .hydra/ and train.log there (aectl.runfolder), so a second run pointed at it leaves it
+    .hydra/ and train.log there (aectl.runs.runfolder), so a second run pointed at it leaves it
     untouched. Resuming in place keeps the folder's original .hydra/ record."""
     import contextlib
 
-    from aectl.runfolder import claim, note_new_run_dir
+    from aectl.runs.runfolder import claim, note_new_run_dir
 
     args = argv[1:]
     given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]

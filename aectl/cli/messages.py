@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from aectl.errors import AectlError
+from aectl.config.errors import AectlError
 
 
 def one_line(err: BaseException) -> str:

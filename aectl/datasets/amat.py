@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aectl.config.errors import DataError
 from aectl.datasets.raw import ArraySplit, RawData, one_line
-from aectl.errors import DataError
 
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{split}.amat"
 _DOWNLOAD_TIMEOUT_S = 60

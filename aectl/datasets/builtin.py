@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from aectl.errors import DataError
+from aectl.config.errors import DataError
 
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor, float]:

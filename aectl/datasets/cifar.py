@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aectl.config.errors import DataError
 from aectl.datasets.raw import ArraySplit, RawData, download_torchvision, one_line
-from aectl.errors import DataError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _CIFAR_DIR = "cifar-10-batches-py"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aectl.config.errors import DataError
 from aectl.datasets.raw import ArraySplit, RawData, download_torchvision, existing_file, one_line
-from aectl.errors import DataError
 
 # IDX type byte → big-endian dtype; IDX stores every multi-byte value big-endian.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

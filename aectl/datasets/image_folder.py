@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aectl.config.errors import ConfigError, DataError
 from aectl.datasets.raw import ArraySplit, RawData, one_line
-from aectl.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _PROGRESS_MIN_FILES = 300  # below this, decoding is quick enough that a bar is noise
@@ -75,7 +75,7 @@ def _decode_image(path: Path, size_hw: tuple[int, int], mode: str) -> torch.Tens
 def _progress(items: list, desc: str):
     if len(items) < _PROGRESS_MIN_FILES:
         return items
-    from aectl.progress import progress_bar
+    from aectl.runtime.progress import progress_bar
 
     return progress_bar(items, desc=desc, unit="img")
 

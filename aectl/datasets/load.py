@@ -9,13 +9,13 @@ import os
 import torch
 
 from aectl.config import DatasetConfig
-from aectl.config_checks import in_memory_choice
+from aectl.config.checks import in_memory_choice
+from aectl.config.errors import ConfigError
 from aectl.datasets.image_folder import ImageFolderStream, estimate_folder_bytes, list_image_folder
 from aectl.datasets.raw import RawData
 from aectl.datasets.registry import LOADERS
 from aectl.datasets.scaling import scale_splits
 from aectl.datasets.splits import DataSplits, StreamedSplit, seeded_split
-from aectl.errors import ConfigError
 
 MEMORY_SHARE = 0.5  # in_memory=auto decodes an image folder at once when it takes ≤ this share of free RAM
 UNKNOWN_MEMORY_BYTES = 2 * 1024 ** 3  # the budget where the OS does not say how much RAM is free

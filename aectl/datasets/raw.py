@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from aectl.errors import DataError
+from aectl.config.errors import DataError
 
 
 @dataclass

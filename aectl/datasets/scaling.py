@@ -11,9 +11,9 @@ import logging
 import numpy as np
 import torch
 
+from aectl.config.errors import ConfigError, DataError
 from aectl.datasets.raw import RawData
 from aectl.datasets.splits import DataSplits
-from aectl.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

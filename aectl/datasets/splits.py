@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from aectl.errors import ConfigError, DataError
+from aectl.config.errors import ConfigError, DataError
 
 
 @dataclass
@@ -132,7 +132,7 @@ def worker_errors_named(loader):
         text = str(err)
         if "Original Traceback" not in text:
             raise
-        last = text.strip().splitlines()[-1]  # the traceback's "aectl.errors.DataError: <message>"
+        last = text.strip().splitlines()[-1]  # the traceback's "aectl.config.errors.DataError: <message>"
         raise DataError(last.split("DataError: ", 1)[-1]) from None
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aectl.config.errors import DataError, refused_global
 from aectl.datasets.raw import ArraySplit, RawData, existing_file, one_line
-from aectl.errors import DataError, refused_global
 
 TENSOR_FILE_EXTENSIONS = (".npy", ".npz", ".pt", ".csv")
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aectl.runfolder import CHECKPOINTS, ERROR, INTERRUPTED, LOCK_NAME, eval_results, has_checkpoint, is_locked
+from aectl.runs.runfolder import CHECKPOINTS, ERROR, INTERRUPTED, LOCK_NAME, eval_results, has_checkpoint, is_locked
 
 SKIP_DIRS = (CHECKPOINTS, "eval")
 
@@ -108,7 +108,7 @@ def _first_line(path: Path, default: str) -> str:
 
 def job_status(path: Path) -> tuple[str, str]:
     """What the run folder holds says how the run stands: running (a live run holds its lock,
-    aectl.runfolder) | ok (metrics.json written) | failed (error.txt: the error that ended it) |
+    aectl.runs.runfolder) | ok (metrics.json written) | failed (error.txt: the error that ended it) |
     interrupted (interrupted.txt: stopped by a signal or Ctrl-C) | incomplete (ended without a
     word, e.g. killed, after a checkpoint: resumable) | stub (ended without a word before its
     first checkpoint: nothing to resume or show)."""

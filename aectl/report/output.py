@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 from aectl.report.ranking import Report, param_value
-from aectl.tables import COLUMN_GAP, align_rows, column_width, format_metric, format_value
+from aectl.runs.tables import COLUMN_GAP, align_rows, column_width, format_metric, format_value
 
 # The terminal table's metric columns, most telling first: as many as fit the terminal's width
 # (report.md and report.csv hold all of them). nll_iw/neg_elbo replace log_px_iw/elbo; old

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from aectl.report.jobs import Job
 from aectl.report.ranking import Report, finite, param_value
-from aectl.tables import format_value
+from aectl.runs.tables import format_value
 
 
 def numeric_params(report: Report) -> list[str]:

@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from aectl.errors import AectlError
+from aectl.config.errors import AectlError
 from aectl.report.jobs import Job, read_jobs
 
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
