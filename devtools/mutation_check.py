@@ -483,6 +483,15 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
 })
 
 
+MUTANTS.update({  # the docs' generated reference pages
+    "docsref: comments above a field dropped": ("docs/hooks/reference.py",
+                                                'out[name] = " ".join(above + ', 'out[name] = " ".join(',
+                                                ["tests/test_docs_reference.py"]),
+    "docsref: defaults not shown": ("docs/hooks/reference.py", "return repr(f.default)\n", "return repr(None)\n",
+                                    ["tests/test_docs_reference.py"]),
+})
+
+
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
     path = ROOT / file
