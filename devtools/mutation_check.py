@@ -496,6 +496,15 @@ MUTANTS.update({  # the stages import one way only (config → ... → training 
         "from aectl.evaluation.variant import Variant\nfrom aectl.evaluation import evaluate  # noqa: F401", LAYOUT),
 })
 
+MUTANTS.update({  # the docs' generated reference pages
+    "docsref: comments above a field dropped": ("docs/hooks/reference.py",
+                                                'out[name] = " ".join(above + ', 'out[name] = " ".join(',
+                                                ["tests/test_docs_reference.py"]),
+    "docsref: defaults not shown": ("docs/hooks/reference.py", "return repr(f.default)\n", "return repr(None)\n",
+                                    ["tests/test_docs_reference.py"]),
+})
+
+
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
     path = ROOT / file

@@ -1,4 +1,4 @@
-"""The Python API, as the README shows it: train without a command line, load, encode, decode,
+"""The Python API, as the Python API guide shows it: train without a command line, load, encode, decode,
 reconstruct and sample in the data's own units; importing aectl stays cheap."""
 
 import subprocess
@@ -13,7 +13,7 @@ from aectl.datasets import load_dataset
 
 
 def test_the_readme_example_trains_loads_and_matches_eval(tmp_path):
-    # --- as in the README ---
+    # --- as in the Python API guide (docs/guides/api.md) ---
     run = aectl.train(["model.latent_dim=4", "model.hidden_dims=[32]", "trainer.epochs=3", "trainer.progress=false"],
                       run_dir=tmp_path / "vae")
     model = aectl.load(run.run_dir)

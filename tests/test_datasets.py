@@ -385,7 +385,7 @@ def test_every_dataset_reads_exactly_the_fields_its_option_table_names(tmp_path,
 
 
 def test_the_readmes_csv_example_with_text_labels_trains_and_names_its_classes(tmp_path, train_run, capsys):
-    """README's CSV example with a label column of names (a/b/c): classes in sorted order, the
+    """The datasets guide's CSV example with a label column of names (a/b/c): classes in sorted order, the
     names kept in the checkpoint for eval's plots and projector, the probe scored on them."""
     rng = np.random.default_rng(0)
     names = np.array(["c", "a", "b"])[rng.integers(0, 3, 90)]

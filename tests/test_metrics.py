@@ -328,13 +328,13 @@ def test_save_png(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_a_density_nll_can_be_negative_and_the_readme_says_so():
+def test_a_density_nll_can_be_negative_and_the_docs_say_so():
     # −log N(x; x, σ²I) = D/2·log(2πσ²): negative for the default σ = 0.1 (a density above 1), so the
-    # README must not call nll_iw positive for every likelihood.
+    # evaluating guide must not call nll_iw positive for every likelihood.
     x = torch.rand(3, 1, 8, 8)
     nll = losses.reconstruction_nll(x, x, "gaussian", 0.1)
     assert torch.allclose(nll, torch.full((3,), 32 * math.log(2 * math.pi * 0.01)))
     assert (nll < 0).all()
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `nll_iw` |"))
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "evaluating.md").read_text()
+    row = next(line for line in guide.splitlines() if line.startswith("| `nll_iw` |"))
     assert "positive" not in row and "can be negative" in row

@@ -1,6 +1,6 @@
 """benchmarks/quality.py end to end on a tiny stand-in for MNIST: every part trains its presets,
 scores them and prints its row. The figures are meaningless at this size; what is checked is that
-the script behind the README's quality table still runs on the current code, and that its rows
+the script behind the quality table of docs/benchmarks.md still runs on the current code, and that its rows
 name the settings they measured."""
 
 import importlib.util

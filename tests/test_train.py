@@ -1,5 +1,5 @@
 """`aectl train` end to end on the bundled digits set: every variant learns, the run folder
-holds what the README promises, TensorBoard gets the documented tags."""
+holds what docs/reference/run-folder.md promises, TensorBoard gets the documented tags."""
 
 import json
 
