@@ -330,11 +330,11 @@ def test_save_png(tmp_path):
 
 def test_a_density_nll_can_be_negative_and_the_docs_say_so():
     # −log N(x; x, σ²I) = D/2·log(2πσ²): negative for the default σ = 0.1 (a density above 1), so the
-    # evaluating guide must not call nll_iw positive for every likelihood.
+    # metrics reference must not call nll_iw positive for every likelihood.
     x = torch.rand(3, 1, 8, 8)
     nll = losses.reconstruction_nll(x, x, "gaussian", 0.1)
     assert torch.allclose(nll, torch.full((3,), 32 * math.log(2 * math.pi * 0.01)))
     assert (nll < 0).all()
-    guide = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "evaluating.md").read_text()
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "reference" / "metrics.md").read_text()
     row = next(line for line in guide.splitlines() if line.startswith("| `nll_iw` |"))
     assert "positive" not in row and "can be negative" in row
