@@ -54,6 +54,7 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
          hparams_lead: list[str]) -> dict:
     from aectl.distributed import current as current_distributed
+    from aectl.optuna_study import epoch_report
     from aectl.pretraining import pretrain
     from aectl.tracking import NullTracker, TensorBoardTracker, final_metrics
     from aectl.trainer import fit
@@ -70,7 +71,8 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
         resume = pretrain(built, config, run_dir, tracker, resume, dist.agree(stop_requested), dist.is_main)
         metrics = fit(built.model, built.data, built.objective, built.corrupt, built.beta_at, config.beta,
                       config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
-                      stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule)
+                      stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule,
+                      report=epoch_report() if dist.is_main else None)
         if metrics:
             # A sweep's HPARAMS columns: its swept keys, then a few metrics; a single run's: its overrides first
             lead = hparams_lead or built.meta["overrides"]

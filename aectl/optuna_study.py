@@ -68,3 +68,16 @@ def trial_reporter(job_number: int | None) -> TrialReporter | None:
     if not spec or job_number is None:
         return None
     return TrialReporter(json.loads(spec), job_number)
+
+
+def epoch_report():
+    """The per-epoch hook of a trial job under aectl's Optuna sweeper (None for any other run):
+    report(epoch, value) → True when the trial is to stop."""
+    if not os.environ.get(TRIAL_ENV):
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or HydraConfig.get().job.get("num") is None:
+        return None
+    reporter = trial_reporter(int(HydraConfig.get().job.num))
+    return reporter.report if reporter is not None else None

@@ -51,6 +51,7 @@ class Progress:
     lr_plateau: Plateau = field(default_factory=Plateau)  # lr_schedule=plateau: its best, bad epochs, reductions
     early_stop: Plateau = field(default_factory=Plateau)  # early stopping's best and bad epochs (counted even when off)
     stopped_early: dict | None = None  # {epoch, best_epoch, reason} once early stopping ended the run
+    pruned: dict | None = None  # {epoch, value} once a search's pruner ended the trial (aectl.optuna_study)
     # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.monitor.epoch_score),
     # over every resume: best.pt holds the weights of the lowest; early stopping and the plateau count on it
     score_history: list[float] = field(default_factory=list)
@@ -280,6 +281,23 @@ class Training:
             log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
                      reason)
 
+    def prune(self, report: Callable[[int, float], bool] | None) -> bool:
+        """Report this epoch's monitored val value to the search (main rank only) and stop every
+        rank when its pruner says so: the run ends cleanly, its result is best.pt."""
+        progress, monitor = self.progress, self.settings.monitor
+        value = score_value(progress.score_history[-1], monitor)
+        says = report(progress.epoch, value) if report is not None and self.loop.dist.is_main else False
+        if not self.loop.dist.any_rank(says):
+            return False
+        history = progress.score_history
+        progress.pruned = {"epoch": progress.epoch, "value": value}
+        progress.stopped_early = {"epoch": progress.epoch, "best_epoch": history.index(min(history)) + 1,
+                                  "reason": "pruned by the search's pruner"}
+        log.info("trial pruned after epoch %d (%s %.5g); the run's result is checkpoints/best.pt", progress.epoch,
+                 watched(monitor), value)
+        self.checkpoint("last.pt")
+        return True
+
     def load_best(self) -> bool:
         """Load best.pt's weights into the model (an early-stopped run's result); False if none."""
         from aectl.checkpoint import load_checkpoint
@@ -326,6 +344,8 @@ class Training:
                 final["best"] = of_best
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
+        if progress.pruned:
+            final["pruned"] = progress.pruned
         if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.pretraining)
             final["pretrain"] = self.meta["pretrain"]
         if self.loop.dist.is_main:
@@ -337,7 +357,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
         tracker, checkpoint_meta: dict, resume: dict | None = None, dist: Distributed | None = None,
         stop_requested: Callable[[], int] | None = None, lr_at: Callable[[int, int, int], float] | None = None,
-        lr_schedule: LRScheduleConfig | None = None) -> dict:
+        lr_schedule: LRScheduleConfig | None = None, report: Callable[[int, float], bool] | None = None) -> dict:
     """Train `model` on data.train, validate each epoch, checkpoint, and return the final metrics.
 
     `beta_at(step)` gives the KL weight; validation uses `target_beta` (annealing is a training
@@ -348,7 +368,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     mid-epoch and raises signals.Interrupted. `lr_at(step, epoch, reductions)` sets the lr of each
     step (aectl.lr_schedules); `lr_schedule` says whether the monitored val metric drives it (plateau).
     Early stopping (settings.early_stopping_patience) ends the run after an epoch, with best.pt's
-    weights as its final metrics.
+    weights as its final metrics; so does `report(epoch, value)` returning True (a search's pruner).
     """
     run = Training(make_loop(model, objective, corrupt, beta_at, settings, dist or Distributed(), lr_at), data,
                    target_beta, settings, run_dir, tracker, checkpoint_meta, resume, lr_schedule)
@@ -375,6 +395,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
                 raise run.interrupt(signum)
             progress.epoch, progress.batch = epoch + 1, 0
             run.end_epoch()
+            run.prune(report)
             signum = stop_requested() if stop_requested is not None else 0  # read once: a read may consume it
             if progress.stopped_early:
                 break

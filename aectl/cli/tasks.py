@@ -110,6 +110,8 @@ def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | Non
     path = run_dir / "metrics.json"
     if not metrics and path.is_file():
         metrics = json.loads(path.read_text())
+    if metrics and "pruned" in metrics:  # the search records the trial as PRUNED
+        return {"pruned": metrics["pruned"]}
     return objective(metrics, monitor) if metrics else None
 
 
