@@ -58,7 +58,7 @@ class TrialReporter:
         if len(self.study.directions) > 1:
             return False  # Optuna's pruners work on one objective; a multi-objective trial runs on
         self.trial.report(value, epoch)
-        return self.trial.should_prune()
+        return bool(self.trial.should_prune())
 
 
 def trial_reporter(job_number: int | None) -> TrialReporter | None:

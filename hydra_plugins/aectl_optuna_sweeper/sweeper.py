@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 class AectlOptunaSweeper(Sweeper):
     def __init__(self, **conf) -> None:
-        self.conf = OmegaConf.create(conf)
+        self.conf = OmegaConf.merge(OmegaConf.structured(config.AectlOptunaSweeperConf), conf)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.config = config
