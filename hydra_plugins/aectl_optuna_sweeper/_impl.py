@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from aectl.monitor import direction
 from aectl.optuna_study import JOURNAL, TRIAL_ENV, make_pruner, open_storage
 
-from .space import params_overrides, search_space
+from ._space import params_overrides, search_space
 
 log = logging.getLogger(__name__)
 EXIT_AFTER_TELL = "AECTL_OPTUNA_EXIT_AFTER_TELL"  # tests: the controller dies hard after the k-th tell

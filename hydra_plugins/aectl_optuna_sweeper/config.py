@@ -1,6 +1,10 @@
 """The config node of `hydra/sweeper=aectl_optuna`: aectl's own sweeper on Optuna's ask/tell API.
-Optuna is imported only when a sweep runs, so this module registers the node quietly without it."""
+Optuna is imported only when a sweep runs. Hydra imports every plugin module before each command
+and warns about one that fails to import: without the [optuna] extra this module imports quietly
+and registers nothing, so `hydra/sweeper=aectl_optuna` is simply not an option (aectl.cli.messages
+says which extra adds it)."""
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -36,5 +40,7 @@ class AectlOptunaSweeperConf:
     params: Optional[dict] = None  # the search space, as on the command line
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="aectl_optuna", node=AectlOptunaSweeperConf,
-                             provider="aectl")
+OPTUNA_INSTALLED = importlib.util.find_spec("optuna") is not None  # found, not imported: a fast start
+if OPTUNA_INSTALLED:
+    ConfigStore.instance().store(group="hydra/sweeper", name="aectl_optuna", node=AectlOptunaSweeperConf,
+                                 provider="aectl")
