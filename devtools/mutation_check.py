@@ -414,6 +414,10 @@ MUTANTS.update({
     "optuna: a pruned job is told complete or failed": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "study.tell(number, state=TrialState.PRUNED)",
         "study.tell(number, state=TrialState.FAIL)", ["tests/test_optuna_search.py::test_a_pruned_job_is_told_pruned"]),
+    "optuna: a resume refuses the search preset": (
+        "aectl/cli/resume.py", 'PRESETS = {"experiment": GROUPS[:-1], "hparams_search": GROUPS}',
+        'PRESETS = {"experiment": GROUPS[:-1]}',
+        ["tests/test_optuna_search.py::test_an_interrupted_trial_resumes_under_every_preset"]),
 })
 
 

@@ -261,3 +261,21 @@ def test_killed_study_resumes_to_exactly_n_trials_of_distinct_configurations(tmp
     for n in range(4):  # not rerun
         assert (sweep / str(n) / "metrics.json").stat().st_mtime_ns == stamps[n]
     subprocess.run([*AECTL, "report", str(sweep)], env=env, check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("preset", ["digits_vae", "mnist_vae", "mnist_dae"])
+def test_an_interrupted_trial_resumes_under_every_preset(preset):
+    """A trial job's overrides: its preset and its sampled values, indexed list overrides included;
+    the resume merge composes the preset again instead of refusing it."""
+    from hydra import compose, initialize_config_dir
+
+    from aectl import cli
+    from aectl.cli.resume import resumed_config
+
+    cli.register_schemas()
+    overrides = [f"hparams_search={preset}", "model.hidden_dims.0=16", "trainer.lr=0.003"]
+    with initialize_config_dir(config_dir=cli.config_dir(), version_base="1.3"):
+        composed = compose("train", overrides=overrides)
+    saved = OmegaConf.to_container(composed, resolve=True)
+    merged = resumed_config(saved, [*overrides, "trainer.resume=auto"], composed)
+    assert merged.model.hidden_dims[0] == 16 and merged.trainer.lr == 0.003
