@@ -56,6 +56,7 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
     from aectl.distributed import current as current_distributed
     from aectl.optuna_study import epoch_report
     from aectl.pretraining import pretrain
+    from aectl.monitor import primary
     from aectl.tracking import NullTracker, TensorBoardTracker, final_metrics
     from aectl.trainer import fit
 
@@ -77,7 +78,7 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
             # A sweep's HPARAMS columns: its swept keys, then a few metrics; a single run's: its overrides first
             lead = hparams_lead or built.meta["overrides"]
             values = hparams(built.meta["config"], lead)
-            tracker.hparams(values, final_metrics(metrics["val"], config.trainer.monitor.split("/", 1)[1]),
+            tracker.hparams(values, final_metrics(metrics["val"], primary(config.trainer.monitor).split("/", 1)[1]),
                             lead_keys(values, lead), constants=not hparams_lead)
             done, *of_best = done_lines(metrics, run_dir / "metrics.json")
             log.info(done)
@@ -95,7 +96,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
 
     from aectl import datasets as data_mod
     from aectl import noise
-    from aectl.monitor import check_monitor_data
+    from aectl.monitor import check_monitor_data, names
     from aectl.objective import make_objective
     from aectl.runtime import resolve_device
 
@@ -107,7 +108,8 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
     data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
     data_mod.check_model_range(data, m.likelihood, m.output_activation)
-    check_monitor_data(t.monitor, data.known_range)
+    for name in names(t.monitor):
+        check_monitor_data(name, data.known_range)
     config_dict["noise"] = noise_in_data_range(config_dict["noise"], data)  # what eval must use too
     corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(resolve_device(t.device))

@@ -1,6 +1,7 @@
 """`trainer.monitor`: the one number a run is judged by. A name <split>/<metric> of the run's
 final metrics (metrics.json: of the last weights, or of best.pt when early stopping ended the
-run), and whether smaller is better.
+run), and whether smaller is better. A list of names is a multi-objective search (one
+direction per metric, in that order); its FIRST name picks best.pt, early stopping and the plateau lr.
 It is the objective of a hyperparameter search (hydra/sweeper=aectl_optuna), and its metric on
 the validation split picks best.pt and drives early stopping and the plateau lr schedule."""
 
@@ -10,7 +11,7 @@ from aectl.config import VARIATIONAL_KINDS
 from aectl.errors import ConfigError
 
 SPLITS = ("val", "train")  # never test: choosing hyperparameters on it would leak it into the result
-LOWER_IS_BETTER = ("loss", "recon", "mse", "neg_elbo", "nll")
+LOWER_IS_BETTER = ("loss", "recon", "mse", "neg_elbo", "kl", "nll")
 HIGHER_IS_BETTER = ("psnr", "psnr_denoised", "active_units")
 MONITORS = tuple(f"{s}/{m}" for s in SPLITS for m in (*LOWER_IS_BETTER[:-1], *HIGHER_IS_BETTER))
 
@@ -20,11 +21,29 @@ def check_monitor(name: str, model_kind: str, noise_kind: str) -> None:
     if name not in MONITORS:
         raise ConfigError("trainer.monitor", name, "one of " + ", ".join(MONITORS))
     metric = name.split("/", 1)[1]
-    if metric in ("neg_elbo", "active_units") and model_kind not in VARIATIONAL_KINDS:
+    if metric in ("neg_elbo", "kl", "active_units") and model_kind not in VARIATIONAL_KINDS:
         raise ConfigError("trainer.monitor", name, f"a metric of this model ({metric} is computed for model="
                           + ", ".join(VARIATIONAL_KINDS) + " only)")
     if metric == "psnr_denoised" and noise_kind == "none":
         raise ConfigError("trainer.monitor", name, "a metric of this run (psnr_denoised needs a noise other than none)")
+
+
+def names(monitor) -> list[str]:
+    """trainer.monitor as a list of metric names (one name, or a multi-objective list)."""
+    return [monitor] if isinstance(monitor, str) else list(monitor)
+
+
+def primary(monitor) -> str:
+    """The metric the run itself watches (best.pt, early stopping, plateau lr): a list's first."""
+    return names(monitor)[0]
+
+
+def check_monitors(monitor, model_kind: str, noise_kind: str) -> None:
+    given = names(monitor)
+    if not given or len(set(given)) != len(given):
+        raise ConfigError("trainer.monitor", monitor, "a metric name, or a list of different metric names")
+    for name in given:
+        check_monitor(name, model_kind, noise_kind)
 
 
 def check_monitor_data(name: str, known_range: tuple[float, float] | None) -> None:

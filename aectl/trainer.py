@@ -27,7 +27,7 @@ from aectl.config import LRScheduleConfig, TrainerConfig
 from aectl.datasets import DataSplits
 from aectl.distributed import Distributed
 from aectl.lr_schedules import Plateau
-from aectl.monitor import epoch_score, score_value, watched
+from aectl.monitor import epoch_score, primary, score_value, watched
 from aectl.noise import Corruption
 from aectl.objective import Objective
 from aectl.progress import progress_bar
@@ -245,13 +245,13 @@ class Training:
         if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
             log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step,
                        self.data.val_labels[:32] if self.loop.conditional else None)
-        score = epoch_score(val, settings.monitor)
+        score = epoch_score(val, primary(settings.monitor))
         best_before = min(progress.score_history, default=math.inf)
         progress.score_history.append(score)
         if val_log_due(progress.epoch, settings.epochs):
             best = min(progress.score_history)
-            log.info(val_line(progress.epoch, settings.epochs, progress.step, val, watched(settings.monitor),
-                              score_value(best, settings.monitor), progress.score_history.index(best) + 1))
+            log.info(val_line(progress.epoch, settings.epochs, progress.step, val, watched(primary(settings.monitor)),
+                              score_value(best, primary(settings.monitor)), progress.score_history.index(best) + 1))
         progress.best_val_loss = min(progress.best_val_loss, val["loss"])
         if score < best_before:
             self.checkpoint("best.pt")
@@ -264,7 +264,7 @@ class Training:
         """The plateau schedule's reductions and early stopping, from this epoch's score of the
         monitored metric; both counters go into the checkpoint, so a resume counts on where it stopped."""
         progress, r, settings = self.progress, self.lr_schedule, self.settings
-        metric = watched(settings.monitor)
+        metric = watched(primary(settings.monitor))
         if r.kind == "plateau" and progress.lr_plateau.observe(score, r.min_delta, r.patience):
             progress.lr_plateau.reductions += 1
             progress.lr_plateau.bad_epochs = 0  # a fresh count of patience epochs at the new lr
@@ -274,7 +274,7 @@ class Training:
         if progress.early_stop.observe(score, settings.early_stopping_min_delta, patience):
             history = progress.score_history
             best_epoch = history.index(min(history)) + 1  # best.pt's epoch: the run's result
-            best = score_value(min(history), settings.monitor)
+            best = score_value(min(history), primary(settings.monitor))
             reason = (f"{metric} did not improve by more than {settings.early_stopping_min_delta:g} for {patience} "
                       f"epochs (best {best:.5g} at epoch {best_epoch})")
             progress.stopped_early = {"epoch": progress.epoch, "best_epoch": best_epoch, "reason": reason}
@@ -284,7 +284,7 @@ class Training:
     def prune(self, report: Callable[[int, float], bool] | None) -> bool:
         """Report this epoch's monitored val value to the search (main rank only) and stop every
         rank when its pruner says so: the run ends cleanly, its result is best.pt."""
-        progress, monitor = self.progress, self.settings.monitor
+        progress, monitor = self.progress, primary(self.settings.monitor)
         value = score_value(progress.score_history[-1], monitor)
         says = report(progress.epoch, value) if report is not None and self.loop.dist.is_main else False
         if not self.loop.dist.any_rank(says):
@@ -337,7 +337,7 @@ class Training:
                      epochs=progress.epoch, steps=progress.step, train_time_s=round(self.elapsed(), 3),
                      overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
         if progress.score_history:  # what best.pt was chosen by, its value and its epoch
-            best, monitor = min(progress.score_history), self.settings.monitor
+            best, monitor = min(progress.score_history), primary(self.settings.monitor)
             final["best_checkpoint"] = {"metric": watched(monitor), "value": score_value(best, monitor),
                                         "epoch": progress.score_history.index(best) + 1}
             if not progress.stopped_early and (of_best := self.best_metrics(final["best_checkpoint"]["epoch"])):

@@ -279,3 +279,25 @@ def test_an_interrupted_trial_resumes_under_every_preset(preset):
     saved = OmegaConf.to_container(composed, resolve=True)
     merged = resumed_config(saved, [*overrides, "trainer.resume=auto"], composed)
     assert merged.model.hidden_dims[0] == 16 and merged.trainer.lr == 0.003
+
+
+def test_a_list_monitor_is_checked_per_metric_and_the_run_watches_its_first():
+    monitor.check_monitors(["val/kl", "val/recon"], "vae", "none")
+    assert monitor.primary(["val/kl", "val/recon"]) == "val/kl" and monitor.primary("val/psnr") == "val/psnr"
+    for bad, kind in ((["val/kl", "val/kl"], "vae"), ([], "vae"), (["val/recon", "val/kl"], "ae")):
+        with pytest.raises(ConfigError) as err:
+            monitor.check_monitors(bad, kind, "none")
+        assert "trainer.monitor" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_list_monitor_search_tells_both_values_and_trains_on_the_first(tmp_path):
+    sweep = tmp_path / "front"
+    subprocess.run([*AECTL, "train", "-m", "hydra/sweeper=aectl_optuna", "hydra.sweeper.n_trials=2",
+                    "beta=interval(0.5, 2.0)", "trainer.monitor=[val/kl,val/recon]", f"hydra.sweep.dir={sweep}",
+                    "hydra.sweep.subdir=${hydra.job.num}", *FAST], check=True, capture_output=True)
+    study = load(sweep, "aectl")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    for t in study.trials:
+        metrics = json.loads((sweep / str(t.number) / "metrics.json").read_text())
+        assert t.values == pytest.approx([metrics["val"]["kl"], metrics["val"]["recon"]])
+        assert metrics["best_checkpoint"]["metric"] == "val/kl"

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 
 from aectl import build
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
-from aectl.monitor import objective
+from aectl.monitor import names, objective
 
 log = logging.getLogger("aectl")
 
@@ -112,7 +112,10 @@ def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | Non
         metrics = json.loads(path.read_text())
     if metrics and "pruned" in metrics:  # the search records the trial as PRUNED
         return {"pruned": metrics["pruned"]}
-    return objective(metrics, monitor) if metrics else None
+    if not metrics:
+        return None
+    values = [objective(metrics, name) for name in names(monitor)]  # a list: one value per metric, in order
+    return values if len(values) > 1 else values[0]
 
 
 def swept_overrides() -> list[str]:
