@@ -414,6 +414,13 @@ MUTANTS.update({
     "optuna: a pruned job is told complete or failed": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "study.tell(number, state=TrialState.PRUNED)",
         "study.tell(number, state=TrialState.FAIL)", ["tests/test_optuna_search.py::test_a_pruned_job_is_told_pruned"]),
+    "optuna: a second controller runs the same study": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
+        ["tests/test_optuna_search.py::test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost"]),
+    "optuna: a broken storage URL is not named": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "    except Exception as err:  # a bad URL",
+        "    except KeyError as err:  # a bad URL",
+        ["tests/test_optuna_search.py::test_a_broken_storage_url_is_one_line_naming_the_key"]),
     "optuna: a resume refuses the search preset": (
         "aectl/cli/resume.py", 'PRESETS = {"experiment": GROUPS[:-1], "hparams_search": GROUPS}',
         'PRESETS = {"experiment": GROUPS[:-1]}',

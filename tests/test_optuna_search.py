@@ -301,3 +301,23 @@ def test_a_list_monitor_search_tells_both_values_and_trains_on_the_first(tmp_pat
         metrics = json.loads((sweep / str(t.number) / "metrics.json").read_text())
         assert t.values == pytest.approx([metrics["val"]["kl"], metrics["val"]["recon"]])
         assert metrics["best_checkpoint"]["metric"] == "val/kl"
+
+
+def test_a_broken_storage_url_is_one_line_naming_the_key(tmp_path):
+    launcher = FakeLauncher(lambda num, job: 0.5)
+    with pytest.raises(ConfigError) as err:
+        sweeper(tmp_path, 2, launcher, storage="bogus://nowhere").sweep([])
+    assert "hydra.sweeper.storage" in str(err.value) and "bogus://nowhere" in str(err.value)
+    assert "\n" not in str(err.value) and launcher.launched == []
+
+
+def test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost(tmp_path):
+    import fcntl
+
+    sweeper(tmp_path, 2, FakeLauncher(lambda num, job: 0.5)).sweep([])
+    with open(tmp_path / "optuna_controller.lock", "w") as held:  # the first command, still running
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        launcher = FakeLauncher(lambda num, job: 0.5)
+        with pytest.raises(ConfigError, match="hydra.sweep.dir"):
+            sweeper(tmp_path, 4, launcher).sweep([])
+    assert launcher.launched == [] and states(tmp_path) == ["COMPLETE"] * 2

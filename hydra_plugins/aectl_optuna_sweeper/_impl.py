@@ -1,5 +1,6 @@
 """The search loop of aectl's Optuna sweeper (see sweeper.py for what a rerun does)."""
 
+import fcntl
 import json
 import logging
 import math
@@ -10,6 +11,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from aectl.errors import ConfigError
 from aectl.monitor import direction
 from aectl.optuna_study import JOURNAL, TRIAL_ENV, make_pruner, open_storage
 
@@ -55,14 +57,32 @@ class Exits:
             os._exit(9)
 
 
+def one_controller(sweep_dir: str):
+    """A lock in the sweep folder held while this command runs the study: a second controller is
+    refused before it asks or tells anything (the OS drops the lock when the process dies)."""
+    lock = open(Path(sweep_dir) / "optuna_controller.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError("hydra.sweep.dir", sweep_dir, "a sweep folder no other running command is searching "
+                          "(one command per study at a time)") from None
+    return lock
+
+
 def run_study(sweeper, arguments: list[str]) -> None:
+    Path(sweeper.sweep_dir).mkdir(parents=True, exist_ok=True)
+    lock = one_controller(sweeper.sweep_dir)  # noqa: F841  held until this function returns
     conf = sweeper.conf
     distributions, fixed = search_space(arguments)
     metrics = sweeper.monitor()
     dirs = directions(sweeper, metrics)
-    Path(sweeper.sweep_dir).mkdir(parents=True, exist_ok=True)
     recorded, url = storage_url(sweeper)
-    storage = open_storage(url)
+    try:
+        storage = open_storage(url)
+    except Exception as err:  # a bad URL, a missing driver, an unreachable server: nothing of the study is touched
+        raise ConfigError("hydra.sweeper.storage", url, "an Optuna storage URL (sqlite:///..., postgresql://..., "
+                          f"mysql://...) it can open, or none for the journal file in the sweep folder ({err})") \
+            from None
     name = conf.study_name or "aectl"
     existing = optuna.create_study(study_name=name, storage=storage, directions=dirs, load_if_exists=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(conf.sampler,
