@@ -421,6 +421,9 @@ MUTANTS.update({
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "    except Exception as err:  # a bad URL",
         "    except KeyError as err:  # a bad URL",
         ["tests/test_optuna_search.py::test_a_broken_storage_url_is_one_line_naming_the_key"]),
+    "optuna: beta searched on the loss goes unwarned": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", 'if "beta" in distributions and', 'if False and',
+        ["tests/test_optuna_search.py::test_searching_beta_on_the_loss_is_warned_in_one_line"]),
     "optuna: a resume refuses the search preset": (
         "aectl/cli/resume.py", 'PRESETS = {"experiment": GROUPS[:-1], "hparams_search": GROUPS}',
         'PRESETS = {"experiment": GROUPS[:-1]}',

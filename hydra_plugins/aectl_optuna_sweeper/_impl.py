@@ -76,6 +76,9 @@ def run_study(sweeper, arguments: list[str]) -> None:
     distributions, fixed = search_space(arguments)
     metrics = sweeper.monitor()
     dirs = directions(sweeper, metrics)
+    if "beta" in distributions and any(m.endswith("/loss") for m in metrics):
+        log.warning("trainer.monitor=%s while searching beta: the loss holds beta*KL, so a smaller beta wins by "
+                    "construction; monitor a beta-free metric (val/neg_elbo, val/psnr, or a list)", metrics)
     recorded, url = storage_url(sweeper)
     try:
         storage = open_storage(url)
