@@ -424,6 +424,10 @@ MUTANTS.update({
     "optuna: beta searched on the loss goes unwarned": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", 'if "beta" in distributions and', 'if False and',
         ["tests/test_optuna_search.py::test_searching_beta_on_the_loss_is_warned_in_one_line"]),
+    "optuna: trial folders named by their overrides": (
+        "hydra_plugins/aectl_optuna_sweeper/sweeper.py", "[(*o, folder) for o in overrides]",
+        "[tuple(o) for o in overrides]",
+        ["tests/test_optuna_search.py::test_n_trials_counts_every_trial_of_the_study"]),
     "optuna: a resume refuses the search preset": (
         "aectl/cli/resume.py", 'PRESETS = {"experiment": GROUPS[:-1], "hparams_search": GROUPS}',
         'PRESETS = {"experiment": GROUPS[:-1]}',

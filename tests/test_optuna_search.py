@@ -88,6 +88,9 @@ class FakeLauncher:
         return returns
 
 
+FOLDER = "hydra.sweep.subdir=${hydra.job.num}"
+
+
 def sweeper(tmp_path, n_trials, launcher, monitor="val/loss", **conf):
     conf = {"sampler": {"name": "random", "seed": 0}, "study_name": "s", "n_trials": n_trials,
             "params": {"x": "interval(0.0, 1.0)"}, **conf}
@@ -119,6 +122,7 @@ def test_n_trials_counts_every_trial_of_the_study(tmp_path):
     again = FakeLauncher(lambda num, job: float(num))
     sweeper(tmp_path, 5, again).sweep([])
     assert [n for n, _ in again.launched] == [3, 4]  # only the missing ones, numbered after the others
+    assert all(job[-1] == FOLDER for _, job in first.launched + again.launched)  # trial n in <sweep.dir>/<n>
     assert states(tmp_path) == ["COMPLETE"] * 5
     done = FakeLauncher(lambda num, job: float(num))
     sweeper(tmp_path, 5, done).sweep([])
@@ -168,7 +172,7 @@ def test_a_cut_off_trial_is_run_again_with_its_number_and_params(tmp_path):
     cut = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # its controller died: still RUNNING
     launcher = FakeLauncher(lambda num, job: 0.1)
     sweeper(tmp_path, 3, launcher).sweep([])
-    assert launcher.launched[0] == (1, [f"x={cut.params['x']}", "trainer.resume=auto"])
+    assert launcher.launched[0] == (1, [f"x={cut.params['x']}", "trainer.resume=auto", FOLDER])
     assert [n for n, _ in launcher.launched] == [1, 2]
     assert states(tmp_path) == ["COMPLETE"] * 3
 

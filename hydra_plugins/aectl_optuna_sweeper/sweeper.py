@@ -42,7 +42,9 @@ class AectlOptunaSweeper(Sweeper):
         run_study(self, [*params, *arguments])
 
     def launch(self, overrides: list[list[str]], first_number: int):
-        return self.launcher.launch([tuple(o) for o in overrides], initial_job_idx=first_number)
+        # job number = trial number, and trial n's folder is <sweep.dir>/<n>: never reused by a rerun
+        folder = "hydra.sweep.subdir=${hydra.job.num}"
+        return self.launcher.launch([(*o, folder) for o in overrides], initial_job_idx=first_number)
 
     def monitor(self) -> list[str]:
         monitor = OmegaConf.select(self.config, "trainer.monitor")
