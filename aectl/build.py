@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from aectl.tables import format_metric
+from aectl.runs.tables import format_metric
 
 log = logging.getLogger("aectl")
 
@@ -22,8 +22,8 @@ class Components:
 
     data: object  # aectl.datasets.DataSplits on the device
     model: object  # the torch module
-    objective: object  # aectl.objective.Objective
-    corrupt: object  # aectl.noise.Corruption
+    objective: object  # aectl.objectives.objective.Objective
+    corrupt: object  # aectl.datasets.noise.Corruption
     beta_at: object  # step → β
     meta: dict  # what every checkpoint stores besides weights and progress
     lr_at: object = None  # (step, epoch, plateau reductions) → lr
@@ -32,10 +32,12 @@ class Components:
 def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str] = (),
           hparams_lead: list[str] = ()) -> dict:
     """Train `config` into `run_dir` (continuing the loaded checkpoint `resume`), holding the
-    run folder's lock (aectl.runfolder); a first SIGINT/SIGTERM stops after the current step
-    (aectl.signals). `overrides` are recorded in metrics.json; `hparams_lead` (a sweep's swept
+    run folder's lock (aectl.runs.runfolder); a first SIGINT/SIGTERM stops after the current step
+    (aectl.runs.signals). `overrides` are recorded in metrics.json; `hparams_lead` (a sweep's swept
     overrides) go first in TensorBoard's HPARAMS. Returns the final metrics ({} if nothing to do)."""
-    from aectl import preemption, runfolder, signals
+    from aectl.runs import preemption
+    from aectl.runs import runfolder
+    from aectl.runs import signals
 
     run_dir = Path(run_dir)
     with runfolder.claim(run_dir, resuming=resume is not None), \
@@ -53,12 +55,12 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
 
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
          hparams_lead: list[str]) -> dict:
-    from aectl.distributed import current as current_distributed
+    from aectl.runtime.distributed import current as current_distributed
     from aectl.optuna_study import epoch_report
-    from aectl.pretraining import pretrain
-    from aectl.monitor import primary
-    from aectl.tracking import NullTracker, TensorBoardTracker, final_metrics
-    from aectl.trainer import fit
+    from aectl.training.pretraining import pretrain
+    from aectl.training.monitor import primary
+    from aectl.runs.tracking import NullTracker, TensorBoardTracker, final_metrics
+    from aectl.training.trainer import fit
 
     built = build(config, resume, overrides)
     log.info("run folder: %s", run_dir)
@@ -95,10 +97,10 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     import torch
 
     from aectl import datasets as data_mod
-    from aectl import noise
-    from aectl.monitor import check_monitor_data, names
-    from aectl.objective import make_objective
-    from aectl.runtime import resolve_device
+    from aectl.datasets import noise
+    from aectl.training.monitor import check_monitor_data, names
+    from aectl.objectives.objective import make_objective
+    from aectl.runtime.device import resolve_device
 
     m, t = config.model, config.trainer
     if t.threads:
@@ -133,7 +135,7 @@ def _origin_named(overrides: list[str]):
     """A refused value the command line did not set came from a preset or an option's config
     (`experiment=mnist_vae trainer.epochs=1`: its 1000 warm-up steps): the error says so, and how
     to override it."""
-    from aectl.errors import ConfigError
+    from aectl.config.errors import ConfigError
 
     try:
         yield
@@ -161,7 +163,7 @@ def _model(config, data, resume: dict | None):
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
     if m.kind == "vqvae":
-        from aectl.config_checks import VQ_FIELDS
+        from aectl.config.checks import VQ_FIELDS
 
         kwargs.update({name: getattr(m, name) for name in VQ_FIELDS})
     elif m.kind not in VARIATIONAL_KINDS:
@@ -181,7 +183,7 @@ def num_classes(data, dataset: str) -> int:
     """The label count a conditional model is built for: the dataset's class names where it has
     them, else the largest label + 1. Data without labels, or with labels outside that range,
     is refused in one line (a label outside it would fail in the one-hot scatter mid-run)."""
-    from aectl.errors import DataError
+    from aectl.config.errors import DataError
 
     labels = [y for y in (data.train_labels, data.val_labels, data.test_labels) if y is not None and len(y)]
     if data.train_labels is None or not labels:
@@ -198,7 +200,7 @@ def num_classes(data, dataset: str) -> int:
 def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
     """The optimizer steps the β curve is laid out for: fixed when the run starts, so a resume
     with more epochs continues the same curve (a cyclical schedule keeps its period)."""
-    from aectl.config_checks import check_schedule_fits
+    from aectl.config.checks import check_schedule_fits
 
     steps_per_epoch = -(-n_train // config.trainer.batch_size)
     if resume is None:
@@ -210,7 +212,7 @@ def _schedule_steps(config, n_train: int, resume: dict | None) -> int:
 
 
 def _beta_schedule(config, total_steps: int):
-    from aectl import schedules
+    from aectl.objectives import schedules
     from aectl.config import VARIATIONAL_KINDS
 
     s = config.beta_schedule
@@ -223,8 +225,8 @@ def _lr_schedule(config, total_steps: int):
     """lr(step, epoch, reductions) on the base trainer.lr of this process (a resume may change it),
     over the same fixed step count as the β curve: a resume with more epochs keeps the cosine's
     period and trains the added steps at min_lr."""
-    from aectl import lr_schedules
-    from aectl.errors import ConfigError
+    from aectl.training import lr_schedules
+    from aectl.config.errors import ConfigError
 
     r = config.lr_schedule
     if r.kind == "cosine" and r.warmup_steps >= total_steps:
@@ -247,7 +249,7 @@ def resolve_data_paths(config) -> None:
 def noise_in_data_range(params: dict, data) -> dict:
     """noise.v_min/v_max unset (None) → the train split's value range, for the noises that use
     them (the clip range and the pepper/salt values are the data's, whatever its scale)."""
-    from aectl.option_fields import NOISE_FIELDS
+    from aectl.config.option_fields import NOISE_FIELDS
 
     if "v_min" not in NOISE_FIELDS[params["kind"]]:
         return params
@@ -259,7 +261,7 @@ def noise_in_data_range(params: dict, data) -> dict:
 def adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
     """Continuing a run into a new folder: its best.pt so far comes along, so the new folder is
     complete and its metrics.json's best is a checkpoint in it."""
-    from aectl.runfolder import resolve_checkpoint
+    from aectl.runs.runfolder import resolve_checkpoint
 
     source_dir = resolve_checkpoint(source).parent
     best, target = source_dir / "best.pt", Path(run_dir) / "checkpoints" / "best.pt"

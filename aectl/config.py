@@ -113,7 +113,7 @@ class BetaScheduleConfig:
 
 @dataclass
 class LRScheduleConfig:
-    kind: str = "constant"  # constant | cosine | step | plateau: lr(t) = trainer.lr · f(t) (aectl/lr_schedules.py)
+    kind: str = "constant"  # constant | cosine | step | plateau: lr(t) = trainer.lr · f(t) (aectl/training/lr_schedules.py)
     warmup_steps: int = 0  # cosine: optimizer steps of linear warm-up from trainer.lr/warmup_steps to trainer.lr
     min_lr: float = 0.0  # cosine: the lr at the run's last step; plateau: the lr is never reduced below it
     step_size: int = 30  # step: epochs (not optimizer steps) between two multiplications by gamma
@@ -141,16 +141,16 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA)
     resume: Optional[str] = None  # run folder or .pt to continue from; auto: this run folder's, else the newest
     save_every: int = 1  # epochs between writes of checkpoints/last.pt
-    on_nonfinite: str = "stop"  # stop | skip_batch: what a non-finite loss or gradient does (aectl/guards.py)
+    on_nonfinite: str = "stop"  # stop | skip_batch: what a non-finite loss or gradient does (aectl/training/guards.py)
     max_skipped_batches: int = 10  # skip_batch: stop after this many skipped batches in a row
     # early stopping on trainer.monitor's metric on val: end the run, with best.pt as its
     # result, after this many epochs in a row without an improvement (0 = off)
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0  # early stopping: improving means beating the best by more than this
-    # greedy layer-wise pretraining (model=stacked_ae, mlp; aectl/pretraining.py): epochs per encoder
+    # greedy layer-wise pretraining (model=stacked_ae, mlp; aectl/training/pretraining.py): epochs per encoder
     # layer, trained as a shallow AE before trainer.epochs of end-to-end fine-tuning (0 = off)
     pretrain_epochs: int = 0
-    # the metric a run is judged by (aectl/monitor.py): <split>/<metric> of its final metrics, returned
+    # the metric a run is judged by (aectl/training/monitor.py): <split>/<metric> of its final metrics, returned
     # to a search (hydra/sweeper=aectl_optuna); its val metric picks best.pt and drives early stopping
     # and the plateau lr; lower is better for loss/recon/mse/neg_elbo/kl, higher for psnr/active_units.
     # A list ([val/kl, val/recon]) is a multi-objective search; its FIRST metric picks best.pt etc.

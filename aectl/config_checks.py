@@ -29,9 +29,9 @@ from aectl.config import (
     ModelConfig,
     TrainConfig,
 )
-from aectl.errors import ConfigError
-from aectl.monitor import check_monitors
-from aectl.option_fields import check_fields_apply
+from aectl.config.errors import ConfigError
+from aectl.training.monitor import check_monitors
+from aectl.config.option_fields import check_fields_apply
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -231,7 +231,7 @@ def validate_vq(m: ModelConfig) -> None:
                "[] for model=vqvae model.arch=conv (the code is the conv feature map, with no MLP layers)")
 
 
-# min_delta is compared with trainer.monitor's metric (aectl/monitor.py), in that metric's units
+# min_delta is compared with trainer.monitor's metric (aectl/training/monitor.py), in that metric's units
 MIN_DELTA_ALLOWED = "an improvement ≥ 0, in the units of trainer.monitor's metric"
 
 

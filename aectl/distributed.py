@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aectl.errors import AectlError, ConfigError
+from aectl.config.errors import AectlError, ConfigError
 
 # Hydra's own run-folder pattern resolves ${now:...} per process; ranks started a second
 # apart would write into different folders, so rank 0's clock is used for all of them.

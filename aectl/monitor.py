@@ -8,7 +8,7 @@ the validation split picks best.pt and drives early stopping and the plateau lr 
 import math
 
 from aectl.config import VARIATIONAL_KINDS
-from aectl.errors import ConfigError
+from aectl.config.errors import ConfigError
 
 SPLITS = ("val", "train")  # never test: choosing hyperparameters on it would leak it into the result
 LOWER_IS_BETTER = ("loss", "recon", "mse", "neg_elbo", "kl", "nll")

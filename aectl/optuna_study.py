@@ -9,7 +9,7 @@ Talwalkar 2016)."""
 import json
 import os
 
-from aectl.errors import ConfigError
+from aectl.config.errors import ConfigError
 
 TRIAL_ENV = "AECTL_OPTUNA_TRIAL"  # {"storage", "study_name", "pruner"} for the trial jobs of a search
 JOURNAL = "optuna_journal.log"

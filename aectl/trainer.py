@@ -1,11 +1,11 @@
-"""The training loop: reads top to bottom. Components arrive built (aectl.build); this module
+"""The training loop: reads top to bottom. Components arrive built (aectl.training.build); this module
 runs them.
 
 Randomness is re-seeded from (seed, epoch) at the start of every epoch and validation runs on
 a forked RNG, so a run resumed from a checkpoint replays exactly the batches, noise and ε of
 an uninterrupted one; a checkpoint written mid-epoch (on a signal) also holds the batch index
 and the RNG state, to continue inside the epoch. Non-finite values are caught at the loop's
-existing sync points (aectl.guards).
+existing sync points (aectl.training.guards).
 """
 
 import contextlib
@@ -21,20 +21,21 @@ import torch
 from torch import nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aectl import guards, tracking
-from aectl.checkpoint import save_checkpoint
+from aectl.training import guards
+from aectl.runs import tracking
+from aectl.runs.checkpoint import save_checkpoint
 from aectl.config import LRScheduleConfig, TrainerConfig
 from aectl.datasets import DataSplits
-from aectl.distributed import Distributed
-from aectl.lr_schedules import Plateau
-from aectl.monitor import epoch_score, primary, score_value, watched
-from aectl.noise import Corruption
-from aectl.objective import Objective
-from aectl.progress import progress_bar
-from aectl.runtime import epoch_seed, make_optimizer
-from aectl.signals import Interrupted
-from aectl.training_log import IntervalLog, log_images, val_line, val_log_due
-from aectl.validation import evaluate_split, mean_image_psnr
+from aectl.runtime.distributed import Distributed
+from aectl.training.lr_schedules import Plateau
+from aectl.training.monitor import epoch_score, primary, score_value, watched
+from aectl.datasets.noise import Corruption
+from aectl.objectives.objective import Objective
+from aectl.runtime.progress import progress_bar
+from aectl.training.optim import epoch_seed, make_optimizer
+from aectl.runs.signals import Interrupted
+from aectl.training.training_log import IntervalLog, log_images, val_line, val_log_due
+from aectl.evaluation.validation import evaluate_split, mean_image_psnr
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Progress:
     early_stop: Plateau = field(default_factory=Plateau)  # early stopping's best and bad epochs (counted even when off)
     stopped_early: dict | None = None  # {epoch, best_epoch, reason} once early stopping ended the run
     pruned: dict | None = None  # {epoch, value} once a search's pruner ended the trial (aectl.optuna_study)
-    # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.monitor.epoch_score),
+    # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.training.monitor.epoch_score),
     # over every resume: best.pt holds the weights of the lowest; early stopping and the plateau count on it
     score_history: list[float] = field(default_factory=list)
 
@@ -73,7 +74,7 @@ class Loop:
     seed: int
     dist: Distributed = field(default_factory=Distributed)  # torchrun ranks: shards and reductions
     skip_nonfinite: bool = False  # trainer.on_nonfinite=skip_batch (a fused optimizer skips bad batches)
-    # (step, epoch, plateau reductions) → the lr of that step (aectl.lr_schedules); None: trainer.lr throughout
+    # (step, epoch, plateau reductions) → the lr of that step (aectl.training.lr_schedules); None: trainer.lr throughout
     lr_at: Callable[[int, int, int], float] | None = None
     conditional: bool = False  # a cvae: batches carry the labels, and the model takes them
 
@@ -152,7 +153,7 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
 
 def evaluate(model: nn.Module, x_all: torch.Tensor, data: DataSplits, objective: Objective, corrupt: Corruption,
              beta: float, batch_size: int, seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, float]:
-    """The metrics of a split at the target β (aectl.validation: the same definitions as
+    """The metrics of a split at the target β (aectl.evaluation.validation: the same definitions as
     `aectl eval`), on a fixed seed: comparable across epochs, and invisible to training.
     `labels`: the split's, for a conditional model (its batches are then (x, y))."""
     return evaluate_split(model, data.batches(x_all, batch_size, labels=labels), objective, corrupt, beta,
@@ -300,7 +301,7 @@ class Training:
 
     def load_best(self) -> bool:
         """Load best.pt's weights into the model (an early-stopped run's result); False if none."""
-        from aectl.checkpoint import load_checkpoint
+        from aectl.runs.checkpoint import load_checkpoint
 
         best = self.run_dir / "checkpoints" / "best.pt"
         if best.is_file():
@@ -346,7 +347,7 @@ class Training:
             final["stopped_early"] = progress.stopped_early
         if progress.pruned:
             final["pruned"] = progress.pruned
-        if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.pretraining)
+        if "pretrain" in self.meta:  # greedy pretraining's stage epochs, on top of `epochs` (aectl.training.pretraining)
             final["pretrain"] = self.meta["pretrain"]
         if self.loop.dist.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
@@ -363,10 +364,10 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     `beta_at(step)` gives the KL weight; validation uses `target_beta` (annealing is a training
     device, the model is judged on the objective it converges to). `checkpoint_meta` (model
     kind/kwargs, config) is stored in every checkpoint; `resume` is a loaded checkpoint.
-    `dist` splits batches across torchrun's ranks (aectl.distributed); only its main rank writes.
+    `dist` splits batches across torchrun's ranks (aectl.runtime.distributed); only its main rank writes.
     `stop_requested()` (a signal number or 0) is read after every step: non-zero saves last.pt
     mid-epoch and raises signals.Interrupted. `lr_at(step, epoch, reductions)` sets the lr of each
-    step (aectl.lr_schedules); `lr_schedule` says whether the monitored val metric drives it (plateau).
+    step (aectl.training.lr_schedules); `lr_schedule` says whether the monitored val metric drives it (plateau).
     Early stopping (settings.early_stopping_patience) ends the run after an epoch, with best.pt's
     weights as its final metrics; so does `report(epoch, value)` returning True (a search's pruner).
     """

@@ -18,8 +18,8 @@ pytest.importorskip("optuna")
 import optuna  # noqa: E402
 from hydra.core.utils import JobReturn, JobStatus  # noqa: E402
 
-from aectl import monitor  # noqa: E402
-from aectl.errors import ConfigError  # noqa: E402
+from aectl.training import monitor  # noqa: E402
+from aectl.config.errors import ConfigError  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from aectl import optuna_study  # noqa: E402

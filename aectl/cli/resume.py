@@ -3,15 +3,15 @@ config (the checkpoint's, with only the overrides that keep it the same run)."""
 
 from pathlib import Path
 
-from aectl.errors import AectlError
+from aectl.config.errors import AectlError
 
 
 def resume_source(value: str, run_dir: Path) -> str | None:
-    """trainer.resume=auto → this run folder's checkpoint, or the newest (aectl.runfolder)."""
+    """trainer.resume=auto → this run folder's checkpoint, or the newest (aectl.runs.runfolder)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from aectl.runfolder import resume_source as find_source
+    from aectl.runs.runfolder import resume_source as find_source
 
     hydra_cfg = HydraConfig.get()
     # A sweep job continues its own folder or starts fresh: never another run's checkpoint.
@@ -21,8 +21,8 @@ def resume_source(value: str, run_dir: Path) -> str | None:
 
 
 def load_resume_checkpoint(path: str) -> dict:
-    from aectl.checkpoint import load_checkpoint
-    from aectl.errors import CheckpointError
+    from aectl.runs.checkpoint import load_checkpoint
+    from aectl.config.errors import CheckpointError
 
     try:
         return load_checkpoint(path)

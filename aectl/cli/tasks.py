@@ -10,9 +10,9 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from aectl import build
+from aectl.training import build
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
-from aectl.monitor import names, objective
+from aectl.training.monitor import names, objective
 
 log = logging.getLogger("aectl")
 
@@ -22,9 +22,9 @@ def train_task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from aectl import preemption
-    from aectl.config_checks import validate
-    from aectl.option_fields import check_given_fields, drop_fields_of_switched_options
+    from aectl.runs import preemption
+    from aectl.config.checks import validate
+    from aectl.config.option_fields import check_given_fields, drop_fields_of_switched_options
 
     hydra_cfg = HydraConfig.get()
     run_dir, resume = Path(hydra_cfg.runtime.output_dir), None
@@ -134,8 +134,8 @@ def eval_task(cfg) -> list[dict]:
     """Hydra task function of `aectl eval`: validated settings → metrics, pictures, embeddings."""
     from omegaconf import OmegaConf
 
-    from aectl import evaluation
-    from aectl.config_checks import validate_eval
+    from aectl.evaluation import evaluate as evaluation
+    from aectl.config.checks import validate_eval
 
     settings = OmegaConf.to_object(cfg)
     validate_eval(settings)

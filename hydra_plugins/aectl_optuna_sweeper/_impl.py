@@ -11,8 +11,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from aectl.errors import ConfigError
-from aectl.monitor import direction
+from aectl.config.errors import ConfigError
+from aectl.training.monitor import direction
 from aectl.optuna_study import JOURNAL, TRIAL_ENV, make_pruner, open_storage
 
 from ._space import params_overrides, search_space
