@@ -387,11 +387,51 @@ MUTANTS.update({
     "pipe: the stop not recorded in train.log": (
         "aectl/cli/hydra_run.py", "    _to_log_files(line)\n", "", [PIPELINE_TEST]),
     "optuna extra: the sweeper plugin fails to import without it": (
-        "hydra_plugins/aectl_optuna_sweeper/config.py", "except ImportError:\n    OptunaSweeperConf = None",
-        "except ValueError:\n    OptunaSweeperConf = None", [NO_OPTUNA_TEST]),
+        "hydra_plugins/aectl_optuna_sweeper/config.py", "if OPTUNA_INSTALLED:\n", "if True:\n", [NO_OPTUNA_TEST]),
     "optuna extra: the missing sweeper does not name it": (
         "aectl/cli/messages.py", "line += \" (pip install 'aectl[optuna]' adds aectl_optuna)\"", 'line += ""',
         [NO_OPTUNA_TEST]),
+    "optuna: a rerun counts only this run's trials": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "while len(study.trials) < conf.n_trials:",
+        "while len(study.trials) < conf.n_trials + len(existing.trials):",
+        ["tests/test_optuna_search.py::test_n_trials_counts_every_trial_of_the_study"]),
+    "optuna: a seeded rerun replays the first run": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "int(conf.seed) + n_trials_so_far", "int(conf.seed)",
+        ["tests/test_optuna_search.py::test_a_seeded_rerun_continues_the_search_instead_of_replaying_it"]),
+    "optuna: a trial without params is launched empty": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "if not trial.params and distributions:", "if False:",
+        ["tests/test_optuna_search.py::test_a_trial_cut_off_before_its_params_is_failed_and_asked_again_never_launched_empty"]),
+    "optuna: one direction for every metric": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "return [direction(m) for m in metrics]",
+        "return [direction(metrics[0])] * len(metrics)",
+        ["tests/test_optuna_search.py::test_a_list_monitor_has_one_direction_per_metric_told_in_order"]),
+    "optuna: the pruner's decision is not acted on": (
+        "aectl/training/trainer.py", "        if not self.loop.dist.any_rank(says):", "        if True:",
+        ["tests/test_optuna_search.py::test_training_stops_cleanly_when_the_pruner_says_so"]),
+    "optuna: the trial never reports its epoch": (
+        "aectl/runs/optuna_study.py", "        self.trial.report(value, epoch)\n", "",
+        ["tests/test_optuna_search.py::test_the_trial_reports_each_epoch_and_hears_the_pruner"]),
+    "optuna: a pruned job is told complete or failed": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "study.tell(number, state=TrialState.PRUNED)",
+        "study.tell(number, state=TrialState.FAIL)", ["tests/test_optuna_search.py::test_a_pruned_job_is_told_pruned"]),
+    "optuna: a second controller runs the same study": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
+        ["tests/test_optuna_search.py::test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost"]),
+    "optuna: a broken storage URL is not named": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "    except Exception as err:  # a bad URL",
+        "    except KeyError as err:  # a bad URL",
+        ["tests/test_optuna_search.py::test_a_broken_storage_url_is_one_line_naming_the_key"]),
+    "optuna: beta searched on the loss goes unwarned": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", 'if "beta" in distributions and', 'if False and',
+        ["tests/test_optuna_search.py::test_searching_beta_on_the_loss_is_warned_in_one_line"]),
+    "optuna: trial folders named by their overrides": (
+        "hydra_plugins/aectl_optuna_sweeper/sweeper.py", "[(*o, folder) for o in overrides]",
+        "[tuple(o) for o in overrides]",
+        ["tests/test_optuna_search.py::test_n_trials_counts_every_trial_of_the_study"]),
+    "optuna: a resume refuses the search preset": (
+        "aectl/cli/resume.py", 'PRESETS = {"experiment": GROUPS[:-1], "hparams_search": GROUPS}',
+        'PRESETS = {"experiment": GROUPS[:-1]}',
+        ["tests/test_optuna_search.py::test_an_interrupted_trial_resumes_under_every_preset"]),
 })
 
 

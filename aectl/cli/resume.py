@@ -39,6 +39,9 @@ RESUME_SAFE = ("trainer.epochs", "trainer.lr", "trainer.weight_decay", "trainer.
 
 
 GROUPS = ("model", "dataset", "noise", "penalty", "beta_schedule", "lr_schedule", "trainer")
+# Presets: a resume composes them again and must get the saved sections (experiment presets
+# leave trainer free; a search preset sets trainer.epochs and trainer.monitor, so it is checked too).
+PRESETS = {"experiment": GROUPS[:-1], "hparams_search": GROUPS}
 
 
 def resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: bool = False):
@@ -54,7 +57,7 @@ def resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: 
 
     group_of = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
     dotted = [o.lstrip("+") for o in overrides
-              if "=" in o and not o.startswith("~") and group_of(o) not in (*GROUPS, "experiment")]
+              if "=" in o and not o.startswith("~") and group_of(o) not in (*GROUPS, *PRESETS)]
     original = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
     merged = original.copy()
     # Hydra's own parser and key paths, so `model.hidden_dims.0=32` sets a list element as it did
@@ -73,8 +76,8 @@ def resumed_config(saved: dict, overrides: list[str], composed=None, mid_epoch: 
                              "start a new run (without trainer.resume) to train that")
     for override in overrides:
         group = group_of(override)
-        sections = GROUPS[:-1] if group == "experiment" else (group,)
-        if group in (*GROUPS, "experiment") and not all(_same_section(composed, merged, g) for g in sections):
+        sections = PRESETS.get(group, (group,))
+        if group in (*GROUPS, *PRESETS) and not all(_same_section(composed, merged, g) for g in sections):
             raise AectlError(f"trainer.resume: {override} would change the resumed run's config group; a resume "
                              "may only change " + ", ".join(safe))
     return merged

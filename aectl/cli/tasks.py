@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 
 from aectl.cli.resume import load_resume_checkpoint, resume_source, resumed_config
 from aectl.training import build
+from aectl.config.monitoring import names
 from aectl.training.monitor import objective
 
 log = logging.getLogger("aectl")
@@ -110,7 +111,12 @@ def _search_objective(metrics: dict, run_dir: Path, monitor: str) -> float | Non
     path = run_dir / "metrics.json"
     if not metrics and path.is_file():
         metrics = json.loads(path.read_text())
-    return objective(metrics, monitor) if metrics else None
+    if metrics and "pruned" in metrics:  # the search records the trial as PRUNED
+        return {"pruned": metrics["pruned"]}
+    if not metrics:
+        return None
+    values = [objective(metrics, name) for name in names(monitor)]  # a list: one value per metric, in order
+    return values if len(values) > 1 else values[0]
 
 
 def swept_overrides() -> list[str]:

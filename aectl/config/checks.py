@@ -30,7 +30,7 @@ from aectl.config import (
     TrainConfig,
 )
 from aectl.config.errors import ConfigError
-from aectl.config.monitoring import check_monitor
+from aectl.config.monitoring import check_monitors
 from aectl.config.option_fields import check_fields_apply
 
 
@@ -152,7 +152,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("model.sigma", m.sigma, m.sigma > 0, "a standard deviation > 0")
     validate_pretraining(cfg)
     validate_lr_schedule(cfg.lr_schedule, t.lr)
-    check_monitor(t.monitor, m.kind, n.kind)
+    check_monitors(t.monitor, m.kind, n.kind)
     check_fields_apply(cfg)
     validate_kind_fields(cfg)
 

@@ -152,8 +152,9 @@ class TrainerConfig:
     pretrain_epochs: int = 0
     # the metric a run is judged by (aectl/training/monitor.py): <split>/<metric> of its final metrics, returned
     # to a search (hydra/sweeper=aectl_optuna); its val metric picks best.pt and drives early stopping
-    # and the plateau lr; lower is better for loss/recon/mse/neg_elbo, higher for psnr/active_units
-    monitor: str = "val/loss"
+    # and the plateau lr; lower is better for loss/recon/mse/neg_elbo/kl, higher for psnr/active_units.
+    # A list ([val/kl, val/recon]) is a multi-objective search; its FIRST metric picks best.pt etc.
+    monitor: Any = "val/loss"
 
 
 @dataclass

@@ -65,6 +65,10 @@ class Distributed:
         """A stop request that every rank sees at the same step."""
         return stop_requested
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether any rank says so (the main rank's pruning decision reaches every rank)."""
+        return flag
+
 
 class DataParallel(Distributed):
     """One rank of a torchrun job: an initialised process group."""
@@ -136,6 +140,13 @@ class DataParallel(Distributed):
             return int(signum)
 
         return agreed
+
+    def any_rank(self, flag: bool) -> bool:
+        import torch.distributed as dist
+
+        says = torch.tensor([int(flag)], dtype=torch.int64)
+        dist.all_reduce(says, op=dist.ReduceOp.MAX)
+        return bool(says)
 
 
 # The rank whose training step is running (DataParallel.global_batch); None in one process and

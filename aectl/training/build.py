@@ -53,6 +53,8 @@ def train(config, run_dir: Path, resume: dict | None = None, overrides: list[str
 
 def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: list[str],
          hparams_lead: list[str]) -> dict:
+    from aectl.config.monitoring import primary
+    from aectl.runs.optuna_study import epoch_report
     from aectl.runs.tracking import NullTracker, TensorBoardTracker, final_metrics
     from aectl.runtime.distributed import current as current_distributed
     from aectl.training.pretraining import pretrain
@@ -70,12 +72,13 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
         resume = pretrain(built, config, run_dir, tracker, resume, dist.agree(stop_requested), dist.is_main)
         metrics = fit(built.model, built.data, built.objective, built.corrupt, built.beta_at, config.beta,
                       config.trainer, run_dir, tracker, built.meta, resume, dist=dist,
-                      stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule)
+                      stop_requested=dist.agree(stop_requested), lr_at=built.lr_at, lr_schedule=config.lr_schedule,
+                      report=epoch_report() if dist.is_main else None)
         if metrics:
             # A sweep's HPARAMS columns: its swept keys, then a few metrics; a single run's: its overrides first
             lead = hparams_lead or built.meta["overrides"]
             values = hparams(built.meta["config"], lead)
-            tracker.hparams(values, final_metrics(metrics["val"], config.trainer.monitor.split("/", 1)[1]),
+            tracker.hparams(values, final_metrics(metrics["val"], primary(config.trainer.monitor).split("/", 1)[1]),
                             lead_keys(values, lead), constants=not hparams_lead)
             done, *of_best = done_lines(metrics, run_dir / "metrics.json")
             log.info(done)
@@ -92,7 +95,7 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     import torch
 
     from aectl import datasets as data_mod
-    from aectl.config.monitoring import check_monitor_data
+    from aectl.config.monitoring import check_monitor_data, names
     from aectl.datasets import noise
     from aectl.objectives.objective import make_objective
     from aectl.runtime.device import resolve_device
@@ -105,7 +108,8 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
     data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
     data_mod.check_model_range(data, m.likelihood, m.output_activation)
-    check_monitor_data(t.monitor, data.known_range)
+    for name in names(t.monitor):
+        check_monitor_data(name, data.known_range)
     config_dict["noise"] = noise_in_data_range(config_dict["noise"], data)  # what eval must use too
     corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(resolve_device(t.device))

@@ -30,6 +30,7 @@ class Progress:
     lr_plateau: Plateau = field(default_factory=Plateau)  # lr_schedule=plateau: its best, bad epochs, reductions
     early_stop: Plateau = field(default_factory=Plateau)  # early stopping's best and bad epochs (counted even when off)
     stopped_early: dict | None = None  # {epoch, best_epoch, reason} once early stopping ended the run
+    pruned: dict | None = None  # {epoch, value} once a search's pruner ended the trial (aectl.runs.optuna_study)
     # trainer.monitor watched on val after each epoch, as a score to minimise (aectl.training.monitor.epoch_score),
     # over every resume: best.pt holds the weights of the lowest; early stopping and the plateau count on it
     score_history: list[float] = field(default_factory=list)

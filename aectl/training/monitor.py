@@ -6,8 +6,7 @@ the validation split picks best.pt and drives early stopping and the plateau lr 
 
 import math
 
-# the rule (which names, which direction) is the config's; re-exported for the callers of this module
-from aectl.config.monitoring import MONITORS, check_monitor, check_monitor_data, direction  # noqa: F401
+from aectl.config.monitoring import direction
 
 
 def objective(metrics: dict, name: str) -> float:

@@ -31,6 +31,7 @@ from aectl.runtime.distributed import Distributed
 from aectl.runtime.progress import progress_bar
 from aectl.training import guards
 from aectl.training.lr_schedules import Plateau
+from aectl.config.monitoring import primary
 from aectl.training.monitor import epoch_score, score_value, watched
 from aectl.training.optim import epoch_seed
 from aectl.training.training_log import IntervalLog, log_images, val_line, val_log_due
@@ -191,13 +192,13 @@ class Training:
         if progress.epoch % settings.images_every == 0 or progress.epoch == settings.epochs:
             log_images(model, self.data.as_float(self.data.val[:32]), self.loop.corrupt, self.tracker, progress.step,
                        self.data.val_labels[:32] if self.loop.conditional else None)
-        score = epoch_score(val, settings.monitor)
+        score = epoch_score(val, primary(settings.monitor))
         best_before = min(progress.score_history, default=math.inf)
         progress.score_history.append(score)
         if val_log_due(progress.epoch, settings.epochs):
             best = min(progress.score_history)
-            log.info(val_line(progress.epoch, settings.epochs, progress.step, val, watched(settings.monitor),
-                              score_value(best, settings.monitor), progress.score_history.index(best) + 1))
+            log.info(val_line(progress.epoch, settings.epochs, progress.step, val, watched(primary(settings.monitor)),
+                              score_value(best, primary(settings.monitor)), progress.score_history.index(best) + 1))
         progress.best_val_loss = min(progress.best_val_loss, val["loss"])
         if score < best_before:
             self.checkpoint("best.pt")
@@ -210,7 +211,7 @@ class Training:
         """The plateau schedule's reductions and early stopping, from this epoch's score of the
         monitored metric; both counters go into the checkpoint, so a resume counts on where it stopped."""
         progress, r, settings = self.progress, self.lr_schedule, self.settings
-        metric = watched(settings.monitor)
+        metric = watched(primary(settings.monitor))
         if r.kind == "plateau" and progress.lr_plateau.observe(score, r.min_delta, r.patience):
             progress.lr_plateau.reductions += 1
             progress.lr_plateau.bad_epochs = 0  # a fresh count of patience epochs at the new lr
@@ -220,12 +221,29 @@ class Training:
         if progress.early_stop.observe(score, settings.early_stopping_min_delta, patience):
             history = progress.score_history
             best_epoch = history.index(min(history)) + 1  # best.pt's epoch: the run's result
-            best = score_value(min(history), settings.monitor)
+            best = score_value(min(history), primary(settings.monitor))
             reason = (f"{metric} did not improve by more than {settings.early_stopping_min_delta:g} for {patience} "
                       f"epochs (best {best:.5g} at epoch {best_epoch})")
             progress.stopped_early = {"epoch": progress.epoch, "best_epoch": best_epoch, "reason": reason}
             log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
                      reason)
+
+    def prune(self, report: Callable[[int, float], bool] | None) -> bool:
+        """Report this epoch's monitored val value to the search (main rank only) and stop every
+        rank when its pruner says so: the run ends cleanly, its result is best.pt."""
+        progress, monitor = self.progress, primary(self.settings.monitor)
+        value = score_value(progress.score_history[-1], monitor)
+        says = report(progress.epoch, value) if report is not None and self.loop.dist.is_main else False
+        if not self.loop.dist.any_rank(says):
+            return False
+        history = progress.score_history
+        progress.pruned = {"epoch": progress.epoch, "value": value}
+        progress.stopped_early = {"epoch": progress.epoch, "best_epoch": history.index(min(history)) + 1,
+                                  "reason": "pruned by the search's pruner"}
+        log.info("trial pruned after epoch %d (%s %.5g); the run's result is checkpoints/best.pt", progress.epoch,
+                 watched(monitor), value)
+        self.checkpoint("last.pt")
+        return True
 
     def load_best(self) -> bool:
         """Load best.pt's weights into the model (an early-stopped run's result); False if none."""
@@ -266,13 +284,15 @@ class Training:
                      epochs=progress.epoch, steps=progress.step, train_time_s=round(self.elapsed(), 3),
                      overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
         if progress.score_history:  # what best.pt was chosen by, its value and its epoch
-            best, monitor = min(progress.score_history), self.settings.monitor
+            best, monitor = min(progress.score_history), primary(self.settings.monitor)
             final["best_checkpoint"] = {"metric": watched(monitor), "value": score_value(best, monitor),
                                         "epoch": progress.score_history.index(best) + 1}
             if not progress.stopped_early and (of_best := self.best_metrics(final["best_checkpoint"]["epoch"])):
                 final["best"] = of_best
         if progress.stopped_early:
             final["stopped_early"] = progress.stopped_early
+        if progress.pruned:
+            final["pruned"] = progress.pruned
         # greedy pretraining's stage epochs, on top of `epochs` (aectl.training.pretraining)
         if "pretrain" in self.meta:
             final["pretrain"] = self.meta["pretrain"]
@@ -285,7 +305,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
         tracker, checkpoint_meta: dict, resume: dict | None = None, dist: Distributed | None = None,
         stop_requested: Callable[[], int] | None = None, lr_at: Callable[[int, int, int], float] | None = None,
-        lr_schedule: LRScheduleConfig | None = None) -> dict:
+        lr_schedule: LRScheduleConfig | None = None, report: Callable[[int, float], bool] | None = None) -> dict:
     """Train `model` on data.train, validate each epoch, checkpoint, and return the final metrics.
 
     `beta_at(step)` gives the KL weight; validation uses `target_beta` (annealing is a training
@@ -296,7 +316,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     mid-epoch and raises signals.Interrupted. `lr_at(step, epoch, reductions)` sets the lr of each
     step (aectl.training.lr_schedules); `lr_schedule` says whether the monitored val metric drives it (plateau).
     Early stopping (settings.early_stopping_patience) ends the run after an epoch, with best.pt's
-    weights as its final metrics.
+    weights as its final metrics; so does `report(epoch, value)` returning True (a search's pruner).
     """
     run = Training(make_loop(model, objective, corrupt, beta_at, settings, dist or Distributed(), lr_at), data,
                    target_beta, settings, run_dir, tracker, checkpoint_meta, resume, lr_schedule)
@@ -323,6 +343,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
                 raise run.interrupt(signum)
             progress.epoch, progress.batch = epoch + 1, 0
             run.end_epoch()
+            run.prune(report)
             signum = stop_requested() if stop_requested is not None else 0  # read once: a read may consume it
             if progress.stopped_early:
                 break
