@@ -480,6 +480,22 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
         "*(format_value(job.metrics.get(metric))", REPORT_UNITS),
     "report without whose weights": ("aectl/report/output.py", "    lines += textwrap.wrap(which_weights(report), width)",
                                      "    pass", REPORT_UNITS),
+    # The Optuna study in the report (studies built with optuna directly; run with an optuna>=4 venv).
+    "study: pruned epoch dropped": (
+        "aectl/report/study.py", 'return max(self.intermediate) if self.state == "PRUNED"',
+        'return None if self.state == "PRUNED"', ["tests/test_report_study.py"]),
+    "study: intermediate values not read": (
+        "aectl/report/study.py", "{int(k): v for k, v in sorted(t.intermediate_values.items())}", "{}",
+        ["tests/test_report_study.py"]),
+    "study: intermediate curve drops its last epoch": (
+        "aectl/report/study_plots.py", "epochs, values = zip(*sorted(t.intermediate.items()))",
+        "epochs, values = zip(*sorted(t.intermediate.items())[:-1] or [(0, 0)])", ["tests/test_report_study.py"]),
+    "study: every objective minimised": (
+        "aectl/report/study.py", 'sign = [1 if d == "MINIMIZE" else -1 for d in self.directions]',
+        "sign = [1 for d in self.directions]", ["tests/test_report_study.py"]),
+    "study: front read as the first objective only": (
+        "aectl/report/study.py", "all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b))",
+        "b[0] < a[0]", ["tests/test_report_study.py"]),
 })
 
 
