@@ -185,7 +185,7 @@ def test_killed_study_resumes_to_exactly_n_trials_then_reports(tmp_path):
         overrides = (sweep / str(t.number) / ".hydra" / "overrides.yaml").read_text()
         assert f"trainer.lr={t.params['trainer.lr']}" in overrides
         metrics = json.loads((sweep / str(t.number) / "metrics.json").read_text())
-        assert t.value == pytest.approx(metrics["val"]["loss"])  # the objective is trainer.monitor=val/loss
+        assert t.value == pytest.approx(metrics["val"]["neg_elbo"])  # the objective is the preset's trainer.monitor
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == sorted(str(n) for n in range(8))
     for n in finished:  # not rerun
         assert [(sweep / str(n) / f).stat().st_mtime_ns for f in ("train.log", "metrics.json")] == stamps[n]

@@ -19,6 +19,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from aectl.search_objective import check_search_objective
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +32,8 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             distributions = {**self.search_space_distributions, **distributions}
         for name in fixed:
             distributions.pop(name, None)
+        # One quantity for every trial: no training loss as the objective while sweeping what defines it.
+        check_search_objective(OmegaConf.select(self.config, "trainer.monitor"), list(distributions))
         Path(self.sweep_dir).mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
         study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
                                     directions=self._get_directions(), load_if_exists=True)
