@@ -496,6 +496,18 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
     "study: front read as the first objective only": (
         "aectl/report/study.py", "all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b))",
         "b[0] < a[0]", ["tests/test_report_study.py"]),
+    "search objective: swept keys not checked": (
+        "aectl/search_objective.py", "        if keys:\n", "        if False:\n", ["tests/test_search_objective.py"]),
+    "search objective: only the first monitor checked": (
+        "aectl/search_objective.py", "    for metric in metrics:\n", "    for metric in metrics[:1]:\n",
+        ["tests/test_search_objective.py"]),
+    "search objective: noise not a key of psnr_denoised": (
+        "aectl/search_objective.py", '"psnr_denoised": ("noise",)', '"psnr_denoised": ()',
+        ["tests/test_search_objective.py"]),
+    "search objective: the sweeper does not check": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py",
+        '        check_search_objective(OmegaConf.select(self.config, "trainer.monitor"), list(distributions))\n',
+        "", ["tests/test_search_objective.py"]),
 })
 
 
