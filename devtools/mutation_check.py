@@ -508,6 +508,9 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
         "hydra_plugins/aectl_optuna_sweeper/_impl.py",
         '        check_search_objective(OmegaConf.select(self.config, "trainer.monitor"), list(distributions))\n',
         "", ["tests/test_search_objective.py"]),
+    "study: an unreadable study stops the report": (
+        "aectl/report/study.py", "    except Exception as err:  # e.g. a schema", "    except ImportError as err:  # e.g. a schema",
+        ["tests/test_report_study.py"]),
 })
 
 

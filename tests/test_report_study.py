@@ -120,3 +120,10 @@ def test_without_optuna_the_report_says_how_to_get_the_study(tmp_path, monkeypat
                         else real(name, *a, **k))
     assert write_study_report(tmp_path, tmp_path) == []
     assert "pip install 'aectl[optuna]'" in capsys.readouterr().out
+
+
+def test_an_unreadable_study_is_one_line_and_the_runs_report_stands(tmp_path, capsys):
+    (tmp_path / "optuna.db").write_bytes(b"not a database" * 100)
+    assert write_study_report(tmp_path, tmp_path) == []
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"aectl report: {tmp_path}: cannot read the Optuna study in sqlite:")

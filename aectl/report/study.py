@@ -49,7 +49,9 @@ class Study:
         return self.directions[0]
 
     def metric(self, i: int) -> str:
-        return self.metrics[i] if i < len(self.metrics) else f"objective {i}"
+        if i < len(self.metrics):
+            return self.metrics[i]
+        return "objective" if len(self.directions) == 1 else f"objective {i}"
 
     def complete(self) -> list[Trial]:
         return [t for t in self.trials if t.state == "COMPLETE" and t.values
@@ -186,9 +188,15 @@ def write_study_report(sweep: Path, out_dir: Path) -> list[Path]:
         return []
     from aectl.report.study_plots import plot_study
 
+    try:
+        studies = read_studies(storage, name, meta.get("metrics"))
+    except Exception as err:  # e.g. a schema of another optuna, a truncated file: the runs' report stands
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"aectl report: {sweep}: cannot read the Optuna study in {storage}: {reason}")
+        return []
     images = []
     with open(out_dir / "report.md", "a") as md:
-        for study in read_studies(storage, name, meta.get("metrics")):
+        for study in studies:
             plots = plot_study(study, out_dir)
             md.write("\n" + format_study(study) + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
             images += plots
