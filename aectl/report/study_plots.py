@@ -52,17 +52,18 @@ def plot_intermediate(study: Study, out_dir: Path) -> Path | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors  # one colour per trial up to 20
     for i, t in enumerate(curves):
         epochs, values = zip(*sorted(t.intermediate.items()))
         pruned = t.state == "PRUNED"
-        ax.plot(epochs, values, color=f"C{i % 10}", ls="--" if pruned else "-", marker=".", alpha=0.8,
+        ax.plot(epochs, values, color=colors[i % len(colors)], ls="--" if pruned else "-", marker=".", alpha=0.8,
                 label=f"trial {t.number}" + (f" (pruned at epoch {t.pruned_epoch})" if pruned else ""))
         if pruned:
             ax.plot(epochs[-1], values[-1], "x", color="k", ms=9, mew=2)
     ax.set(xlabel="epoch", ylabel=study.metric(0), title=f"{study.name}: {study.metric(0)} per epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=1 + len(curves) // 12, loc="best")
+    ax.legend(fontsize="x-small", ncol=1 + len(curves) // 16, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside
     return _save(fig, out_dir / "intermediate_values.png")
 
 
