@@ -8,7 +8,7 @@ val/neg_elbo (−ELBO at β = 1), val/mse, val/psnr (of the clean input), or sev
 front. The same holds for metrics measured on the noisy input (recon, psnr_denoised) when the
 noise is swept."""
 
-from aectl.errors import ConfigError
+from aectl.config.errors import ConfigError
 
 # Keys (a swept key equal to one of these or under it) that change what a monitored metric is.
 # loss: β and its schedule, the penalty and its weights, the noise a DAE's loss is measured under, and

@@ -18,8 +18,8 @@ pytest.importorskip("optuna")
 import optuna  # noqa: E402
 from hydra.core.utils import JobReturn, JobStatus  # noqa: E402
 
-from aectl import monitor  # noqa: E402
-from aectl.errors import ConfigError  # noqa: E402
+from aectl.training import monitor  # noqa: E402
+from aectl.config.errors import ConfigError  # noqa: E402
 from aectl.report.study import read_studies, running_best  # noqa: E402
 from hydra_plugins.aectl_optuna_sweeper._impl import ResumableOptunaSweeperImpl  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aectl.errors import ConfigError
+from aectl.config.errors import ConfigError
 from aectl.search_objective import check_search_objective
 
 

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from aectl.errors import AectlError
+from aectl.config.errors import AectlError
 from aectl.report.output import format_markdown, format_text, write_csv
 from aectl.report.plots import plot_all
 from aectl.report.ranking import Report, build_report
