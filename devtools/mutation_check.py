@@ -520,6 +520,37 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
         "*(format_value(job.metrics.get(metric))", REPORT_UNITS),
     "report without whose weights": ("aectl/report/output.py", "    lines += textwrap.wrap(which_weights(report), width)",
                                      "    pass", REPORT_UNITS),
+    # The Optuna study in the report (studies built with optuna directly; run with an optuna>=4 venv).
+    "study: pruned epoch dropped": (
+        "aectl/report/study.py", 'return max(self.intermediate) if self.state == "PRUNED"',
+        'return None if self.state == "PRUNED"', ["tests/test_report_study.py"]),
+    "study: intermediate values not read": (
+        "aectl/report/study.py", "{int(k): v for k, v in sorted(t.intermediate_values.items())}", "{}",
+        ["tests/test_report_study.py"]),
+    "study: intermediate curve drops its last epoch": (
+        "aectl/report/study_plots.py", "epochs, values = zip(*sorted(t.intermediate.items()))",
+        "epochs, values = zip(*sorted(t.intermediate.items())[:-1] or [(0, 0)])", ["tests/test_report_study.py"]),
+    "study: every objective minimised": (
+        "aectl/report/study.py", 'sign = [1 if d == "MINIMIZE" else -1 for d in self.directions]',
+        "sign = [1 for d in self.directions]", ["tests/test_report_study.py"]),
+    "study: front read as the first objective only": (
+        "aectl/report/study.py", "all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b))",
+        "b[0] < a[0]", ["tests/test_report_study.py"]),
+    "search objective: swept keys not checked": (
+        "aectl/config/search_objective.py", "        if keys:\n", "        if False:\n", ["tests/test_search_objective.py"]),
+    "search objective: only the first monitor checked": (
+        "aectl/config/search_objective.py", "    for metric in metrics:\n", "    for metric in metrics[:1]:\n",
+        ["tests/test_search_objective.py"]),
+    "search objective: noise not a key of psnr_denoised": (
+        "aectl/config/search_objective.py", '"psnr_denoised": ("noise",)', '"psnr_denoised": ()',
+        ["tests/test_search_objective.py"]),
+    "search objective: the sweeper does not check": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py",
+        "    check_search_objective(metrics, list(distributions))\n",
+        "", ["tests/test_search_objective.py"]),
+    "study: an unreadable study stops the report": (
+        "aectl/report/study.py", "    except Exception as err:  # e.g. a schema", "    except ImportError as err:  # e.g. a schema",
+        ["tests/test_report_study.py"]),
 })
 
 

@@ -1,7 +1,7 @@
 """`aectl report`: compare the runs of one or more sweeps in one table and a few plots.
 
 Reads only what runs leave on disk (.hydra/overrides.yaml, .hydra/config.yaml, metrics.json,
-eval/<name>/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml and optuna.db), so it works on single
+eval/<name>/metrics.json, error.txt, interrupted.txt, a sweep's multirun.yaml and Optuna study), so it works on single
 runs (outputs/) and on finished, failed, interrupted and still-running sweeps alike. It imports
 Hydra only to expand the job list of a multirun.yaml, matplotlib only to draw, and never torch.
 """

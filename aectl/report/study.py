@@ -1,75 +1,126 @@
-"""An Optuna study of a sweep folder (<sweep>/optuna.db, written by hydra/sweeper=aectl_optuna)
-in the report: its trials table, best trial and two kinds of plot. Reads the SQLite file with
-the standard library (optuna 2.x's schema), so `aectl report` works without optuna installed."""
+"""An Optuna study of a sweep folder (written by hydra/sweeper=aectl_optuna) in the report: its
+trials table (state, the epoch a PRUNED trial stopped at), best trial(s), and plots.
+
+The study is found through <sweep>/optuna_study.json ({"storage", "study_name", "metrics",
+"directions"}), else <sweep>/optuna_journal.log or <sweep>/optuna.db, and read with Optuna's own
+API (no plotly/pandas: the plots are matplotlib). Without optuna installed the report of the runs
+still works and says in one line how to get the study part."""
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
+STUDY_JSON = "optuna_study.json"
+JOURNAL_NAME = "optuna_journal.log"
 DB_NAME = "optuna.db"
+NO_OPTUNA = "aectl report: {sweep}: an Optuna study is there; pip install 'aectl[optuna]' (optuna>=4) to report it"
 
 
 @dataclass
 class Trial:
     number: int
     state: str  # COMPLETE | FAIL | RUNNING | WAITING | PRUNED
-    value: float | None
+    values: list[float] | None
     duration_s: float | None
     params: dict = field(default_factory=dict)
+    intermediate: dict[int, float] = field(default_factory=dict)  # epoch (1-based) → monitored val value
+
+    @property
+    def value(self) -> float | None:
+        """The first objective (the only one of a single-objective study)."""
+        return self.values[0] if self.values else None
+
+    @property
+    def pruned_epoch(self) -> int | None:
+        """The last epoch a PRUNED trial reported: the one the pruner stopped it after."""
+        return max(self.intermediate) if self.state == "PRUNED" and self.intermediate else None
 
 
 @dataclass
 class Study:
     name: str
-    direction: str  # MINIMIZE | MAXIMIZE
+    directions: list[str]  # MINIMIZE | MAXIMIZE, one per objective
     trials: list[Trial]
+    metrics: list[str] = field(default_factory=list)  # the monitored metric of each objective
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    def metric(self, i: int) -> str:
+        if i < len(self.metrics):
+            return self.metrics[i]
+        return "objective" if len(self.directions) == 1 else f"objective {i}"
+
+    def complete(self) -> list[Trial]:
+        return [t for t in self.trials if t.state == "COMPLETE" and t.values
+                and all(math.isfinite(v) for v in t.values)]
 
     @property
     def best(self) -> Trial | None:
-        done = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+        done = self.complete()
         pick = max if self.direction == "MAXIMIZE" else min
         return pick(done, key=lambda t: t.value) if done else None
 
+    def pareto_front(self) -> list[Trial]:
+        """The complete trials no other complete trial dominates (at least as good in every
+        objective, better in one), in trial order."""
+        sign = [1 if d == "MINIMIZE" else -1 for d in self.directions]
+        cost = {t.number: [s * v for s, v in zip(sign, t.values)] for t in self.complete()}
 
-def _param(value: float, distribution_json: str):
-    """Optuna stores a parameter as a float: a categorical one as the index of its choice."""
-    dist = json.loads(distribution_json)
-    if dist["name"] == "CategoricalDistribution":
-        return dist["attributes"]["choices"][int(value)]
-    return int(value) if dist["name"].startswith("Int") else value
-
-
-def _duration(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        def dominated(a):
+            return any(all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b))
+                       for b in cost.values())
+        return [t for t in self.complete() if not dominated(cost[t.number])]
 
 
-def read_studies(db: Path) -> list[Study]:
-    """Every study in the SQLite file `db`, trials in number order."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        studies = []
-        for study_id, name in con.execute("SELECT study_id, study_name FROM studies ORDER BY study_id"):
-            row = con.execute("SELECT direction FROM study_directions WHERE study_id=? AND objective=0",
-                              (study_id,)).fetchone()
-            trials = []
-            for trial_id, number, state, start, end in con.execute(
-                    "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
-                    "WHERE study_id=? ORDER BY number", (study_id,)):
-                value = con.execute("SELECT value FROM trial_values WHERE trial_id=? AND objective=0",
-                                    (trial_id,)).fetchone()
-                params = {p: _param(v, d) for p, v, d in con.execute(
-                    "SELECT param_name, param_value, distribution_json FROM trial_params WHERE trial_id=? "
-                    "ORDER BY param_id", (trial_id,))}
-                trials.append(Trial(number, state, value[0] if value else None, _duration(start, end), params))
-            studies.append(Study(name, row[0] if row else "MINIMIZE", trials))
-        return studies
-    finally:
-        con.close()
+def find_storage(sweep: Path) -> tuple[str | None, str | None, dict]:
+    """(storage URL or journal path, study name or None for every study, optuna_study.json's fields)."""
+    meta = {}
+    if (sweep / STUDY_JSON).is_file():
+        meta = json.loads((sweep / STUDY_JSON).read_text())
+        storage = meta.get("storage")
+        if storage and "://" not in storage:  # a journal file named relative to the sweep folder
+            storage = str(sweep / storage)
+        return storage, meta.get("study_name"), meta
+    if (sweep / JOURNAL_NAME).is_file():
+        return str(sweep / JOURNAL_NAME), None, meta
+    if (sweep / DB_NAME).is_file():
+        return f"sqlite:///{(sweep / DB_NAME).resolve()}", None, meta
+    return None, None, meta
+
+
+def open_storage(storage: str):
+    import optuna
+
+    if "://" in storage:
+        return optuna.storages.get_storage(storage)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(storage))
+
+
+def _trial(t) -> Trial:
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    return Trial(t.number, t.state.name, list(t.values) if t.values else None, duration, dict(t.params),
+                 {int(k): v for k, v in sorted(t.intermediate_values.items())})
+
+
+def read_studies(path: Path | str, study_name: str | None = None, metrics: list[str] | None = None) -> list[Study]:
+    """Every study (or the one named) in a storage: a URL, a journal file or an SQLite file."""
+    import optuna
+
+    path = str(path)
+    storage = path if "://" in path or path.endswith(".log") else f"sqlite:///{Path(path).resolve()}"
+    store = open_storage(storage)
+    names = [study_name] if study_name else [s.study_name for s in optuna.get_all_study_summaries(store)]
+    studies = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=store)
+        trials = sorted((_trial(t) for t in study.get_trials(deepcopy=False)), key=lambda t: t.number)
+        studies.append(Study(name, [d.name for d in study.directions], trials, list(metrics or [])))
+    return studies
 
 
 def _cell(value) -> str:
@@ -80,77 +131,72 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _objective_header(study: Study) -> list[str]:
+    return [f"{study.metric(i)} ({d.lower()})" for i, d in enumerate(study.directions)]
+
+
 def format_study(study: Study) -> str:
-    """report.md's section for one study: the trials table and the best trial."""
+    """report.md's section for one study: the trials table, the best trial or the Pareto front."""
     keys = list(dict.fromkeys(k for t in study.trials for k in t.params))
     states = {}
     for t in study.trials:
         states[t.state] = states.get(t.state, 0) + 1
+    heads = _objective_header(study)
     lines = [f"## Optuna study `{study.name}`", "",
              f"{len(study.trials)} trials: " + ", ".join(f"{n} {s}" for s, n in states.items()) +
-             f"; objective: {study.direction.lower()}.", "",
-             "| trial | " + " | ".join(keys) + " | objective | state | duration (s) |",
-             "|" + "---|" * (len(keys) + 4)]
+             "; objective: " + ", ".join(heads) + ".", "",
+             "| trial | " + " | ".join(keys + heads) + " | state | pruned at epoch | duration (s) |",
+             "|" + "---|" * (len(keys) + len(heads) + 4)]
     for t in study.trials:
-        lines.append(f"| {t.number} | " + " | ".join(_cell(t.params.get(k)) for k in keys) +
-                     f" | {_cell(t.value)} | {t.state} | {_cell(t.duration_s)} |")
-    best = study.best
-    if best:
-        lines += ["", f"Best trial: {best.number} (objective {_cell(best.value)}): " +
+        values = [_cell(t.values[i] if t.values else None) for i in range(len(heads))]
+        lines.append(f"| {t.number} | " + " | ".join([_cell(t.params.get(k)) for k in keys] + values) +
+                     f" | {t.state} | {_cell(t.pruned_epoch)} | {_cell(t.duration_s)} |")
+    if len(study.directions) > 1:
+        front = study.pareto_front()
+        lines += ["", f"Pareto front ({len(front)} trials): " + ", ".join(str(t.number) for t in front), "",
+                  "| trial | " + " | ".join(heads + keys) + " |", "|" + "---|" * (len(keys) + len(heads) + 1)]
+        lines += [f"| {t.number} | " + " | ".join([_cell(v) for v in t.values] + [_cell(t.params.get(k)) for k in keys])
+                  + " |" for t in front]
+    elif study.best:
+        best = study.best
+        lines += ["", f"Best trial: {best.number} ({heads[0]} {_cell(best.value)}): " +
                   ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())]
     return "\n".join(lines) + "\n"
 
 
 def running_best(study: Study) -> list[tuple[int, float]]:
-    """(trial number, best objective so far) after each completed trial."""
+    """(trial number, best first objective so far) after each completed trial."""
     best, out = None, []
     better = (lambda a, b: a > b) if study.direction == "MAXIMIZE" else (lambda a, b: a < b)
-    for t in study.trials:
-        if t.state == "COMPLETE" and t.value is not None and math.isfinite(t.value):
-            best = t.value if best is None or better(t.value, best) else best
-            out.append((t.number, best))
+    for t in study.complete():
+        best = t.value if best is None or better(t.value, best) else best
+        out.append((t.number, best))
     return out
 
 
-def plot_study(study: Study, out_dir: Path) -> list[Path]:
-    """optimization_history.png (objective per trial and the running best) and
-    objective_vs_<param>.png for each parameter; the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [t for t in study.trials if t.state == "COMPLETE" and t.value is not None]
-    if not done:
-        return []
-    paths = [out_dir / "optimization_history.png"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([t.number for t in done], [t.value for t in done], label="objective")
-    steps = running_best(study)
-    ax.step([n for n, _ in steps], [b for _, b in steps], where="post", color="C1", label="best so far")
-    ax.set(xlabel="trial", ylabel="objective", title=f"{study.name} ({study.direction.lower()})")
-    ax.legend()
-    fig.savefig(paths[0], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    for key in dict.fromkeys(k for t in done for k in t.params):
-        xs = [(t.params[key], t.value) for t in done if key in t.params]
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.scatter([str(x) if isinstance(x, str) else x for x, _ in xs], [v for _, v in xs])
-        ax.set(xlabel=key, ylabel="objective", title=f"{study.name}: objective vs {key}")
-        paths.append(out_dir / f"objective_vs_{key}.png")
-        fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-        plt.close(fig)
-    return paths
-
-
 def write_study_report(sweep: Path, out_dir: Path) -> list[Path]:
-    """Append each study of <sweep>/optuna.db to out_dir/report.md and draw its plots; the plots."""
-    db = sweep / DB_NAME
-    if not db.is_file():
+    """Append the study of `sweep` to out_dir/report.md and draw its plots; the plots."""
+    storage, name, meta = find_storage(sweep)
+    if storage is None:
+        return []
+    try:
+        import optuna
+    except ImportError:
+        optuna = None
+    if optuna is None or int(optuna.__version__.split(".")[0]) < 4:  # the journal API is optuna>=4's
+        print(NO_OPTUNA.format(sweep=sweep))
+        return []
+    from aectl.report.study_plots import plot_study
+
+    try:
+        studies = read_studies(storage, name, meta.get("metrics"))
+    except Exception as err:  # e.g. a schema of another optuna, a truncated file: the runs' report stands
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"aectl report: {sweep}: cannot read the Optuna study in {storage}: {reason}")
         return []
     images = []
     with open(out_dir / "report.md", "a") as md:
-        for study in read_studies(db):
+        for study in studies:
             plots = plot_study(study, out_dir)
             md.write("\n" + format_study(study) + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
             images += plots

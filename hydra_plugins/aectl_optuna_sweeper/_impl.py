@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from aectl.config.errors import ConfigError
-from aectl.training.monitor import direction
+from aectl.config.monitoring import direction
+from aectl.config.search_objective import check_search_objective
 from aectl.runs.optuna_study import JOURNAL, TRIAL_ENV, make_pruner, open_storage
 
 from ._space import params_overrides, search_space
@@ -70,15 +71,14 @@ def one_controller(sweep_dir: str):
 
 
 def run_study(sweeper, arguments: list[str]) -> None:
-    Path(sweeper.sweep_dir).mkdir(parents=True, exist_ok=True)
-    lock = one_controller(sweeper.sweep_dir)  # noqa: F841  held until this function returns
     conf = sweeper.conf
     distributions, fixed = search_space(arguments)
     metrics = sweeper.monitor()
+    # one quantity in every trial: no training loss as the objective while sweeping what defines it
+    check_search_objective(metrics, list(distributions))
     dirs = directions(sweeper, metrics)
-    if "beta" in distributions and any(m.endswith("/loss") for m in metrics):
-        log.warning("trainer.monitor=%s while searching beta: the loss holds beta*KL, so a smaller beta wins by "
-                    "construction; monitor a beta-free metric (val/neg_elbo, val/psnr, or a list)", metrics)
+    Path(sweeper.sweep_dir).mkdir(parents=True, exist_ok=True)
+    lock = one_controller(sweeper.sweep_dir)  # noqa: F841  held until this function returns
     recorded, url = storage_url(sweeper)
     try:
         storage = open_storage(url)
