@@ -406,7 +406,7 @@ MUTANTS.update({
         "return [direction(metrics[0])] * len(metrics)",
         ["tests/test_optuna_search.py::test_a_list_monitor_has_one_direction_per_metric_told_in_order"]),
     "optuna: the pruner's decision is not acted on": (
-        "aectl/training/trainer.py", "        if not self.loop.dist.any_rank(says):", "        if True:",
+        "aectl/training/pruning.py", "    if not run.loop.dist.any_rank(says):", "    if True:",
         ["tests/test_optuna_search.py::test_training_stops_cleanly_when_the_pruner_says_so"]),
     "optuna: the trial never reports its epoch": (
         "aectl/runs/optuna_study.py", "        self.trial.report(value, epoch)\n", "",

@@ -164,16 +164,6 @@ def format_study(study: Study) -> str:
     return "\n".join(lines) + "\n"
 
 
-def running_best(study: Study) -> list[tuple[int, float]]:
-    """(trial number, best first objective so far) after each completed trial."""
-    best, out = None, []
-    better = (lambda a, b: a > b) if study.direction == "MAXIMIZE" else (lambda a, b: a < b)
-    for t in study.complete():
-        best = t.value if best is None or better(t.value, best) else best
-        out.append((t.number, best))
-    return out
-
-
 def write_study_report(sweep: Path, out_dir: Path) -> list[Path]:
     """Append the study of `sweep` to out_dir/report.md and draw its plots; the plots."""
     storage, name, meta = find_storage(sweep)

@@ -1,10 +1,8 @@
 """The plots of an Optuna study in the report, drawn with matplotlib (no plotly): the history of
 the first objective, each objective against each parameter, every trial's intermediate curve,
-and the Pareto front of a two-objective study."""
+and the Pareto front of a two-objective study. `study` is an aectl.report.study.Study."""
 
 from pathlib import Path
-
-from aectl.report.study import Study
 
 
 def _save(fig, path: Path) -> Path:
@@ -15,10 +13,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_history(study: Study, out_dir: Path):
-    import matplotlib.pyplot as plt
+def running_best(study) -> list[tuple[int, float]]:
+    """(trial number, best first objective so far) after each completed trial."""
+    best, out = None, []
+    better = (lambda a, b: a > b) if study.direction == "MAXIMIZE" else (lambda a, b: a < b)
+    for t in study.complete():
+        best = t.value if best is None or better(t.value, best) else best
+        out.append((t.number, best))
+    return out
 
-    from aectl.report.study import running_best
+
+def plot_history(study, out_dir: Path):
+    import matplotlib.pyplot as plt
 
     done = study.complete()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -30,7 +36,7 @@ def plot_history(study: Study, out_dir: Path):
     return _save(fig, out_dir / "optimization_history.png")
 
 
-def plot_params(study: Study, out_dir: Path) -> list[Path]:
+def plot_params(study, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     done, paths = study.complete(), []
@@ -43,7 +49,7 @@ def plot_params(study: Study, out_dir: Path) -> list[Path]:
     return paths
 
 
-def plot_intermediate(study: Study, out_dir: Path) -> Path | None:
+def plot_intermediate(study, out_dir: Path) -> Path | None:
     """intermediate_values.png: the monitored val value after each epoch, one curve per trial;
     a PRUNED trial's curve dashed and ending in an ×, at the epoch it was stopped after."""
     import matplotlib.pyplot as plt
@@ -67,7 +73,7 @@ def plot_intermediate(study: Study, out_dir: Path) -> Path | None:
     return _save(fig, out_dir / "intermediate_values.png")
 
 
-def plot_pareto(study: Study, out_dir: Path) -> Path | None:
+def plot_pareto(study, out_dir: Path) -> Path | None:
     """pareto_front.png: every complete trial in the plane of the two objectives, the front's
     trials highlighted, joined and labelled with their trial numbers."""
     import matplotlib.pyplot as plt
@@ -90,7 +96,7 @@ def plot_pareto(study: Study, out_dir: Path) -> Path | None:
     return _save(fig, out_dir / "pareto_front.png")
 
 
-def plot_study(study: Study, out_dir: Path) -> list[Path]:
+def plot_study(study, out_dir: Path) -> list[Path]:
     """Every plot of the study that has something to show; the paths written."""
     import matplotlib
 

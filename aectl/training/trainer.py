@@ -34,6 +34,7 @@ from aectl.training.lr_schedules import Plateau
 from aectl.config.monitoring import primary
 from aectl.training.monitor import epoch_score, score_value, watched
 from aectl.training.optim import epoch_seed
+from aectl.training.pruning import prune_when_told
 from aectl.training.training_log import IntervalLog, log_images, val_line, val_log_due
 
 from aectl.training.loop import Loop, Progress, make_loop
@@ -228,23 +229,6 @@ class Training:
             log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
                      reason)
 
-    def prune(self, report: Callable[[int, float], bool] | None) -> bool:
-        """Report this epoch's monitored val value to the search (main rank only) and stop every
-        rank when its pruner says so: the run ends cleanly, its result is best.pt."""
-        progress, monitor = self.progress, primary(self.settings.monitor)
-        value = score_value(progress.score_history[-1], monitor)
-        says = report(progress.epoch, value) if report is not None and self.loop.dist.is_main else False
-        if not self.loop.dist.any_rank(says):
-            return False
-        history = progress.score_history
-        progress.pruned = {"epoch": progress.epoch, "value": value}
-        progress.stopped_early = {"epoch": progress.epoch, "best_epoch": history.index(min(history)) + 1,
-                                  "reason": "pruned by the search's pruner"}
-        log.info("trial pruned after epoch %d (%s %.5g); the run's result is checkpoints/best.pt", progress.epoch,
-                 watched(monitor), value)
-        self.checkpoint("last.pt")
-        return True
-
     def load_best(self) -> bool:
         """Load best.pt's weights into the model (an early-stopped run's result); False if none."""
         from aectl.runs.checkpoint import load_checkpoint
@@ -343,7 +327,7 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
                 raise run.interrupt(signum)
             progress.epoch, progress.batch = epoch + 1, 0
             run.end_epoch()
-            run.prune(report)
+            prune_when_told(run, report)
             signum = stop_requested() if stop_requested is not None else 0  # read once: a read may consume it
             if progress.stopped_early:
                 break
