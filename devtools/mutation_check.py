@@ -421,9 +421,6 @@ MUTANTS.update({
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "    except Exception as err:  # a bad URL",
         "    except KeyError as err:  # a bad URL",
         ["tests/test_optuna_search.py::test_a_broken_storage_url_is_one_line_naming_the_key"]),
-    "optuna: beta searched on the loss goes unwarned": (
-        "hydra_plugins/aectl_optuna_sweeper/_impl.py", 'if "beta" in distributions and', 'if False and',
-        ["tests/test_optuna_search.py::test_searching_beta_on_the_loss_is_warned_in_one_line"]),
     "optuna: trial folders named by their overrides": (
         "hydra_plugins/aectl_optuna_sweeper/sweeper.py", "[(*o, folder) for o in overrides]",
         "[tuple(o) for o in overrides]",
@@ -546,8 +543,9 @@ MUTANTS.update({  # whose weights the final numbers are, and each unit's decimal
         ["tests/test_search_objective.py"]),
     "search objective: the sweeper does not check": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py",
-        "    check_search_objective(metrics, list(distributions))\n",
-        "", ["tests/test_search_objective.py"]),
+        "    check_search_objective(metrics, list(distributions))\n", "",
+        ["tests/test_search_objective.py",
+         "tests/test_optuna_search.py::test_searching_beta_on_the_loss_is_refused_before_the_study_is_touched"]),
     "study: an unreadable study stops the report": (
         "aectl/report/study.py", "    except Exception as err:  # e.g. a schema", "    except ImportError as err:  # e.g. a schema",
         ["tests/test_report_study.py"]),
