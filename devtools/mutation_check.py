@@ -414,6 +414,19 @@ MUTANTS.update({
     "optuna: a pruned job is told complete or failed": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "study.tell(number, state=TrialState.PRUNED)",
         "study.tell(number, state=TrialState.FAIL)", ["tests/test_optuna_search.py::test_a_pruned_job_is_told_pruned"]),
+    "optuna: the pruning decision stays on rank 0": (
+        "aectl/runtime/distributed.py", "        dist.all_reduce(says, op=dist.ReduceOp.MAX)\n", "",
+        ["tests/test_optuna_end_to_end.py::test_under_torchrun_rank_0_reports_and_every_rank_stops"]),
+    "optuna: a field another pruner reads goes unrefused": (
+        "aectl/runs/optuna_study.py", "if key not in PRUNER_FIELDS[name] and conf.get(key, default) != default:",
+        "if False:", ["tests/test_optuna_search.py::test_a_field_the_chosen_pruner_does_not_read_is_refused_before_the_study_is_touched"]),
+    "optuna: hyperband ignores its reduction factor": (
+        "aectl/runs/optuna_study.py", 'max_resource=c["max_resource"],\n                                              reduction_factor=c["reduction_factor"])',
+        'max_resource=c["max_resource"])', ["tests/test_optuna_search.py::test_each_pruner_is_built_from_its_own_fields"]),
+    "optuna: the median pruner ignores its startup trials": (
+        "aectl/runs/optuna_study.py", 'MedianPruner(n_startup_trials=c["n_startup_trials"], ', "MedianPruner(",
+        ["tests/test_optuna_search.py::test_each_pruner_is_built_from_its_own_fields",
+         "tests/test_optuna_end_to_end.py::test_the_median_pruner_prunes_a_trial_that_lags_and_the_report_shows_it"]),
     "optuna: a second controller runs the same study": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
         ["tests/test_optuna_search.py::test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost"]),

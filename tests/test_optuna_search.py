@@ -337,3 +337,31 @@ def test_searching_beta_on_the_loss_is_refused_before_the_study_is_touched(tmp_p
     sweeper(tmp_path / "b", 1, FakeLauncher(lambda num, job: 0.5), monitor="val/neg_elbo",
             params={"beta": "interval(0.5, 2.0)"}).sweep([])
     assert (tmp_path / "b" / "optuna_journal.log").is_file()
+
+
+@pytest.mark.parametrize("conf, kind, fields", [
+    ({"name": "none"}, optuna.pruners.NopPruner, {}),
+    ({"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}, optuna.pruners.MedianPruner,
+     {"_n_startup_trials": 2, "_n_warmup_steps": 1}),
+    ({"name": "hyperband", "min_resource": 2, "max_resource": 9, "reduction_factor": 2}, optuna.pruners.HyperbandPruner,
+     {"_min_resource": 2, "_max_resource": 9, "_reduction_factor": 2}),
+    ({"name": "successive_halving", "min_resource": 2, "reduction_factor": 4}, optuna.pruners.SuccessiveHalvingPruner,
+     {"_min_resource": 2, "_reduction_factor": 4}),
+])
+def test_each_pruner_is_built_from_its_own_fields(conf, kind, fields):
+    pruner = optuna_study.make_pruner(conf)
+    assert type(pruner) is kind
+    for name, value in fields.items():
+        assert getattr(pruner, name) == value
+
+
+@pytest.mark.parametrize("conf, key", [
+    ({"name": "median", "min_resource": 2}, "hydra.sweeper.pruner.min_resource"),
+    ({"name": "successive_halving", "max_resource": 9}, "hydra.sweeper.pruner.max_resource"),
+    ({"name": "none", "n_warmup_steps": 3}, "hydra.sweeper.pruner.n_warmup_steps"),
+    ({"name": "asha"}, "hydra.sweeper.pruner.name"),
+])
+def test_a_field_the_chosen_pruner_does_not_read_is_refused_before_the_study_is_touched(tmp_path, conf, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + "="):
+        sweeper(tmp_path / "s", 1, FakeLauncher(lambda num, job: 0.5), pruner=conf).sweep([])
+    assert not (tmp_path / "s").exists()

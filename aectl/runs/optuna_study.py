@@ -25,22 +25,36 @@ def open_storage(storage: str):
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
 
 
+# The fields of hydra.sweeper.pruner and their defaults; each pruner reads only its own.
+PRUNER_DEFAULTS = {"n_startup_trials": 5, "n_warmup_steps": 0, "min_resource": 1, "max_resource": "auto",
+                   "reduction_factor": 3}
+PRUNER_FIELDS = {"none": (), "median": ("n_startup_trials", "n_warmup_steps"),
+                 "hyperband": ("min_resource", "max_resource", "reduction_factor"),
+                 "successive_halving": ("min_resource", "reduction_factor")}
+
+
 def make_pruner(conf: dict):
+    """Optuna's pruner named by conf["name"], from its own fields; a field another pruner reads,
+    changed from its default, is refused (it would be silently ignored)."""
     import optuna
 
     name = conf.get("name", "none")
-    if name == "none":
-        return optuna.pruners.NopPruner()
+    if name not in PRUNER_FIELDS:
+        raise ConfigError("hydra.sweeper.pruner.name", name, "one of " + ", ".join(PRUNERS))
+    for key, default in PRUNER_DEFAULTS.items():
+        if key not in PRUNER_FIELDS[name] and conf.get(key, default) != default:
+            raise ConfigError(f"hydra.sweeper.pruner.{key}", conf[key], f"left at {default!r}: pruner {name} reads "
+                              + (", ".join(PRUNER_FIELDS[name]) or "no field"))
+    c = {**PRUNER_DEFAULTS, **conf}
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=conf["n_startup_trials"],
-                                           n_warmup_steps=conf["n_warmup_steps"])
+        return optuna.pruners.MedianPruner(n_startup_trials=c["n_startup_trials"], n_warmup_steps=c["n_warmup_steps"])
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=conf["min_resource"], max_resource=conf["max_resource"],
-                                              reduction_factor=conf["reduction_factor"])
+        return optuna.pruners.HyperbandPruner(min_resource=c["min_resource"], max_resource=c["max_resource"],
+                                              reduction_factor=c["reduction_factor"])
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=conf["min_resource"],
-                                                      reduction_factor=conf["reduction_factor"])
-    raise ConfigError("hydra.sweeper.pruner.name", name, "one of " + ", ".join(PRUNERS))
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=c["min_resource"],
+                                                      reduction_factor=c["reduction_factor"])
+    return optuna.pruners.NopPruner()
 
 
 class TrialReporter:

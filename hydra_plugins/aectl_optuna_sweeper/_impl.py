@@ -76,6 +76,7 @@ def run_study(sweeper, arguments: list[str]) -> None:
     metrics = sweeper.monitor()
     # one quantity in every trial: no training loss as the objective while sweeping what defines it
     check_search_objective(metrics, list(distributions))
+    pruner = make_pruner(OmegaConf.to_container(conf.pruner))  # a bad pruner field is refused here, before any write
     dirs = directions(sweeper, metrics)
     Path(sweeper.sweep_dir).mkdir(parents=True, exist_ok=True)
     lock = one_controller(sweeper.sweep_dir)  # noqa: F841  held until this function returns
@@ -89,7 +90,7 @@ def run_study(sweeper, arguments: list[str]) -> None:
     name = conf.study_name or "aectl"
     existing = optuna.create_study(study_name=name, storage=storage, directions=dirs, load_if_exists=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(conf.sampler,
-                              len(existing.trials)), pruner=make_pruner(OmegaConf.to_container(conf.pruner)))
+                              len(existing.trials)), pruner=pruner)
     Path(sweeper.sweep_dir, "optuna_study.json").write_text(json.dumps(
         {"storage": recorded, "study_name": name, "metrics": metrics, "directions": dirs}, indent=2) + "\n")
     os.environ[TRIAL_ENV] = json.dumps({"storage": url, "study_name": name,
