@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the sweeper's tests under optuna 4.x and 5.x (the [optuna] extra allows both): each
+# Run the tests of the search and its report under optuna 4.x and 5.x (the [optuna] extra allows both): each
 # version is installed without dependencies into a folder of its own, put first on the path.
 #   devtools/optuna_versions.sh [python]     (default: python3 of the active environment)
 set -euo pipefail
@@ -12,5 +12,5 @@ for spec in 'optuna>=4,<5' 'optuna>=5,<6'; do
     "$PY" -m pip install -q --no-deps --target "$site" "$spec"
     version=$(cd "$ROOT" && PYTHONPATH="$site" "$PY" -c "import optuna; print(optuna.__version__)")
     echo "== optuna $version"
-    (cd "$ROOT" && PYTHONPATH="$site:$ROOT" "$PY" -m pytest tests/test_optuna_search.py -q)
+    (cd "$ROOT" && PYTHONPATH="$site:$ROOT" "$PY" -m pytest -q -p no:cacheprovider tests/test_optuna_search.py tests/test_optuna_end_to_end.py tests/test_report_study.py)
 done

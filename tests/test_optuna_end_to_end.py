@@ -38,12 +38,16 @@ def test_a_command_line_search_grows_from_3_to_5_trials_in_its_sweep_folder(tmp_
     assert len({t.params["trainer.lr"] for t in trials}) == 5
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]],
-                         ids=["basic", "joblib"])
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"],
+                                      ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                                       "hydra.sweeper.n_jobs=2"]],
+                         ids=["basic", "joblib", "submitit"])
 def test_the_median_pruner_prunes_a_trial_that_lags_and_the_report_shows_it(tmp_path, launcher):
     """lr drawn over four decades: a trial with a tiny lr lags the finished trials' median after
     its first epoch. The median pruner compares with COMPLETE trials only, and a batch of n_jobs
     trials is told before the next is asked, so the outcome does not depend on timing."""
+    if any("submitit" in a for a in launcher):
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the [slurm] extra
     sweep = tmp_path / "search"
     subprocess.run([*AECTL, "train", "-m", "hparams_search=digits_vae", "hydra.sweeper.n_trials=6",
                     "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=median",
