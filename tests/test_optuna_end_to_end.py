@@ -18,7 +18,9 @@ from aectl.runs import optuna_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 AECTL = [sys.executable, "-m", "aectl"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+# this tree's aectl first, then whatever the caller put on the path (devtools/optuna_versions.sh: an optuna)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 SMALL = ["trainer.progress=false", "dataset.limit=300", "trainer.batch_size=100"]
 
 
