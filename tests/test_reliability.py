@@ -124,6 +124,15 @@ def wait_for(path: Path, text: str, timeout: float = 30, count: int = 1, process
     raise AssertionError(f"{text!r} never appeared {count} time(s) in {path}")
 
 
+def wait_until(state, what: str, timeout: float = 60) -> None:
+    """Poll `state()` until it holds (a generous bound, never a duration the test asserts)."""
+    deadline = time.monotonic() + timeout
+    while not state():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never reached: {what}")
+        time.sleep(0.001)
+
+
 def wait_for_epochs(run: Path, count: int, timeout: float = 30) -> None:
     """Until the run has written checkpoints/last.pt `count` more times (once an epoch: each a
     fresh file renamed into place), whatever its log says (validation is logged every few epochs)."""
@@ -186,12 +195,15 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_weights(r
 
 
 def test_sigkill_while_writing_a_checkpoint_leaves_old_or_new_never_half(runner, tmp_path):
-    """A process rewriting a 16 MB checkpoint in a loop, killed at random moments: the file at
-    the path always loads, and is exactly one of the two payloads written."""
-    path, rng = tmp_path / "checkpoints" / "last.pt", random.Random(3)
-    for _ in range(6):
+    """A process rewriting a 16 MB checkpoint in a loop, killed while a new one is half written
+    (its temporary file is there): the file at the path always loads, and is exactly one of the
+    payloads written. Each kill waits for that state, never for an amount of time."""
+    path = tmp_path / "checkpoints" / "last.pt"
+    for round_ in range(6):
+        for stale in tmp_path.glob("checkpoints/.last.pt.*.tmp"):  # the last round's, so this round waits for its own
+            stale.unlink()
         pid = runner.save_loop(path)
-        time.sleep(rng.uniform(0.15, 0.5))
+        wait_until(lambda: path.exists() and any(path.parent.glob(".last.pt.*.tmp")), f"round {round_}: mid-write")
         os.kill(pid, signal.SIGKILL)
         assert runner.wait(pid) == -signal.SIGKILL
         ckpt = load_checkpoint(path)
