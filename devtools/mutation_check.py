@@ -427,6 +427,11 @@ MUTANTS.update({
         "aectl/runs/optuna_study.py", 'MedianPruner(n_startup_trials=c["n_startup_trials"], ', "MedianPruner(",
         ["tests/test_optuna_search.py::test_each_pruner_is_built_from_its_own_fields",
          "tests/test_optuna_end_to_end.py::test_the_median_pruner_prunes_a_trial_that_lags_and_the_report_shows_it"]),
+    "checkpoint written in place, not renamed into place": (
+        "aectl/runs/checkpoint.py", "        _write_synced(fd, buffer.getbuffer())\n        os.replace(tmp, path)\n",
+        "        _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), buffer.getbuffer())\n"
+        "        os.close(fd)\n",
+        ["tests/test_reliability.py::test_sigkill_while_writing_a_checkpoint_leaves_old_or_new_never_half"]),
     "optuna: a second controller runs the same study": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
         ["tests/test_optuna_search.py::test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost"]),
