@@ -27,11 +27,8 @@ def register_schemas() -> None:
 
     from aectl.cli.help import help_fields
     from aectl.config import EvalConfig, TrainConfig
-    from aectl.config.monitoring import direction as monitor_direction
 
     OmegaConf.register_new_resolver("aectl_fields", help_fields, replace=True)  # --help's field descriptions
-    # hparams_search presets: the sweeper's direction follows trainer.monitor (aectl/training/monitor.py)
-    OmegaConf.register_new_resolver("aectl_direction", monitor_direction, replace=True)
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
