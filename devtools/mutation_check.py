@@ -432,6 +432,9 @@ MUTANTS.update({
         "        _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), buffer.getbuffer())\n"
         "        os.close(fd)\n",
         ["tests/test_reliability.py::test_sigkill_while_writing_a_checkpoint_leaves_old_or_new_never_half"]),
+    "optuna: the trial's study stays in the environment after the search": (
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "            os.environ.pop(TRIAL_ENV, None)\n", "            pass\n",
+        ["tests/test_optuna_search.py::test_the_trials_study_is_in_the_environment_only_while_the_search_runs"]),
     "optuna: a second controller runs the same study": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
         ["tests/test_optuna_search.py::test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost"]),

@@ -365,3 +365,11 @@ def test_a_field_the_chosen_pruner_does_not_read_is_refused_before_the_study_is_
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + "="):
         sweeper(tmp_path / "s", 1, FakeLauncher(lambda num, job: 0.5), pruner=conf).sweep([])
     assert not (tmp_path / "s").exists()
+
+
+def test_the_trials_study_is_in_the_environment_only_while_the_search_runs(tmp_path, monkeypatch):
+    """A later run in the same process (the Python API, a plain sweep) must report to no study."""
+    monkeypatch.delenv(optuna_study.TRIAL_ENV, raising=False)
+    seen = []
+    sweeper(tmp_path, 2, FakeLauncher(lambda num, job: seen.append(optuna_study.TRIAL_ENV in os.environ) or 0.5)).sweep([])
+    assert seen == [True, True] and optuna_study.TRIAL_ENV not in os.environ

@@ -80,6 +80,26 @@ def run_study(sweeper, arguments: list[str]) -> None:
     dirs = directions(sweeper, metrics)
     Path(sweeper.sweep_dir).mkdir(parents=True, exist_ok=True)
     lock = one_controller(sweeper.sweep_dir)  # noqa: F841  held until this function returns
+    study, url = open_study(sweeper, metrics, dirs, pruner)
+    # the trial jobs find their study through the environment (inherited by joblib's and
+    # submitit's processes); only while this search runs, so a later run in this process reports nowhere
+    spec = json.dumps({"storage": url, "study_name": study.study_name, "pruner": OmegaConf.to_container(conf.pruner)})
+    before = os.environ.get(TRIAL_ENV)
+    os.environ[TRIAL_ENV] = spec
+    try:
+        run_missing_trials(sweeper, study, distributions, fixed)
+    finally:
+        if before is None:
+            os.environ.pop(TRIAL_ENV, None)
+        else:
+            os.environ[TRIAL_ENV] = before
+    save_results(sweeper, study)
+
+
+def open_study(sweeper, metrics: list[str], dirs: list[str], pruner):
+    """The study (created or continued) and the storage URL its trial jobs open; optuna_study.json
+    in the sweep folder names it for `aectl report`."""
+    conf = sweeper.conf
     recorded, url = storage_url(sweeper)
     try:
         storage = open_storage(url)
@@ -93,12 +113,16 @@ def run_study(sweeper, arguments: list[str]) -> None:
                               len(existing.trials)), pruner=pruner)
     Path(sweeper.sweep_dir, "optuna_study.json").write_text(json.dumps(
         {"storage": recorded, "study_name": name, "metrics": metrics, "directions": dirs}, indent=2) + "\n")
-    os.environ[TRIAL_ENV] = json.dumps({"storage": url, "study_name": name,
-                                        "pruner": OmegaConf.to_container(conf.pruner)})
+    return study, url
+
+
+def run_missing_trials(sweeper, study, distributions: dict, fixed: dict) -> None:
+    """Re-run the trials cut off with an earlier controller, then ask trials until the study holds n_trials."""
+    n_trials, n_jobs = sweeper.conf.n_trials, sweeper.conf.n_jobs
     exits = Exits()
     cut_off = [t for t in study.trials if t.state == TrialState.RUNNING]
-    log.info("study %s in %s: %d of %d trials there, %d cut off, %d to ask", name, recorded, len(study.trials),
-             conf.n_trials, len(cut_off), max(0, conf.n_trials - len(study.trials)))
+    log.info("study %s: %d of %d trials there, %d cut off, %d to ask", study.study_name, len(study.trials),
+             n_trials, len(cut_off), max(0, n_trials - len(study.trials)))
     for trial in cut_off:
         if not trial.params and distributions:  # cut off between ask and sampling: never launch it empty
             log.warning("trial %d was cut off before its parameters were sampled: FAIL, asked again", trial.number)
@@ -106,15 +130,14 @@ def run_study(sweeper, arguments: list[str]) -> None:
             continue
         overrides = params_overrides({**trial.params, **fixed, "trainer.resume": "auto"})
         run_trials(sweeper, study, [trial.number], [overrides], exits)
-    while len(study.trials) < conf.n_trials:
+    while len(study.trials) < n_trials:
         batch = []
-        for _ in range(min(conf.n_jobs, conf.n_trials - len(study.trials))):
+        for _ in range(min(n_jobs, n_trials - len(study.trials))):
             trial = study.ask()
             exits.after("asks", EXIT_AFTER_ASK)
             batch.append((trial.number, params_overrides({**{k: trial._suggest(k, d)
                                                                for k, d in distributions.items()}, **fixed})))
         run_trials(sweeper, study, [n for n, _ in batch], [o for _, o in batch], exits)
-    save_results(sweeper, study)
 
 
 def run_trials(sweeper, study, numbers: list[int], overrides: list[list[str]], exits: Exits) -> None:
