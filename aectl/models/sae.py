@@ -13,6 +13,7 @@ from torch import nn
 
 from aectl.config import B_DEC_INITS, SAE_ACTIVATIONS  # noqa: F401 (the names of options live in config/schema.py)
 from aectl.models.networks import DEFAULT_SIGMA, ModelOutput
+from aectl.runtime.distributed import batch_sum
 
 
 MEDIAN_ROWS = 65_536  # rows the geometric median of b_dec_init is computed on (Weiszfeld's iterations cost N·D each)
@@ -184,7 +185,7 @@ class SparseAutoencoder(nn.Module):
     def _count_inactive(self, z: torch.Tensor) -> torch.Tensor:
         """Steps since each latent last fired, this batch counted; returns the dead mask
         (inactive for dead_steps steps or more)."""
-        fired = (z > 0).any(0)
+        fired = batch_sum((z > 0).sum(0)) > 0  # under torchrun: fired anywhere in the global batch
         self.steps_since_active.copy_(torch.where(fired, 0, self.steps_since_active + 1))
         return self.steps_since_active >= self.dead_steps
 
