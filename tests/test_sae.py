@@ -210,6 +210,18 @@ def test_bad_sae_values_end_in_one_line(capsys, overrides, key, allowed):
     assert rc == 2 and len(lines) == 1 and key in lines[0] and allowed in lines[0], lines
 
 
+def test_the_sae_metrics_are_monitors_of_model_sae_only(capsys, train_run):
+    rc = main(["train", "model=ae", "trainer.monitor=val/fvu", "trainer.epochs=1", "trainer.progress=false"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "trainer.monitor='val/fvu'" in lines[0] and "model=sae only" in lines[0]
+    run = train_run("model=sae", "trainer.monitor=val/explained_variance", "dataset=sparse_synthetic",
+                    "dataset.num_samples=64", "dataset.n_directions=8", "dataset.dim=4", "trainer.epochs=1")
+    import json
+
+    best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    assert best["metric"] == "val/explained_variance"
+
+
 def test_sae_fields_are_refused_on_other_models(capsys):
     rc = main(["train", "model=ae", "model.num_latents=64", "trainer.epochs=1", "trainer.progress=false"])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
