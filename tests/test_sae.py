@@ -214,7 +214,7 @@ def test_the_sae_metrics_are_monitors_of_model_sae_only(capsys, train_run):
     rc = main(["train", "model=ae", "trainer.monitor=val/fvu", "trainer.epochs=1", "trainer.progress=false"])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(lines) == 1 and "trainer.monitor='val/fvu'" in lines[0] and "model=sae only" in lines[0]
-    run = train_run("model=sae", "trainer.monitor=val/explained_variance", "dataset=sparse_synthetic",
+    run = train_run("model=sae", "model.k=2", "trainer.monitor=val/explained_variance", "dataset=sparse_synthetic",
                     "dataset.num_samples=64", "dataset.n_directions=8", "dataset.dim=4", "trainer.epochs=1")
     import json
 
