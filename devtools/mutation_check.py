@@ -515,6 +515,8 @@ MUTANTS.update({  # the sparse autoencoder (model=sae), its recipe, metrics and 
     "sae batchtopk threshold not averaged": (
         "aectl/models/sae.py", "blended = self.threshold_decay * self.threshold + (1 - self.threshold_decay) * smallest",
         "blended = smallest", _SAE),
+    "sae batchtopk threshold moved by a batch with nothing kept": (
+        "aectl/models/sae.py", "torch.where(smallest.isinf(), self.threshold, updated)", "updated", _SAE),
     "sae jumprelu threshold gradient without theta": (
         "aectl/models/sae.py", "grad_threshold = (-(threshold / ctx.bandwidth) * window * grad).sum(0)",
         "grad_threshold = (-(1 / ctx.bandwidth) * window * grad).sum(0)", _SAE),

@@ -42,6 +42,8 @@ def test_batchtopk_estimates_its_threshold_in_training_and_uses_it_at_inference(
     assert model.threshold.item() == pytest.approx(4.0)  # the first batch's smallest kept latent
     model(torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]).view(2, 1, 1, 3))
     assert model.threshold.item() == pytest.approx(0.5 * 4.0 + 0.5 * 2.0)
+    model(-torch.ones(2, 1, 1, 3))  # nothing positive kept: θ stays
+    assert model.threshold.item() == pytest.approx(3.0)
     # at inference: pre > θ = 3, whatever the batch (its top k·N = 2 would keep 2.0 too)
     x = torch.tensor([[3.5, 2.0, 1.0], [1.0, 0.5, 0.25]]).view(2, 1, 1, 3)
     assert model.encode(x).tolist() == [[3.5, 0.0, 0.0], [0.0, 0.0, 0.0]]

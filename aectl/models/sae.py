@@ -93,7 +93,7 @@ class SparseAutoencoder(nn.Module):
     """pre = (x − b_dec) W_enc + b_enc; z = f(pre); x̂ = z W_dec + b_dec, x flattened to (N, d_in).
     `encode` is the inference behaviour (batchtopk: the threshold estimated in training)."""
 
-    likelihood, sigma = "gaussian", DEFAULT_SIGMA  # the squared error is its objective (objectives/sae_losses.py)
+    likelihood, sigma = "gaussian", DEFAULT_SIGMA  # the squared error is its objective (aectl/objectives/sae.py)
 
     def __init__(self, *, input_shape: Sequence[int], num_latents: int, activation: str = "topk", k: int = 32,
                  k_aux: int = 512, dead_steps: int = 1000, normalize_decoder: bool = True, b_dec_init: str = "mean",
@@ -174,12 +174,10 @@ class SparseAutoencoder(nn.Module):
     def _update_threshold(self, z: torch.Tensor) -> None:
         """θ ← d·θ + (1 − d)·(the smallest positive latent kept in the batch), θ the first one to
         start (Bussmann et al. 2024, §3.2; d = threshold_decay), without a host sync."""
-        positive = z[z > 0]
-        if positive.numel() == 0:
-            return
-        smallest = positive.min()
+        smallest = z.masked_fill(z <= 0, float("inf")).min()  # inf: nothing kept, θ stays
         blended = self.threshold_decay * self.threshold + (1 - self.threshold_decay) * smallest
-        self.threshold.copy_(torch.where(self.threshold < 0, smallest, blended))
+        updated = torch.where(self.threshold < 0, smallest, blended)
+        self.threshold.copy_(torch.where(smallest.isinf(), self.threshold, updated))
 
     @torch.no_grad()
     def _count_inactive(self, z: torch.Tensor) -> torch.Tensor:
