@@ -32,7 +32,7 @@ class SAEOutput(NamedTuple):
 
 class _JumpReLU(torch.autograd.Function):
     """z·H(z − θ) with the straight-through pseudo-derivative ∂/∂θ = −(θ/ε)·K((z − θ)/ε), K the
-    rectangle 1[|u| < ½] (Rajamanoharan et al. 2024, §4, eq. 11); ∂/∂z = H(z − θ)."""
+    rectangle 1[|u| < ½] (Rajamanoharan et al. 2024, §4's pseudo-derivative); ∂/∂z = H(z − θ)."""
 
     @staticmethod
     def forward(ctx, pre, threshold, bandwidth):
@@ -49,8 +49,8 @@ class _JumpReLU(torch.autograd.Function):
 
 
 class _Step(torch.autograd.Function):
-    """H(z − θ), the L0 count, with ∂/∂θ = −(1/ε)·K((z − θ)/ε) (Rajamanoharan et al. 2024, §4,
-    eq. 12) and no gradient to z."""
+    """H(z − θ), the L0 count, with ∂/∂θ = −(1/ε)·K((z − θ)/ε) (Rajamanoharan et al. 2024, §4's
+    pseudo-derivative) and no gradient to z."""
 
     @staticmethod
     def forward(ctx, pre, threshold, bandwidth):
@@ -66,13 +66,13 @@ class _Step(torch.autograd.Function):
 
 
 def topk_latents(pre: torch.Tensor, k: int) -> torch.Tensor:
-    """The k largest pre-activations of each row, through a ReLU, the rest 0 (Gao et al. 2024, eq. 3)."""
+    """The k largest pre-activations of each row, through a ReLU, the rest 0 (Gao et al. 2024's TopK)."""
     values, indices = pre.topk(k, dim=1)
     return torch.zeros_like(pre).scatter(1, indices, values.relu())
 
 
 def batch_topk_latents(pre: torch.Tensor, k: int) -> torch.Tensor:
-    """The k·N largest ReLU'd pre-activations of the whole batch (Bussmann et al. 2024, §3)."""
+    """The k·N largest ReLU'd pre-activations of the whole batch (Bussmann et al. 2024)."""
     flat = pre.relu().flatten()
     values, indices = flat.topk(min(k * len(pre), flat.numel()))
     return torch.zeros_like(flat).scatter(0, indices, values).view_as(pre)
@@ -106,7 +106,7 @@ class SparseAutoencoder(nn.Module):
         w_dec = torch.randn(num_latents, self.d_in)
         w_dec /= w_dec.norm(dim=1, keepdim=True)  # unit-norm decoder rows (Bricken et al. 2023)
         self.W_dec = nn.Parameter(w_dec)
-        self.W_enc = nn.Parameter(w_dec.T.clone())  # the encoder starts as the decoder's transpose (Gao et al. 2024, §2.1)
+        self.W_enc = nn.Parameter(w_dec.T.clone())  # the encoder starts as the decoder's transpose (Gao et al. 2024)
         self.b_enc = nn.Parameter(torch.zeros(num_latents))
         self.b_dec = nn.Parameter(torch.zeros(self.d_in))
         if activation == "jumprelu":
@@ -167,13 +167,13 @@ class SparseAutoencoder(nn.Module):
 
     def _threshold_latents(self, pre: torch.Tensor) -> torch.Tensor:
         """batchtopk at inference: the θ estimated in training replaces the batch's top k·N
-        (Bussmann et al. 2024, §3.2), so an example's latents do not depend on its batch."""
+        (Bussmann et al. 2024), so an example's latents do not depend on its batch."""
         return pre.relu() * (pre > self.threshold)
 
     @torch.no_grad()
     def _update_threshold(self, z: torch.Tensor) -> None:
         """θ ← d·θ + (1 − d)·(the smallest positive latent kept in the batch), θ the first one to
-        start (Bussmann et al. 2024, §3.2; d = threshold_decay), without a host sync."""
+        start (Bussmann et al. 2024; d = threshold_decay), without a host sync."""
         smallest = z.masked_fill(z <= 0, float("inf")).min()  # inf: nothing kept, θ stays
         blended = self.threshold_decay * self.threshold + (1 - self.threshold_decay) * smallest
         updated = torch.where(self.threshold < 0, smallest, blended)
@@ -201,7 +201,7 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
         """b_dec at the training rows' mean, or the geometric median of up to MEDIAN_ROWS of them
-        drawn with a fixed seed (Bricken et al. 2023; Gao et al. 2024, §2.1), before the first step."""
+        drawn with a fixed seed (Bricken et al. 2023; Gao et al. 2024), before the first step."""
         if self.b_dec_init == "zeros":
             return
         rows = x.flatten(1)

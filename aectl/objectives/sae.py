@@ -2,11 +2,11 @@
 `aectl eval` both read them here).
 
 Loss (each summed over features, averaged over the batch, as every aectl term):
-  recon    ‖x − x̂‖², the squared error (Gao et al. 2024, eq. 1, unnormalised)
+  recon    ‖x − x̂‖², the squared error (Gao et al. 2024, not normalised by the data's variance)
   aux      α·‖e − ê‖², e = sg[x − x̂] the residual, ê the AuxK reconstruction from the k_aux
            largest dead latents (Gao et al. 2024, §A.2, α = 1/32); 0 while no latent is dead
   penalty  jumprelu: λ·‖z‖₀ with the straight-through threshold gradient (Rajamanoharan et al.
-           2024, eq. 10); relu_l1: λ·Σ_i z_i‖W_dec,i‖ (Conerly et al. 2024)
+           2024); relu_l1: λ·Σ_i z_i‖W_dec,i‖ (Conerly et al. 2024)
 """
 
 import torch
