@@ -517,6 +517,9 @@ MUTANTS.update({  # the sparse autoencoder (model=sae), its recipe, metrics and 
         "blended = smallest", _SAE),
     "sae batchtopk threshold moved by a batch with nothing kept": (
         "aectl/models/sae.py", "torch.where(smallest.isinf(), self.threshold, updated)", "updated", _SAE),
+    "sae batchtopk threshold not in the checkpoint": (
+        "aectl/models/sae.py", 'self.register_buffer("threshold", torch.tensor(-1.0))',
+        'self.register_buffer("threshold", torch.tensor(-1.0), persistent=False)', _SAE),
     "sae jumprelu threshold gradient without theta": (
         "aectl/models/sae.py", "grad_threshold = (-(threshold / ctx.bandwidth) * window * grad).sum(0)",
         "grad_threshold = (-(1 / ctx.bandwidth) * window * grad).sum(0)", _SAE),

@@ -263,3 +263,18 @@ def test_trained_decoder_rows_stay_at_unit_norm(train_run):
                     "trainer.epochs=2", "trainer.batch_size=32", "trainer.lr=0.01")
     w_dec = load_checkpoint(run / "checkpoints" / "last.pt")["state_dict"]["W_dec"]
     assert w_dec.norm(dim=1).tolist() == pytest.approx([1.0] * 32, abs=1e-5)
+
+
+def test_a_resumed_batchtopk_sae_matches_an_uninterrupted_one(train_run):
+    from aectl.runs.checkpoint import load_checkpoint
+
+    common = ("model=sae", "model.activation=batchtopk", "model.num_latents=32", "model.expansion_factor=0",
+              "model.k=2", "model.dead_steps=3", "dataset=sparse_synthetic", "dataset.num_samples=256",
+              "dataset.n_directions=16", "dataset.dim=8", "trainer.batch_size=32")
+    straight = train_run(*common, "trainer.epochs=2")
+    first = train_run(*common, "trainer.epochs=1")
+    resumed = train_run(f"trainer.resume={first}", "trainer.epochs=2")
+    a, b = (load_checkpoint(run / "checkpoints" / "last.pt")["state_dict"] for run in (straight, resumed))
+    assert a["threshold"] > 0 and a["steps_since_active"].max() > 0  # both buffers moved in training
+    for name in ("W_dec", "W_enc", "b_dec", "threshold", "steps_since_active"):
+        assert torch.equal(a[name], b[name]), name
