@@ -35,7 +35,7 @@ GROUPS = {
     "beta_schedule": ["constant", "linear", "sigmoid", "cyclical"],
     "lr_schedule": ["constant", "cosine", "step", "plateau"],
 }
-GROUPS["model"] += ["iwae", "cvae", "vqvae"]
+GROUPS["model"] += ["iwae", "cvae", "vqvae", "sae"]
 GROUPS["penalty"].append("contractive")
 # The kinds whose KL term beta and beta_schedule weigh (the IWAE's bound has no KL weight).
 BETA_KINDS = tuple(k for k in config.VARIATIONAL_KINDS if k != "iwae")
@@ -110,6 +110,15 @@ VQ_FIELDS = {"model.num_embeddings": (ints(2, 16), ints(-1, 1)),
              "model.ema": (choice("true", "false"), choice("maybe")),
              "model.dead_code_steps": (ints(0, 5), ints(-3, -1))}
 FIELDS.update(VQ_FIELDS)
+# model=sae's preset is topk with expansion_factor 8: the fields topk reads (num_latents would need
+# expansion_factor=0 too: exactly one of them is set)
+SAE_FIELDS = {"model.expansion_factor": (floats(1, 4), floats(-1, -0.01)),
+              "model.dead_steps": (ints(1, 5), ints(-2, 0)),
+              "model.b_dec_init": (choice(*config.B_DEC_INITS), choice("median")),
+              "model.normalize_decoder": (choice("true", "false"), choice("maybe")),
+              "model.k_aux": (ints(1, 8), ints(-1, 0)),
+              "model.aux_coefficient": (floats(0, 1), floats(-1, -0.01))}
+FIELDS.update(SAE_FIELDS)
 UNKNOWN_KEYS = ["model.depth", "trainer.patience", "noise.scale", "foo"]
 FIXED = ["dataset.num_samples=32", "dataset.shape=[1,4,4]", "trainer.epochs=1",
          "trainer.device=cpu", "trainer.progress=false", "trainer.threads=1"]
@@ -142,9 +151,13 @@ def _applies(key: str, groups: tuple[str, ...]) -> bool:
     if key == "beta":
         return chosen["model"] in BETA_KINDS
     if key == "model.k":
-        return chosen["model"] == "iwae"
+        return chosen["model"] in ("iwae", "sae")
     if key in VQ_FIELDS:
         return chosen["model"] == "vqvae"
+    if chosen["model"] == "sae":  # one linear encoder and decoder: only its own fields
+        return key in SAE_FIELDS
+    if key in SAE_FIELDS:
+        return False
     return key != "model.code_activation" or chosen["model"] not in config.VARIATIONAL_KINDS
 
 
@@ -286,6 +299,7 @@ DATASET_VALUES = {
     "dataset.val_fraction": floats(0.05, 0.4), "dataset.test_fraction": floats(0, 0.4),
     "dataset.split_seed": ints(0, 5), "dataset.limit": ints(0, 50),
     "dataset.num_samples": ints(24, 64), "dataset.shape": choice("[1,4,4]", "[3,4,4]"),
+    "dataset.n_directions": ints(4, 32), "dataset.dim": ints(2, 16), "dataset.active_prob": floats(0.01, 1),
 }
 NEEDS_PATH = ("tensor_file", "image_folder")
 

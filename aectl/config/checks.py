@@ -32,6 +32,7 @@ from aectl.config import (
 from aectl.config.errors import ConfigError
 from aectl.config.monitoring import check_monitors
 from aectl.config.option_fields import check_fields_apply
+from aectl.config.sae_checks import validate_sae
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -84,6 +85,9 @@ def validate_dataset(d: DatasetConfig) -> None:
     _check("dataset.limit", d.limit, d.limit >= 0, "an integer ≥ 0 (0 = all)")
     _check("dataset.num_samples", d.num_samples, d.num_samples > 0, "an integer > 0")
     _check("dataset.shape", d.shape, len(d.shape) == 3 and all(v > 0 for v in d.shape), "[C, H, W], each > 0")
+    _check("dataset.n_directions", d.n_directions, d.n_directions > 0, "an integer > 0")
+    _check("dataset.dim", d.dim, d.dim > 0, "an integer > 0")
+    _check("dataset.active_prob", d.active_prob, 0 < d.active_prob <= 1, "a probability in (0, 1]")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -91,7 +95,8 @@ def validate(cfg: TrainConfig) -> None:
     m, d, n, p, s, t = cfg.model, cfg.dataset, cfg.noise, cfg.penalty, cfg.beta_schedule, cfg.trainer
     _choice("model.kind", m.kind, MODEL_KINDS)
     _choice("model.arch", m.arch, ARCHS)
-    _choice("model.activation", m.activation, ACTIVATIONS)
+    if m.kind != "sae":  # an sae's activation is its sparsity (sae_checks.py)
+        _choice("model.activation", m.activation, ACTIVATIONS)
     _choice("model.code_activation", m.code_activation, ACTIVATIONS)
     _choice("model.output_activation", m.output_activation, ACTIVATIONS)
     _choice("model.likelihood", m.likelihood, LIKELIHOODS)
@@ -101,6 +106,7 @@ def validate(cfg: TrainConfig) -> None:
            len(m.conv_channels) > 0 and all(c > 0 for c in m.conv_channels), "a non-empty list of channels > 0")
 
     validate_vq(m)
+    validate_sae(cfg)
     validate_dataset(d)
 
     _choice("noise.kind", n.kind, NOISES)
@@ -177,6 +183,8 @@ def validate_iwae(cfg: TrainConfig) -> None:
     """model.k belongs to model=iwae; the IWAE bound has no KL weight and no penalty."""
     m = cfg.model
     _check("model.k", m.k, isinstance(m.k, int) and not isinstance(m.k, bool) and m.k >= 1, "an integer ≥ 1")
+    if m.kind == "sae":  # the active latents of topk and batchtopk (sae_checks.py)
+        return
     if m.kind != "iwae":
         _check("model.k", m.k, m.k == ModelConfig.k,
                f"unset for model={m.kind} (k is the importance samples of model=iwae)")

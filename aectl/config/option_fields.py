@@ -7,6 +7,7 @@ from dataclasses import fields
 
 from aectl.config import TrainConfig
 from aectl.config.errors import ConfigError
+from aectl.config.sae_checks import SAE_ACTIVATION_FIELDS, reset_switched_activation_fields
 
 # The fields each option of a group reads; a field it does not read must keep its default, so
 # that `noise=masking noise.sigma=0.5` is refused instead of silently ignored.
@@ -28,6 +29,7 @@ DATASET_FIELDS = {
     "binarized_mnist": ("binarize", "limit", "root", "download"),
     "tensor_file": (*_SPLIT_FIELDS, "path", "key", "label_key", "label_column", "scale"),
     "image_folder": (*_SPLIT_FIELDS, "path", "size", "channels", "in_memory", "workers"),
+    "sparse_synthetic": (*_SPLIT_FIELDS, "num_samples", "n_directions", "dim", "active_prob"),
 }
 
 
@@ -76,7 +78,7 @@ def drop_fields_of_switched_options(cfg: TrainConfig, overrides: list[str]) -> l
                     and value != getattr(defaults, f.name):
                 dropped.append(f"{group}.{f.name}={value}")
                 setattr(section, f.name, getattr(defaults, f.name))
-    return dropped
+    return dropped + reset_switched_activation_fields(cfg, given)
 
 
 def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
@@ -86,9 +88,10 @@ def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
     for override in overrides:
         key = override.lstrip("+").partition("=")[0]
         group, _, name = key.partition(".")
-        if key == "model.k" and cfg.model.kind != "iwae":  # even at its default: k is the IWAE's
+        sae_k = cfg.model.kind == "sae" and "k" in SAE_ACTIVATION_FIELDS.get(cfg.model.activation, ())
+        if key == "model.k" and cfg.model.kind != "iwae" and not sae_k:  # even at its default
             raise ConfigError(key, cfg.model.k, f"unset for model={cfg.model.kind} (k is the importance samples "
-                                                "of model=iwae)")
+                                                "of model=iwae, the active latents of model=sae with topk or batchtopk)")
         if group in options and name not in ("kind", "name", ""):
             option, table = options[group]
             if name not in table[option]:

@@ -17,6 +17,11 @@ MODEL_KINDS += ("iwae",)  # importance-weighted AE (Burda et al. 2016): the VAE'
 # the k-sample bound: validate_iwae keeps beta at 1 and the schedule constant).
 # cvae conditions q(z|x,y) and p(x|z,y) on the dataset's label y (needs a labelled dataset).
 VARIATIONAL_KINDS = ("vae", "cvae", "iwae")
+# the sparse autoencoder of dictionary learning on activations (aectl/models/sae.py): model.activation is one of
+# SAE_ACTIVATIONS, and the sae fields of ModelConfig apply (aectl/config/sae_checks.py)
+MODEL_KINDS += ("sae",)
+SAE_ACTIVATIONS = ("topk", "batchtopk", "jumprelu", "relu_l1")
+B_DEC_INITS = ("mean", "geometric_median", "zeros")
 ARCHS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "tanh", "sigmoid", "identity")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
@@ -27,6 +32,7 @@ SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
 LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "binarized_mnist",
             "tensor_file", "image_folder")
+DATASETS += ("sparse_synthetic",)  # sparse combinations of known unit directions: ground truth for SAEs
 BINARIZE = ("none", "threshold", "dynamic")
 SCALES = ("minmax", "standard", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -37,19 +43,21 @@ ON_NONFINITE = ("stop", "skip_batch")
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | cvae (conditional VAE: labelled data) | vqvae | iwae
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | cvae (conditional VAE: labelled data) | vqvae | iwae | sae
     arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
     latent_dim: int = 8  # K, size of the code z
-    activation: str = "relu"  # hidden-layer activation
+    activation: str = "relu"  # hidden-layer activation; sae: topk | batchtopk | jumprelu | relu_l1
     code_activation: str = "identity"  # activation on the AE code (sigmoid for the sparse AE)
     # p(x|z): bernoulli (BCE on logits; a likelihood for binary data only) | continuous_bernoulli
     # (normalised on [0, 1], for grey levels) | gaussian (N(x; x̂, σ²I) with σ = model.sigma)
     likelihood: str = "gaussian"
     output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
     sigma: float = 0.5 ** 0.5  # gaussian likelihood only: the decoder's fixed σ (1/√2: the loss is the squared error + D/2·log π)
-    k: int = 1  # iwae only: importance samples per example of the training bound L_k (k=1 is the VAE's ELBO)
+    # iwae: importance samples per example of the training bound L_k (k=1 is the VAE's ELBO);
+    # sae with topk/batchtopk: active latents per example (batchtopk: on average over the batch)
+    k: int = 1
     # VQ-VAE (van den Oord et al. 2017); conv: one code per cell of the encoder's last feature map,
     # mlp: latent_dim values split into latent_dim/embedding_dim codes
     num_embeddings: int = 512  # vqvae: K, codes in the codebook (≥ 2)
@@ -58,6 +66,19 @@ class ModelConfig:
     ema: bool = False  # vqvae: keep the codebook by EMA (appendix A.1) instead of the codebook loss ‖sg[z_e] − e‖²
     ema_decay: float = 0.99  # vqvae with ema: decay γ of the moving averages, in (0, 1)
     dead_code_steps: int = 100  # vqvae: a code unused this many steps in a row takes a random encoder output (0 = off)
+    # sae (aectl/models/sae.py): the dictionary's size, one of the two (the other 0)
+    num_latents: int = 0  # sae: latents in the dictionary
+    expansion_factor: float = 0.0  # sae: num_latents = expansion_factor × the input's size
+    dead_steps: int = 1000  # sae: a latent inactive this many steps in a row is dead (AuxK; the train metric)
+    normalize_decoder: bool = True  # sae: decoder rows at unit norm, their parallel gradient removed (Bricken et al. 2023)
+    b_dec_init: str = "mean"  # sae: mean | geometric_median | zeros: the pre-encoder bias b_dec from the train split
+    k_aux: int = 512  # sae topk/batchtopk: dead latents the AuxK term reconstructs the residual from (Gao et al. 2024, §A.2)
+    aux_coefficient: float = 0.03125  # sae topk/batchtopk: α of the AuxK term (1/32, Gao et al. 2024, §A.2)
+    threshold_decay: float = 0.999  # sae batchtopk: decay of the running threshold used at inference (Bussmann et al. 2024)
+    bandwidth: float = 0.001  # sae jumprelu: ε of the straight-through rectangle kernel (Rajamanoharan et al. 2024)
+    init_threshold: float = 0.001  # sae jumprelu: every latent's threshold θ at the start
+    l0_coefficient: float = 1.0  # sae jumprelu: λ of the L0 penalty
+    l1_coefficient: float = 5.0  # sae relu_l1: λ of Σ_i z_i‖W_dec,i‖ (Conerly et al. 2024)
 
 
 @dataclass
@@ -81,6 +102,11 @@ class DatasetConfig:
     limit: int = 0  # use at most this many training examples (0 = all)
     num_samples: int = 512  # synthetic: number of examples
     shape: list[int] = field(default_factory=lambda: [1, 8, 8])  # synthetic: C, H, W
+    # sparse_synthetic: x = Σ_i c_i d_i over n_directions random unit d_i in dim dimensions, each c_i
+    # non-zero with probability active_prob, then uniform in (0, 1]; seeded by split_seed
+    n_directions: int = 512  # sparse_synthetic: the true directions (more than dim: superposition)
+    dim: int = 128  # sparse_synthetic: dimensions of x
+    active_prob: float = 0.01  # sparse_synthetic: the probability that a direction is active in an example
 
 
 @dataclass

@@ -18,7 +18,10 @@ from aectl.config.monitoring import names
 # trial's own noise level, so less noise is easier to undo. mse, psnr, neg_elbo and active_units are
 # of the clean input and β-free: no swept key redefines them.
 LOSS_KEYS = ("beta", "beta_schedule", "penalty", "noise", "model.kind", "model.likelihood", "model.sigma",
-             "model.k", "model.commitment", "model.ema")
+             "model.k", "model.commitment", "model.ema",
+             # an sae's loss: its activation's penalty and the AuxK term, each with its weight
+             "model.activation", "model.l1_coefficient", "model.l0_coefficient", "model.aux_coefficient",
+             "model.k_aux")
 DEFINED_BY = {"loss": LOSS_KEYS, "recon": ("noise", "model.likelihood", "model.sigma"), "psnr_denoised": ("noise",)}
 
 BETA_FREE = "a metric whose definition the swept keys leave alone, e.g. val/neg_elbo, val/mse, val/psnr " \

@@ -37,3 +37,18 @@ def make_synthetic(num_samples: int, shape: list[int], seed: int) -> tuple[torch
     x = torch.sigmoid(3 * u @ w).reshape(num_samples, *shape)
     return x, u.abs().argmax(1)
 
+
+
+def make_sparse_synthetic(num_samples: int, n_directions: int, dim: int, active_prob: float,
+                          seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Data in superposition, with its ground truth: x = Σ_i c_i d_i, d_i random unit vectors in
+    `dim` dimensions (n_directions of them, more than dim), c_i non-zero with probability
+    active_prob and then uniform in (0, 1] (the toy data of Sharkey et al. 2022). Returns
+    x (N, 1, 1, dim) and the directions (n_directions, dim)."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.randn(n_directions, dim, generator=g)
+    directions /= directions.norm(dim=1, keepdim=True)
+    active = torch.rand(num_samples, n_directions, generator=g) < active_prob
+    magnitudes = 1 - torch.rand(num_samples, n_directions, generator=g)  # (0, 1]
+    x = (active * magnitudes) @ directions
+    return x.reshape(num_samples, 1, 1, dim), directions

@@ -74,6 +74,8 @@ def load_dataset(name: str = "digits", *, scaler: dict | None = None, **options)
     raw = LOADERS[name](d)
     data = _split(raw, d)
     data.classes = raw.classes
+    if raw.directions is not None:  # ground truth: values without a known range, no PSNR
+        data.directions, data.known_range = raw.directions, None
     data.scale = 1 / raw.value_range[1] if data.train.dtype == torch.uint8 else 1.0
     if name == "tensor_file":
         scale_splits(data, raw, d.scale, scaler)

@@ -33,6 +33,7 @@ class RawData:
     value_range: tuple[float, float]  # range of the stored values: (0, 255) for uint8 pixels
     classes: list[str] | None = None  # class names, indexed by label, where the dataset has them
     tabular: bool = False  # tensor_file (N, D) tables: scaled per feature; images are scaled as a whole
+    directions: torch.Tensor | None = None  # sparse_synthetic: the true unit directions (n, D) the data is made of
 
 
 def one_line(exc: BaseException) -> str:

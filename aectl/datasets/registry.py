@@ -30,6 +30,11 @@ def _synthetic(d: DatasetConfig) -> RawData:
     return RawData({"all": ArraySplit(x, y)}, (0.0, 1.0))
 
 
+def _sparse_synthetic(d: DatasetConfig) -> RawData:
+    x, directions = builtin.make_sparse_synthetic(d.num_samples, d.n_directions, d.dim, d.active_prob, d.split_seed)
+    return RawData({"all": ArraySplit(x)}, (float(x.min()), float(x.max())), directions=directions)
+
+
 def _mnist_family(d: DatasetConfig) -> RawData:
     return idx.load_mnist_family(_root(d), d.name, download=d.download)
 
@@ -54,7 +59,7 @@ def _image_folder(d: DatasetConfig) -> RawData:
 LOADERS: dict[str, Callable[[DatasetConfig], RawData]] = {
     "digits": _digits, "synthetic": _synthetic, "mnist": _mnist_family, "fashion_mnist": _mnist_family,
     "kmnist": _mnist_family, "cifar10": _cifar10, "binarized_mnist": _binarized_mnist,
-    "tensor_file": _tensor_file, "image_folder": _image_folder,
+    "tensor_file": _tensor_file, "image_folder": _image_folder, "sparse_synthetic": _sparse_synthetic,
 }
 assert set(LOADERS) == set(DATASETS), "config.DATASETS and datasets.LOADERS must name the same datasets"
 

@@ -35,6 +35,7 @@ class DataSplits:
     # The range the model's inputs are known to lie in (the PSNR's MAX is its width): [0, 1] for
     # images and min-max scaled files; None for standardised or unscaled tables.
     known_range: tuple[float, float] | None = (0.0, 1.0)
+    directions: torch.Tensor | None = None  # sparse_synthetic: the true unit directions (n, D), on the CPU
 
     @property
     def input_shape(self) -> list[int]:

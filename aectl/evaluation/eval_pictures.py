@@ -40,6 +40,9 @@ def figures(model: nn.Module, first: torch.Tensor, codes: torch.Tensor, labels: 
             variant: Variant, noise: Corruption, classes: list[str] | None, split: str, seed: int) -> dict:
     """Every picture of the variant, by name, as a drawn matplotlib Figure. `noise` is the
     corruption the model was trained with, in the data's range."""
+    if variant.kind == "sae":  # rows of activations, not images: how often each latent fires
+        return {"log_density": pictures.log_density_figure((codes > 0).sum(0), len(codes),
+                                                           f"sae: latent firing densities on {len(codes)} {split} examples")}
     device = next(model.parameters()).device
     x = first[:N_PICTURES].to(device)
     examples = f"{len(x)} {split} examples"

@@ -26,8 +26,18 @@ _ROWS = (  # metric → label, in the order shown
     ("codebook", "VQ codebook term ‖sg[z_e] − e‖² (per example)"),
     ("codebook_usage", "VQ codebook usage: share of the codes chosen on the split"),
     ("perplexity", "VQ code perplexity: exp H(average one-hot)"),
+    ("fvu", "SAE: fraction of variance unexplained Σ‖x − x̂‖² / Σ‖x − x̄‖²"),
+    ("explained_variance", "SAE: explained variance 1 − FVU"),
+    ("l0", "SAE: L0, mean active latents per example"),
+    ("dead_latents", "SAE: dead latents, never active on the split (count)"),
+    ("dense_latents", "SAE: dense latents, active on > 10% of the split (count)"),
+    ("dead_latents_train", "SAE: latents inactive for the last model.dead_steps training steps (count)"),
+    ("decoder_max_cosine", "SAE: mean over latents of the largest cosine to another decoder row"),
+    ("mmcs", "ground truth: mean max cosine of the true directions (MMCS)"),
+    ("recovered", "ground truth: share of the true directions recovered at cosine ≥ 0.9"),
     ("probe_acc", "linear probe accuracy"),
 )
+SAE_RECON = "squared error ‖x − x̂‖² (per example)"  # an sae's recon is no likelihood
 
 
 # A cvae is given y by the decoder, so its z need not carry the label: a probe near chance is expected.
@@ -68,6 +78,8 @@ def format_table(result: dict) -> str:
     context = _label_context(result)
     rows = []
     for key, label in _ROWS:
+        if key == "recon" and result["model"] == "sae":
+            label = SAE_RECON
         if key in values:
             rows.append((label.format(**context), format_metric(key, values[key])))
         if key == "psnr":  # robustness right below the clean PSNR
@@ -91,7 +103,8 @@ def format_table(result: dict) -> str:
 _SWEEP_COLUMNS = (("psnr", "PSNR"), ("mse", "MSE"), ("recon", "recon"), ("neg_elbo", "−ELBO"),
                   ("nll_iw", "NLL (IW)"), ("active_units", "AU"), ("rho_hat_mean", "mean ρ̂"),
                   ("psnr_denoised_gaussian", "PSNR σ=.3"), ("probe_acc", "probe"),
-                  ("codebook_usage", "usage"), ("perplexity", "perplexity"))
+                  ("codebook_usage", "usage"), ("perplexity", "perplexity"), ("fvu", "FVU"), ("l0", "L0"),
+                  ("dead_latents", "dead"), ("recovered", "recovered"))
 
 
 def format_sweep_table(results: list[dict], root: Path) -> str:

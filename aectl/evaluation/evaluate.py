@@ -31,7 +31,7 @@ from aectl.evaluation.eval_pictures import N_PICTURES, write_pictures, write_pro
 from aectl.evaluation.eval_tables import format_sweep_table, format_table
 from aectl.evaluation.validation import SplitMetrics
 from aectl.evaluation.variant import Variant
-from aectl.objectives import metrics
+from aectl.objectives import metrics, sae
 from aectl.runs import tracking
 from aectl.runs.checkpoint import load_checkpoint, rebuild_model
 from aectl.runs.runfolder import eval_name, find_checkpoints, run_dir_of
@@ -125,6 +125,9 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     if probe is not None:
         values["probe_acc"] = probe[0]
 
+    if variant.kind == "sae" and data.directions is not None:  # ground truth: the decoder rows against it
+        values.update(sae.direction_recovery(data.directions, model.W_dec.detach()))
+    projector = settings.projector and variant.kind != "sae"  # an sae's rows are no images to show
     if variant.kind == "vqvae":
         log.info("aectl eval: %s", VQ_NO_SAMPLES)
     run_dir, step = run_dir_of(path), ckpt["step"]
@@ -136,7 +139,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         images = write_pictures(model, first, codes, labels, variant, variant.trained_noise(data_range(data)),
                                 getattr(data, "classes", None), settings.split, settings.seed, out_dir, tracker, tag,
                                 step)
-        if settings.projector:
+        if projector:
             write_projector(run_dir, tracker, codes, labels, first, getattr(data, "classes", None), step,
                             settings.max_embed)
     finally:
@@ -151,7 +154,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         "psnr_max": None if data.known_range is None else data.known_range[1] - data.known_range[0],
         "probe_train_n": probe[1] if probe else None, "metrics": values, "pictures": images,
         **({"samples": VQ_NO_SAMPLES} if variant.kind == "vqvae" else {}),
-        "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if settings.projector else None,
+        "projector": str(run_dir / f"{step:05d}" / tracking.EVAL_EMBEDDING) if projector else None,
         "time_s": round(time.perf_counter() - start, 3),
     }
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")

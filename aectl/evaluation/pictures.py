@@ -143,6 +143,28 @@ def latent_scatter_figure(z: torch.Tensor, labels: torch.Tensor | None, title: s
     return fig
 
 
+def log_density_figure(fired: torch.Tensor, n: int, title: str):
+    """Histogram of log10 of each latent's firing density (the share of the n inputs it is active
+    on), the dead ones (density 0) counted in the title; a drawn matplotlib Figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    density = fired.double().cpu() / n
+    alive = density[density > 0].log10().numpy()
+    fig = Figure(figsize=(6, 4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.hist(alive, bins=50, color="tab:blue")
+    ax.axvline(-1, color="tab:red", linestyle="--", label="dense: active on > 10% of inputs")
+    ax.set(xlabel="log10 firing density (share of inputs a latent is active on)", ylabel="latents")
+    ax.legend(fontsize="small")
+    ax.set_title(f"{title}\n{int((density == 0).sum())} of {len(density)} latents dead (never active), not drawn",
+                 fontsize="medium")
+    fig.tight_layout()
+    canvas.draw()
+    return fig
+
+
 TITLE_PT, ROW_LABEL_PT = 10, 9  # font sizes of a labelled grid's title and row names
 PAD_PX = 8  # white space at the figure's edges and between the title, the row names and the grid
 TITLE_WRAP_PX = 480  # a title wider than this and than the grid is wrapped onto further lines

@@ -22,6 +22,12 @@
   codebook_usage, perplexity
              VQ-VAE: the fraction of the codes chosen at least once over the whole split (clean
              inputs), and exp of the entropy of their average one-hot assignment.
+  fvu, explained_variance, l0, dead_latents, dense_latents, decoder_max_cosine, dead_latents_train
+             sparse autoencoder: Σ‖x − x̂‖² / Σ‖x − x̄‖² over the split (x̄ its mean
+             per dimension) and 1 − that; mean active latents per example; latents never active
+             on the split, and active on more than 10% of it (counts); the mean over latents of
+             the largest cosine between its decoder row and another's; latents inactive for the
+             last model.dead_steps training steps (aectl/objectives/sae.py).
 
 For a conditional VAE (batches of (x, y)) each of these is conditional on the label: −ELBO of
 log p(x|y), μ of q(z|x,y), reconstructions from p(x|z,y).
@@ -31,7 +37,7 @@ import torch
 from torch import nn
 
 from aectl.models import mean_reconstruction, quantizer
-from aectl.objectives import contractive, losses, metrics
+from aectl.objectives import contractive, losses, metrics, sae
 from aectl.objectives.objective import TERMS, Objective
 
 
@@ -47,6 +53,8 @@ class SplitMetrics:
         self.sums: dict[str, torch.Tensor] = {}
         self.binary: torch.Tensor | bool = True
         self.code_counts: torch.Tensor | int = 0  # VQ-VAE: how often each code was chosen
+        self.sae = sae.SplitStats() if objective.sae else None  # sparse autoencoder: FVU, L0, latent counts
+        self.model = None
         self.n = 0
 
     def accumulate(self, name: str, per_example: torch.Tensor) -> None:
@@ -81,6 +89,9 @@ class SplitMetrics:
         if out.vq is not None:  # the codes of the clean input
             vq = model(x).vq if self.noisy else out.vq
             self.code_counts = self.code_counts + quantizer.code_counts(vq.indices, vq.num_embeddings)
+        if self.sae is not None:
+            self.sae.add(x, x_hat, code)
+            self.model = model
         self.binary = self.binary & ((x == 0) | (x == 1)).all()
         return code.float()
 
@@ -99,6 +110,10 @@ class SplitMetrics:
         if isinstance(self.code_counts, torch.Tensor):
             values.update(codebook_usage=quantizer.code_usage(self.code_counts).item(),
                           perplexity=quantizer.code_perplexity(self.code_counts).item())
+        if self.sae is not None:  # the AuxK term is training's only: eval mode counts no dead latents
+            values.pop("aux", None)
+            values.update(self.sae.result(), decoder_max_cosine=sae.decoder_max_cosine(self.model.W_dec),
+                          dead_latents_train=int((self.model.steps_since_active >= self.model.dead_steps).sum()))
         return values
 
     def data_is_binary(self) -> bool:

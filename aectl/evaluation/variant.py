@@ -19,6 +19,7 @@ class Variant:
     penalty: dict  # the trained penalty: kind, rho, beta, weight
     beta: float  # the target KL weight the model was trained for
     conditional: bool = False  # a cvae: every metric is given the label, samples are drawn per class
+    model: dict | None = None  # the trained model section (a sparse autoencoder's loss weights)
 
     @classmethod
     def of(cls, ckpt: dict) -> "Variant":
@@ -26,11 +27,11 @@ class Variant:
         kind = ckpt["model"]["kind"]
         return cls(kind, kind in VARIATIONAL_KINDS,
                    dict(config.get("noise") or {"kind": "none"}), dict(config.get("penalty") or {"kind": "none"}),
-                   float(config.get("beta", 1.0)), kind == "cvae")
+                   float(config.get("beta", 1.0)), kind == "cvae", dict(config.get("model") or {}))
 
     def objective(self, model: nn.Module) -> Objective:
         return make_objective(self.kind, model.likelihood, model.sigma, self.penalty, getattr(model, "k", 1),
-                              getattr(model, "commitment", 0.25), getattr(model, "ema", False))
+                              getattr(model, "commitment", 0.25), getattr(model, "ema", False), self.model)
 
     def trained_noise(self, data_range: tuple[float, float]) -> Corruption:
         """The corruption the model was trained with; a range left unset is the data's."""

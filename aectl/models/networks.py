@@ -25,13 +25,15 @@ ACTIVATIONS = {
 class ModelOutput(NamedTuple):
     """recon: decoder output (logits for a Bernoulli likelihood, the mean for a Gaussian one);
     z: the code fed to the decoder; mu/logvar: the posterior q(z|x) (VAE only, else None);
-    vq: the VQ-VAE's encoder outputs, codes and code indices (aectl.models.quantizer.VQOutput, else None)."""
+    vq: the VQ-VAE's encoder outputs, codes and code indices (aectl.models.quantizer.VQOutput, else None).
+    sae: a sparse autoencoder's sparsity and AuxK inputs."""
 
     recon: torch.Tensor
     z: torch.Tensor
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
     vq: VQOutput | None = None
+    sae: tuple | None = None  # the sparse autoencoder's penalty inputs (aectl.models.sae.SAEOutput, else None)
 
 
 def _mlp(dims: Sequence[int], activation: str) -> list[nn.Module]:

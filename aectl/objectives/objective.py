@@ -10,7 +10,7 @@ import torch
 
 from aectl.config import VARIATIONAL_KINDS
 from aectl.models import ModelOutput
-from aectl.objectives import contractive, losses
+from aectl.objectives import contractive, losses, sae as sae_terms
 
 # Terms computed on the device for every batch, in this order (a fixed order lets the trainer
 # stack them into one tensor and read them with a single host sync at log time). β and β·KL are
@@ -19,6 +19,7 @@ TERMS = ("loss", "recon", "kl", "penalty")
 TERMS += ("ess",)  # IWAE: mean effective sample size of the normalised importance weights
 # VQ-VAE: β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖², and the batch's codebook usage and perplexity.
 TERMS += ("commitment", "codebook", "batch_usage", "batch_perplexity")
+TERMS += ("aux",)  # sparse autoencoder: the AuxK term α·‖e − ê‖² (aectl/objectives/sae.py)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Objective:
     vq: bool = False  # VQ-VAE: add the commitment term (and the codebook term unless ema)
     commitment: float = 0.25  # VQ-VAE: β_c, the commitment weight
     ema: bool = False  # VQ-VAE: the codebook is kept by EMA, so no codebook term
+    sae: bool = False  # sparse autoencoder: recon is ‖x − x̂‖², plus its aux and sparsity terms
+    aux_coefficient: float = 0.0  # sae: α of the AuxK term (topk, batchtopk)
+    sparsity_coefficient: float = 0.0  # sae: λ of the L0 (jumprelu) or weighted L1 (relu_l1) penalty
 
     def step(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float, y: torch.Tensor | None = None):
         """(out, loss, terms) of one batch: the model's forward pass on the input x_in and the
@@ -83,6 +87,8 @@ class Objective:
         """(loss, terms): the scalar to minimise and the detached TERMS stacked in one vector.
         `x` is the clean target (a denoising AE sees the noisy input, not this). Each term costs
         kernels on every step, so only the ones that apply are computed."""
+        if self.sae:
+            return self._sae(out, x)
         recon = losses.reconstruction_batch_mean(out.recon, x, self.likelihood, self.sigma)
         loss, kl, penalty = recon, None, None
         if self.variational:
@@ -102,7 +108,19 @@ class Objective:
             loss = loss + vq_terms[0] + (0 if vq_terms[1] is None else vq_terms[1])
         with torch.no_grad():
             zero = recon.new_zeros(())
-            values = [loss, recon, kl, penalty, zero, *vq_terms]  # zero: the ess, an IWAE's only
+            values = [loss, recon, kl, penalty, zero, *vq_terms, None]  # zero: the ess, an IWAE's only
+            terms = torch.stack([zero if v is None else v.to(zero.dtype) for v in values])
+        return loss, terms.detach().float()
+
+    def _sae(self, out: ModelOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse autoencoder: ‖x − x̂‖² + the AuxK term + the sparsity penalty (aectl/objectives/sae.py)."""
+        recon = sae_terms.squared_error(out.recon, x).mean()
+        aux = sae_terms.aux_loss(out, x, self.aux_coefficient)
+        penalty = sae_terms.sparsity_penalty(out, self.sparsity_coefficient)
+        loss = recon + sum(t for t in (aux, penalty) if t is not None)
+        with torch.no_grad():
+            zero = recon.new_zeros(())
+            values = [loss, recon, None, penalty, *[None] * 5, aux]
             terms = torch.stack([zero if v is None else v.to(zero.dtype) for v in values])
         return loss, terms.detach().float()
 
@@ -130,21 +148,25 @@ class Objective:
             named.update(kl=terms["kl"], ess=terms["ess"])
         elif self.variational:
             named.update(kl=terms["kl"], kl_weighted=beta * terms["kl"], beta=beta)
-        if self.penalty != "none":
+        if self.penalty != "none" or self.sparsity_coefficient:
             named["penalty"] = terms["penalty"]
         if self.vq:
             named["commitment"] = terms["commitment"]
             if not self.ema:
                 named["codebook"] = terms["codebook"]
             named.update(batch_usage=terms["batch_usage"], batch_perplexity=terms["batch_perplexity"])
+        if self.aux_coefficient:
+            named["aux"] = terms["aux"]
         return named
 
 
 def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict, k: int = 1,
-                   commitment: float = 0.25, ema: bool = False) -> Objective:
+                   commitment: float = 0.25, ema: bool = False, model: dict | None = None) -> Objective:
     """The objective of a model kind with its likelihood and penalty section (plain data, as in
     a checkpoint's config), so training and `aectl eval` build the same one; `k` is the IWAE's,
-    `commitment` and `ema` the VQ-VAE's."""
+    `commitment` and `ema` the VQ-VAE's, `model` (the model section) the sparse autoencoder's weights."""
+    if model_kind == "sae":
+        return Objective(likelihood=likelihood, variational=False, sae=True, **sae_terms.coefficients(model or {}))
     return Objective(likelihood=likelihood, variational=model_kind in VARIATIONAL_KINDS,
                      penalty=penalty.get("kind", "none"), rho=penalty.get("rho", 0.05),
                      penalty_beta=penalty.get("beta", 3.0), l1_weight=penalty.get("weight", 1e-3), sigma=sigma,

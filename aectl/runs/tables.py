@@ -46,7 +46,7 @@ def format_value(value, digits: int = 4) -> str:
 # decimals a metric prints with, the same in eval, report and training's final log lines.
 DECIBELS = ("psnr", "val_psnr_mean_image")  # and every psnr_* (noisy, denoised, under each noise)
 NATS = ("loss", "recon", "kl", "neg_elbo", "nll_iw", "elbo", "log_px_iw")
-SHARES = ("codebook_usage", "batch_usage", "frac_within_2x", "probe_acc")  # fractions in [0, 1]
+SHARES = ("codebook_usage", "batch_usage", "frac_within_2x", "probe_acc", "recovered")  # fractions in [0, 1]
 
 
 def metric_unit(name: str) -> str:

@@ -107,14 +107,15 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
     config_dict = dataclasses.asdict(config)
     saved_scaler = resume.get("data", {}).get("scaler") if resume is not None else None
     data = data_mod.load_dataset(**vars(config.dataset), scaler=saved_scaler)
-    data_mod.check_model_range(data, m.likelihood, m.output_activation)
+    if m.kind != "sae":  # an sae's decoder is linear: any range
+        data_mod.check_model_range(data, m.likelihood, m.output_activation)
     for name in names(t.monitor):
         check_monitor_data(name, data.known_range)
     config_dict["noise"] = noise_in_data_range(config_dict["noise"], data)  # what eval must use too
     corrupt = noise.Corruption(**{k: v for k, v in config_dict["noise"].items() if v is not None})
     data = data.to(resolve_device(t.device))
-    model, kwargs = _model(config, data, resume)
-    with _origin_named(overrides):  # these checks need the data's size, so they come after composition
+    with _origin_named(overrides):
+        model, kwargs = _model(config, data, resume)  # these checks need the data's size, so they come after composition
         total_steps = _schedule_steps(config, len(data.train), resume)
         lr_at = _lr_schedule(config, total_steps)
     meta = {"model": {"kind": m.kind, "kwargs": kwargs}, "config": config_dict,
@@ -123,7 +124,8 @@ def build(config, resume: dict | None = None, overrides: list[str] = ()) -> Comp
             "resumed_with": resume["resumed_with"] if resume else [],
             "data": {"scale": data.scale, "input_shape": data.input_shape, "binarize": data.binarize,
                      "scaler": data.scaler, "classes": data.classes}}
-    objective = make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k, m.commitment, m.ema)
+    objective = make_objective(m.kind, m.likelihood, m.sigma, vars(config.penalty), m.k, m.commitment, m.ema,
+                               config_dict["model"])
     return Components(data, model, objective, corrupt,
                       _beta_schedule(config, total_steps), meta, lr_at)
 
@@ -156,6 +158,8 @@ def _model(config, data, resume: dict | None):
     from aectl.models import build_model
 
     m = config.model
+    if m.kind == "sae":
+        return _sae_model(config, data, resume)
     kwargs = dict(input_shape=data.input_shape, latent_dim=m.latent_dim, arch=m.arch,
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
@@ -175,6 +179,33 @@ def _model(config, data, resume: dict | None):
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
     return model.to(data.train.device), kwargs
+
+
+def _sae_model(config, data, resume: dict | None):
+    """A sparse autoencoder for the data's size, its b_dec from the train split before the first
+    step (aectl.models.sae.SparseAutoencoder.init_from_data); a resumed one keeps its own."""
+    import math
+
+    import torch
+
+    from aectl.config.sae_checks import SAE_COMMON, SAE_ACTIVATION_FIELDS, check_sae_size, num_latents
+    from aectl.models import build_model
+
+    m = config.model
+    latents = num_latents(m, math.prod(data.input_shape))
+    check_sae_size(m, latents)
+    names = [n for n in SAE_COMMON + SAE_ACTIVATION_FIELDS[m.activation]
+             if n not in ("num_latents", "expansion_factor", "aux_coefficient", "l0_coefficient", "l1_coefficient")]
+    kwargs = dict(input_shape=data.input_shape, num_latents=latents, activation=m.activation,
+                  **{n: getattr(m, n) for n in names})
+    torch.manual_seed(config.trainer.seed)
+    model = build_model("sae", **kwargs).to(data.train.device)
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+    else:
+        rows = data.train if isinstance(data.train, torch.Tensor) else next(data.batches(data.train, 65_536))
+        model.init_from_data(data.as_float(rows))
+    return model, kwargs
 
 
 def num_classes(data, dataset: str) -> int:
@@ -294,6 +325,10 @@ def summary(metrics: dict, latent_dim: int) -> str:
                      f"{format_metric('psnr', metrics.get('val_psnr_mean_image', float('nan')))} dB)")
     if "active_units" in val:
         parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {format_metric('kl', val['kl'])} nats")
+    if "fvu" in val:
+        parts.append(f"val FVU {format_metric('fvu', val['fvu'])} (explained variance "
+                     f"{format_metric('explained_variance', val['explained_variance'])}), L0 "
+                     f"{format_metric('l0', val['l0'])}, {val['dead_latents']} dead latents")
     if "codebook_usage" in val:
         parts.append(f"{format_metric('codebook_usage', val['codebook_usage'])} of the codebook in use, "
                      f"perplexity {format_metric('perplexity', val['perplexity'])}")

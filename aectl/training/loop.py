@@ -56,6 +56,9 @@ class Loop:
     # None: trainer.lr throughout
     lr_at: Callable[[int, int, int], float] | None = None
     conditional: bool = False  # a cvae: batches carry the labels, and the model takes them
+    # the plain model when it keeps something up around each optimizer step (a sparse autoencoder's
+    # unit-norm decoder: aectl.models.sae), else None
+    upkeep: nn.Module | None = None
 
 
 def make_loop(model: nn.Module, objective: Objective, corrupt: Corruption, beta_at: Callable[[int], float],
@@ -70,4 +73,5 @@ def make_loop(model: nn.Module, objective: Objective, corrupt: Corruption, beta_
     return Loop(model, torch.compile(step_model) if settings.compile else step_model,
                 make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay, fused=skip),
                 objective, corrupt, beta_at, autocast, settings.grad_clip, settings.batch_size, settings.seed, dist,
-                skip, lr_at, getattr(model, "conditional", False))
+                skip, lr_at, getattr(model, "conditional", False),
+                model if hasattr(model, "after_optimizer_step") else None)

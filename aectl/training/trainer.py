@@ -43,15 +43,20 @@ log = logging.getLogger(__name__)
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.Tensor, x: torch.Tensor,
                objective: Objective, beta: float, grad_clip: float, autocast,
-               skip_nonfinite: bool = False, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               skip_nonfinite: bool = False, y: torch.Tensor | None = None,
+               upkeep: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimizer step on (x_in → x); returns the detached loss terms and the gradient norm
     (None unless clipping or skip_nonfinite computes it), without a host sync. With
     skip_nonfinite (a fused optimizer) a non-finite loss or gradient skips the update. `y`: the
-    labels a conditional model takes (model(x_in, y)); None for every other model."""
+    labels a conditional model takes (model(x_in, y)); None for every other model. `upkeep`: the
+    plain module whose `before_optimizer_step` / `after_optimizer_step` run around the update
+    (a sparse autoencoder's decoder-norm recipe), or None."""
     with autocast:
         _, loss, terms = objective.step(model, x_in, x, beta, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if upkeep is not None:  # before clipping: the clipped norm is of the gradient the step takes
+        upkeep.before_optimizer_step()
     grad_norm = None
     if grad_clip:
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -60,6 +65,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_in: torch.T
     if skip_nonfinite:
         guards.skip_if_nonfinite(optimizer, loss.detach(), grad_norm)
     optimizer.step()
+    if upkeep is not None:
+        upkeep.after_optimizer_step()
     return terms, grad_norm
 
 
@@ -88,7 +95,7 @@ def train_epoch(loop: Loop, data: DataSplits, epoch: int, progress: Progress, in
                 group["lr"] = lr
         with dist.global_batch():  # the model's draws and batch sums are of the global batch
             terms, grad_norm = train_step(loop.step_model, loop.optimizer, x_in, x, loop.objective, beta,
-                                          loop.grad_clip, loop.autocast, loop.skip_nonfinite, y)
+                                          loop.grad_clip, loop.autocast, loop.skip_nonfinite, y, loop.upkeep)
         progress.step += 1
         progress.batch += 1
         bar.update()
