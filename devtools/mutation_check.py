@@ -49,8 +49,8 @@ MUTANTS = {
         "aectl/training/trainer.py", "                        self.target_beta, self.eval_batch, labels=labels)",
         "                        self.loop.beta_at(self.progress.step), self.eval_batch, labels=labels)",
         ["tests/test_wiring.py"]),
-    "eval ignores the trained beta": ("aectl/evaluation/variant.py", 'float(config.get("beta", 1.0)), kind == "cvae")',
-                                      '1.0, kind == "cvae")', ["tests/test_wiring.py"]),
+    "eval ignores the trained beta": ("aectl/evaluation/variant.py", 'float(config.get("beta", 1.0)), kind == "cvae",',
+                                      '1.0, kind == "cvae",', ["tests/test_wiring.py"]),
     "recon averaged over features": ("aectl/objectives/losses.py",
                                      'squared = F.mse_loss(recon, x, reduction="sum") / len(x)',
                                      "squared = F.mse_loss(recon, x) / len(x)", ["tests/test_objective.py"]),
@@ -247,7 +247,7 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         "aectl/training/monitor.py", 'return value if direction(name) == "minimize" else -value', "return value",
         ["tests/test_lr_schedules.py"]),
     "best.pt by the val loss, not the monitor": (
-        "aectl/training/trainer.py", "score = epoch_score(val, settings.monitor)", 'score = val["loss"]',
+        "aectl/training/trainer.py", "score = epoch_score(val, primary(settings.monitor))", 'score = val["loss"]',
         ["tests/test_lr_schedules.py"]),
     "plateau and early stopping on the val loss": (
         "aectl/training/trainer.py", "self.watch_plateaus(score)", 'self.watch_plateaus(val["loss"])',
@@ -265,7 +265,7 @@ MUTANTS.update({  # the contractive penalty and the IWAE
         "aectl/training/training_log.py", "return epoch % val_log_every(epochs) == 0 or epoch == epochs",
         "return epoch % val_log_every(epochs) == 0", ["tests/test_logging.py"]),
     "val line's best from the last epoch (log)": (
-        "aectl/training/trainer.py", "score_value(best, settings.monitor), progress.score_history.index(best) + 1))",
+        "aectl/training/trainer.py", "score_value(best, primary(settings.monitor)), progress.score_history.index(best) + 1))",
         "score_value(score, settings.monitor), progress.epoch))", ["tests/test_logging.py"]),
     "val loss not in the progress bar (log)": (
         "aectl/training/trainer.py", 'self.interval.show_val(val["loss"], self.bar)', "pass", ["tests/test_progress.py"]),
@@ -354,7 +354,7 @@ MUTANTS.update({
         "aectl/evaluation/evaluate.py", "    check_dataset_overrides(config.name, overrides)\n", "",
         ["tests/test_eval.py::test_a_dataset_override_the_checkpoints_dataset_does_not_read_is_refused"]),
     "psnr monitor not checked against the data": (
-        "aectl/training/build.py", "    check_monitor_data(t.monitor, data.known_range)\n", "",
+        "aectl/training/build.py", "        check_monitor_data(name, data.known_range)\n", "",
         ["tests/test_lr_schedules.py::test_a_psnr_monitor_on_data_without_a_known_range_is_refused_before_training"]),
     "IW slices keep the whole batch's labels": (
         "aectl/objectives/metrics.py", 'part = getattr(model, "rows", lambda start, stop: model)',
@@ -392,8 +392,8 @@ MUTANTS.update({
         "aectl/cli/messages.py", "line += \" (pip install 'aectl[optuna]' adds aectl_optuna)\"", 'line += ""',
         [NO_OPTUNA_TEST]),
     "optuna: a rerun counts only this run's trials": (
-        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "while len(study.trials) < conf.n_trials:",
-        "while len(study.trials) < conf.n_trials + len(existing.trials):",
+        "hydra_plugins/aectl_optuna_sweeper/_impl.py", "n_trials, n_jobs = sweeper.conf.n_trials, sweeper.conf.n_jobs",
+        "n_trials, n_jobs = sweeper.conf.n_trials + len(study.trials), sweeper.conf.n_jobs",
         ["tests/test_optuna_search.py::test_n_trials_counts_every_trial_of_the_study"]),
     "optuna: a seeded rerun replays the first run": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "int(conf.seed) + n_trials_so_far", "int(conf.seed)",
@@ -516,14 +516,14 @@ REPORT_UNITS = ["tests/test_report.py::test_the_table_says_whose_weights_its_num
 BOTH_WEIGHTS = ["tests/test_lr_schedules.py::test_a_run_that_ends_past_its_best_epoch_gives_both_weights_numbers"]
 MUTANTS.update({  # whose weights the final numbers are, and each unit's decimals
     "best.pt's numbers left out when they differ": (
-        "aectl/training/trainer.py", '                final["best"] = of_best', "                pass", BOTH_WEIGHTS),
+        "aectl/training/run_record.py", '            final["best"] = of_best', "            pass", BOTH_WEIGHTS),
     "best section of the last weights": (
-        "aectl/training/trainer.py", "        if not self.load_best():", "        if not best_epoch:", BOTH_WEIGHTS),
+        "aectl/training/run_record.py", "    if not load_best(run):", "    if not best_epoch:", BOTH_WEIGHTS),
     "done line without whose weights": (
-        "aectl/training/build.py", "else f\"last weights (epoch {metrics['epochs']})\"", 'else "done"', BOTH_WEIGHTS),
-    "final log line's KL to 3 digits": ("aectl/training/build.py", "KL {format_metric('kl', val['kl'])} nats",
+        "aectl/training/run_summary.py", "else f\"last weights (epoch {metrics['epochs']})\"", 'else "done"', BOTH_WEIGHTS),
+    "final log line's KL to 3 digits": ("aectl/training/run_summary.py", "KL {format_metric('kl', val['kl'])} nats",
                                         "KL {val['kl']:.3g} nats", ["tests/test_tables.py"]),
-    "done line's losses to 5 digits": ("aectl/training/build.py", "{format_metric('loss', splits[s]['loss'])}",
+    "done line's losses to 5 digits": ("aectl/training/run_summary.py", "{format_metric('loss', splits[s]['loss'])}",
                                        "{splits[s]['loss']:.5g}", ["tests/test_tables.py"]),
     "dB to significant digits": ("aectl/runs/tables.py", 'if unit in ("dB", "nats"):', 'if unit == "nats":',
                                  ["tests/test_tables.py"]),

@@ -195,7 +195,7 @@ def test_with_beta_swept_the_loss_is_not_ranked(tmp_path):
 
 
 def test_a_sweeps_hparams_lead_with_the_swept_keys():
-    from aectl.training.build import hparams
+    from aectl.training.run_summary import hparams
 
     config = {"model": {"kind": "vae", "latent_dim": 8}, "trainer": {"lr": 0.001}, "beta": 0.5}
     assert list(hparams(config, ["trainer.lr=0.001", "beta=0.5"]))[:2] == ["trainer.lr", "beta"]
@@ -285,13 +285,13 @@ def test_how_a_run_stands_is_read_from_what_its_folder_holds(tmp_path):
 
 def test_a_single_run_that_fails_while_training_is_listed_as_failed(tmp_path, monkeypatch, capsys):
     from aectl.config.errors import AectlError
-    from aectl.training import trainer
+    from aectl.training import run_record
 
-    def fails(self):
+    def fails(run):
         raise AectlError("the disk is full")
 
     with monkeypatch.context() as patched:
-        patched.setattr(trainer.Training, "final_metrics", fails)
+        patched.setattr(run_record, "final_metrics", fails)
         assert main(["train", *TINY, "hydra.run.dir=outputs/run"]) == 2
     assert (tmp_path / "outputs" / "run" / "checkpoints" / "last.pt").is_file()
     assert jobs.job_status(tmp_path / "outputs" / "run") == ("failed", "AectlError: the disk is full")

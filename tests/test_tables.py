@@ -4,7 +4,7 @@ from pathlib import Path
 
 from aectl.evaluation.eval_tables import format_sweep_table, format_table
 from aectl.runs.tables import align_rows, display_width, format_metric, format_value
-from aectl.training import build
+from aectl.training import run_summary
 
 
 def test_combining_marks_take_no_column():
@@ -61,12 +61,12 @@ def test_the_final_log_lines_print_each_unit_as_the_tables_do_and_say_whose_weig
     metrics = {"val": val, "test": {"loss": -29.1}, "val_psnr_mean_image": 11.4, "epochs": 20, "weights": "last",
                "best_checkpoint": {"metric": "val/loss", "value": -30.2, "epoch": 19},
                "best": {"epoch": 19, "val": {"loss": -30.2}, "test": {"loss": -29.25}}}
-    assert build.summary(metrics, 8) == ("val PSNR 20.00 dB (the mean training image scores 11.40 dB); 8 of 8 latent "
+    assert run_summary.summary(metrics, 8) == ("val PSNR 20.00 dB (the mean training image scores 11.40 dB); 8 of 8 latent "
                                          "units active, KL 16.00 nats; 100.0% of the codebook in use, perplexity 7.96")
-    done, best = build.done_lines(metrics, Path("run/metrics.json"))
+    done, best = run_summary.done_lines(metrics, Path("run/metrics.json"))
     assert done == "done: last weights (epoch 20): val loss -30.05, test loss -29.10; metrics in run/metrics.json"
     assert best == "best.pt (epoch 19, by val/loss): val loss -30.20, test loss -29.25"
     stopped = {**metrics, "weights": "best"}
     del stopped["best"]
-    assert build.done_lines(stopped, Path("m.json")) == [
+    assert run_summary.done_lines(stopped, Path("m.json")) == [
         "done: best.pt (epoch 19, by val/loss): val loss -30.05, test loss -29.10; metrics in m.json"]

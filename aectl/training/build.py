@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from aectl.runs.tables import format_metric
+from aectl.training import run_summary
 
 log = logging.getLogger("aectl")
 
@@ -77,12 +77,12 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
         if metrics:
             # A sweep's HPARAMS columns: its swept keys, then a few metrics; a single run's: its overrides first
             lead = hparams_lead or built.meta["overrides"]
-            values = hparams(built.meta["config"], lead)
+            values = run_summary.hparams(built.meta["config"], lead)
             tracker.hparams(values, final_metrics(metrics["val"], primary(config.trainer.monitor).split("/", 1)[1]),
-                            lead_keys(values, lead), constants=not hparams_lead)
-            done, *of_best = done_lines(metrics, run_dir / "metrics.json")
+                            run_summary.lead_keys(values, lead), constants=not hparams_lead)
+            done, *of_best = run_summary.done_lines(metrics, run_dir / "metrics.json")
             log.info(done)
-            log.info(summary(metrics, config.model.latent_dim))  # of the weights the done line names
+            log.info(run_summary.summary(metrics, config.model.latent_dim))  # of the weights the done line names
             for line in of_best:  # best.pt's when it is another epoch's than the numbers above
                 log.info(line)
     finally:
@@ -297,57 +297,3 @@ def adopt_best_checkpoint(source: Path, run_dir: Path) -> None:
     if best.is_file() and source_dir.resolve() != target.parent.resolve() and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(best, target)
-
-
-def done_lines(metrics: dict, metrics_path: Path) -> list[str]:
-    """The final log lines: the val and test loss of the weights metrics.json's split metrics are
-    of, labelled, then best.pt's (metrics.json's `best`) when it holds another epoch's weights."""
-    best = metrics.get("best_checkpoint")
-    by = f", by {best['metric']}" if best else ""
-    label = f"best.pt (epoch {best['epoch']}{by})" if metrics.get("weights") == "best" and best \
-        else f"last weights (epoch {metrics['epochs']})"
-    lines = [f"done: {label}: {_split_losses(metrics)}; metrics in {metrics_path}"]
-    if "best" in metrics:
-        lines.append(f"best.pt (epoch {metrics['best']['epoch']}{by}): {_split_losses(metrics['best'])}")
-    return lines
-
-
-def _split_losses(splits: dict) -> str:
-    return ", ".join(f"{s} loss {format_metric('loss', splits[s]['loss'])}" for s in ("val", "test") if s in splits)
-
-
-def summary(metrics: dict, latent_dim: int) -> str:
-    """What says at a glance whether the model works: its val PSNR against the mean image's
-    (a model that ignores its input scores the latter), the VAE's active units and KL."""
-    val, parts = metrics["val"], []
-    if "psnr" in val:
-        parts.append(f"val PSNR {format_metric('psnr', val['psnr'])} dB (the mean training image scores "
-                     f"{format_metric('psnr', metrics.get('val_psnr_mean_image', float('nan')))} dB)")
-    if "active_units" in val:
-        parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {format_metric('kl', val['kl'])} nats")
-    if "fvu" in val:
-        parts.append(f"val FVU {format_metric('fvu', val['fvu'])} (explained variance "
-                     f"{format_metric('explained_variance', val['explained_variance'])}), L0 "
-                     f"{format_metric('l0', val['l0'])}, {val['dead_latents']} dead latents")
-    if "codebook_usage" in val:
-        parts.append(f"{format_metric('codebook_usage', val['codebook_usage'])} of the codebook in use, "
-                     f"perplexity {format_metric('perplexity', val['perplexity'])}")
-    return "; ".join(parts) or f"val loss {format_metric('loss', val['loss'])}"
-
-
-def hparams(config_dict: dict, lead: list[str] = ()) -> dict:
-    """Flat {'model.latent_dim': 8, ...} of the config's scalar and list values, the keys of the
-    overrides `lead` first (a sweep's HPARAMS tab then leads with what it swept)."""
-    flat = {}
-    for group, values in config_dict.items():
-        if isinstance(values, dict):
-            flat.update({f"{group}.{k}": v for k, v in values.items() if v is not None})
-        elif values is not None:
-            flat[group] = values
-    return {k: flat[k] for k in dict.fromkeys([*lead_keys(flat, lead), *flat])}
-
-
-def lead_keys(flat: dict, lead: list[str]) -> list[str]:
-    """The keys of `flat` that the overrides `lead` set: a key given, or every field of a group given."""
-    given = [o.split("=", 1)[0].lstrip("+") for o in lead if "=" in o]
-    return [k for k in given if k in flat] + [k for k in flat if k.split(".")[0] in given and k not in given]

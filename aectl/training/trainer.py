@@ -8,7 +8,6 @@ and the RNG state, to continue inside the epoch. Non-finite values are caught at
 existing sync points (aectl.training.guards).
 """
 
-import json
 import logging
 import math
 import time
@@ -22,14 +21,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from aectl.config import LRScheduleConfig, TrainerConfig
 from aectl.datasets import DataSplits
 from aectl.datasets.noise import Corruption
-from aectl.evaluation.validation import evaluate_split, mean_image_psnr
+from aectl.evaluation.validation import evaluate_split
 from aectl.objectives.objective import Objective
 from aectl.runs import tracking
 from aectl.runs.checkpoint import save_checkpoint
 from aectl.runs.signals import Interrupted
 from aectl.runtime.distributed import Distributed
 from aectl.runtime.progress import progress_bar
-from aectl.training import guards
+from aectl.training import guards, run_record
 from aectl.training.lr_schedules import Plateau
 from aectl.config.monitoring import primary
 from aectl.training.monitor import epoch_score, score_value, watched
@@ -236,61 +235,6 @@ class Training:
             log.info("early stopping after epoch %d: %s; the run's result is checkpoints/best.pt", progress.epoch,
                      reason)
 
-    def load_best(self) -> bool:
-        """Load best.pt's weights into the model (an early-stopped run's result); False if none."""
-        from aectl.runs.checkpoint import load_checkpoint
-
-        best = self.run_dir / "checkpoints" / "best.pt"
-        if best.is_file():
-            self.loop.model.load_state_dict(load_checkpoint(best)["state_dict"])
-        return best.is_file()
-
-    def split_metrics(self) -> dict:
-        """Every non-empty split's metrics, of the model's current weights."""
-        return {split: self.evaluate(split) for split in ("train", "val", "test") if len(getattr(self.data, split))}
-
-    def best_metrics(self, best_epoch: int) -> dict | None:
-        """best.pt's split metrics when its weights are not the last ones (it was written at an
-        earlier epoch); the model gets the last weights back. None when they are the same."""
-        if best_epoch == self.progress.epoch:
-            return None
-        last = {k: v.clone() for k, v in self.loop.model.state_dict().items()}
-        if not self.load_best():
-            return None
-        metrics = {"epoch": best_epoch, **self.split_metrics()}
-        self.loop.model.load_state_dict(last)
-        return metrics
-
-    def final_metrics(self) -> dict:
-        """Every split's metrics, the history and the run's record; written to metrics.json.
-        `weights` says whose the split metrics are: the last weights, or best.pt's when early
-        stopping ended the run; otherwise `best` holds best.pt's when it is of an earlier epoch."""
-        data, progress = self.data, self.progress
-        final = self.split_metrics()
-        final["weights"] = "best" if progress.stopped_early else "last"
-        if len(data.val):
-            final["val_psnr_mean_image"] = mean_image_psnr(data.batches(data.train, self.eval_batch),
-                                                           data.batches(data.val, self.eval_batch), data.known_range)
-        final.update(best_val_loss=progress.best_val_loss, val_loss_history=progress.val_history,
-                     epochs=progress.epoch, steps=progress.step, train_time_s=round(self.elapsed(), 3),
-                     overrides=self.meta.get("overrides", []), resumed_with=self.meta.get("resumed_with", []))
-        if progress.score_history:  # what best.pt was chosen by, its value and its epoch
-            best, monitor = min(progress.score_history), primary(self.settings.monitor)
-            final["best_checkpoint"] = {"metric": watched(monitor), "value": score_value(best, monitor),
-                                        "epoch": progress.score_history.index(best) + 1}
-            if not progress.stopped_early and (of_best := self.best_metrics(final["best_checkpoint"]["epoch"])):
-                final["best"] = of_best
-        if progress.stopped_early:
-            final["stopped_early"] = progress.stopped_early
-        if progress.pruned:
-            final["pruned"] = progress.pruned
-        # greedy pretraining's stage epochs, on top of `epochs` (aectl.training.pretraining)
-        if "pretrain" in self.meta:
-            final["pretrain"] = self.meta["pretrain"]
-        if self.loop.dist.is_main:
-            (self.run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
-        return final
-
 
 def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corruption,
         beta_at: Callable[[int], float], target_beta: float, settings: TrainerConfig, run_dir: Path,
@@ -343,8 +287,8 @@ def fit(model: nn.Module, data: DataSplits, objective: Objective, corrupt: Corru
     run.flush_interval()
     run.bar.close()
     if progress.stopped_early:
-        run.load_best()
-    return run.final_metrics()
+        run_record.load_best(run)
+    return run_record.final_metrics(run)
 
 
 def _still_stopped(progress: Progress, settings: TrainerConfig) -> bool:
