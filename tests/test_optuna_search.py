@@ -196,6 +196,7 @@ def test_a_list_monitor_has_one_direction_per_metric_told_in_order(tmp_path):
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     assert [t.values for t in study.trials] == [[0.0, 10.0], [1.0, 9.0], [2.0, 8.0]]
     assert json.loads((tmp_path / "optuna_study.json").read_text())["directions"] == ["minimize", "maximize"]
+    assert study.metric_names == ["val/recon", "val/psnr"]  # what optuna-dashboard labels its axes with
 
 
 def test_the_trial_reports_each_epoch_and_hears_the_pruner(tmp_path, monkeypatch):

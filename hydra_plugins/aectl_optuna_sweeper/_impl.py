@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 
 import optuna
@@ -111,6 +112,9 @@ def open_study(sweeper, metrics: list[str], dirs: list[str], pruner):
     existing = optuna.create_study(study_name=name, storage=storage, directions=dirs, load_if_exists=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(conf.sampler,
                               len(existing.trials)), pruner=pruner)
+    with warnings.catch_warnings():  # experimental in Optuna 4 and 5; optuna-dashboard labels its axes with them
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metrics)
     Path(sweeper.sweep_dir, "optuna_study.json").write_text(json.dumps(
         {"storage": recorded, "study_name": name, "metrics": metrics, "directions": dirs}, indent=2) + "\n")
     return study, url
