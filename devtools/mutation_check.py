@@ -435,6 +435,9 @@ MUTANTS.update({
     "optuna: the trial's study stays in the environment after the search": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "            os.environ.pop(TRIAL_ENV, None)\n", "            pass\n",
         ["tests/test_optuna_search.py::test_the_trials_study_is_in_the_environment_only_while_the_search_runs"]),
+    "optuna: hydra.sweeper.params.<key> on the command line left to Hydra's parser": (
+        "aectl/cli/hydra_run.py", '    return f"{key}={space}"\n', "    return arg\n",
+        ["tests/test_optuna_end_to_end.py::test_a_command_line_search_grows_from_3_to_5_trials_in_its_sweep_folder"]),
     "optuna: a second controller runs the same study": (
         "hydra_plugins/aectl_optuna_sweeper/_impl.py", "fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
         ["tests/test_optuna_search.py::test_a_second_controller_on_the_same_study_is_refused_and_nothing_is_lost"]),

@@ -30,14 +30,17 @@ def study(sweep: Path, name: str) -> optuna.Study:
 
 def test_a_command_line_search_grows_from_3_to_5_trials_in_its_sweep_folder(tmp_path):
     sweep = tmp_path / "lr"
-    for n_trials in (3, 5):
+    # the same space in both spellings: the command line's, and Hydra's hydra.sweeper.params
+    for n_trials, space in ((3, "trainer.lr=interval(0.0005,0.005)"),
+                            (5, "hydra.sweeper.params.trainer.lr=interval(0.0005,0.005)")):
         subprocess.run([*AECTL, "train", "-m", "hydra/sweeper=aectl_optuna", f"hydra.sweeper.n_trials={n_trials}",
-                        "trainer.lr=interval(0.0005,0.005)", f"hydra.sweep.dir={sweep}", "trainer.epochs=1", *SMALL],
+                        space, f"hydra.sweep.dir={sweep}", "trainer.epochs=1", *SMALL],
                        env=ENV, cwd=tmp_path, check=True, capture_output=True)
     trials = study(sweep, "aectl").trials
     assert [t.number for t in trials] == list(range(5)) and all(t.state.name == "COMPLETE" for t in trials)
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [str(n) for n in range(5)]
     assert len({t.params["trainer.lr"] for t in trials}) == 5
+    assert all(0.0005 <= t.params["trainer.lr"] <= 0.005 for t in trials)
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"],

@@ -134,6 +134,7 @@ def run_hydra(command: str, args: list[str]) -> int:
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them in one line
     if "-m" in args or "--multirun" in args:
+        args = [*map(_search_space_override, args)]
         args = [*args, *_name_jobs_by_swept_keys(args)]
     sys.argv = [sys.argv[0], *args]
     # torchrun (or any launcher setting the env:// rendezvous variables) started this process.
@@ -231,3 +232,18 @@ def _name_jobs_by_swept_keys(args: list[str]) -> list[str]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
     return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]"] if fixed else []
+
+
+_SEARCH_PARAMS = "hydra.sweeper.params."
+
+
+def _search_space_override(arg: str) -> str:
+    """`hydra.sweeper.params.<key>=<space>` as `<key>=<space>`: the same search space for the key
+    (a command-line space replaces a preset's), in the one spelling Hydra's parser accepts, since it
+    refuses sweep syntax on hydra.* keys. One level of quotes around the space is dropped."""
+    if not arg.startswith(_SEARCH_PARAMS) or "=" not in arg:
+        return arg
+    key, space = arg[len(_SEARCH_PARAMS):].split("=", 1)
+    if len(space) > 1 and space[0] == space[-1] and space[0] in "'\"":
+        space = space[1:-1]
+    return f"{key}={space}"
