@@ -504,6 +504,78 @@ MUTANTS.update({  # the docs' generated reference pages
                                     ["tests/test_docs_reference.py"]),
 })
 
+_SAE, _SAE_M = ["tests/test_sae.py"], ["tests/test_sae_metrics.py"]
+MUTANTS.update({  # the sparse autoencoder (model=sae), its recipe, metrics and ground truth
+    "sae topk without its relu": ("aectl/models/sae.py", "return torch.zeros_like(pre).scatter(1, indices, values.relu())",
+                                  "return torch.zeros_like(pre).scatter(1, indices, values)", _SAE),
+    "sae batchtopk per example": ("aectl/models/sae.py", "values, indices = flat.topk(min(k * len(pre), flat.numel()))",
+                                  "values, indices = flat.topk(k)", _SAE),
+    "sae batchtopk threshold unused at inference": ("aectl/models/sae.py", "return pre.relu() * (pre > self.threshold)",
+                                                    "return batch_topk_latents(pre, self.k)", _SAE),
+    "sae batchtopk threshold not averaged": (
+        "aectl/models/sae.py", "blended = self.threshold_decay * self.threshold + (1 - self.threshold_decay) * smallest",
+        "blended = smallest", _SAE),
+    "sae batchtopk threshold moved by a batch with nothing kept": (
+        "aectl/models/sae.py", "torch.where(smallest.isinf(), self.threshold, updated)", "updated", _SAE),
+    "sae jumprelu threshold gradient without theta": (
+        "aectl/models/sae.py", "grad_threshold = (-(threshold / ctx.bandwidth) * window * grad).sum(0)",
+        "grad_threshold = (-(1 / ctx.bandwidth) * window * grad).sum(0)", _SAE),
+    "sae jumprelu without the straight-through threshold gradient": (
+        "aectl/models/sae.py", "return grad * (pre > threshold), grad_threshold, None",
+        "return grad * (pre > threshold), None, None", _SAE),
+    "sae l0 step gradient with the wrong sign": (
+        "aectl/models/sae.py", "return torch.zeros_like(pre), (-window / ctx.bandwidth * grad).sum(0), None",
+        "return torch.zeros_like(pre), (window / ctx.bandwidth * grad).sum(0), None", _SAE),
+    "sae l1 not weighted by the decoder norm": ("aectl/models/sae.py", "return z, (z * self.W_dec.norm(dim=1)).sum(1)",
+                                                "return z, z.sum(1)", _SAE),
+    "sae parallel gradient kept": ("aectl/models/sae.py", "g.sub_((g * w).sum(1, keepdim=True) * w)", "g.sub_(0 * w)",
+                                   _SAE),
+    "sae decoder not renormed": ("aectl/models/sae.py",
+                                 "self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))",
+                                 "self.W_dec.div_(1.0)", _SAE),
+    "sae encoder not the decoder's transpose": ("aectl/models/sae.py", "self.W_enc = nn.Parameter(w_dec.T.clone())",
+                                                "self.W_enc = nn.Parameter(torch.randn(self.d_in, num_latents))", _SAE),
+    "sae auxk from live latents": ("aectl/models/sae.py", 'masked = pre.masked_fill(~dead, float("-inf"))',
+                                   "masked = pre", _SAE),
+    "sae dead one step late": ("aectl/models/sae.py", "return self.steps_since_active >= self.dead_steps",
+                               "return self.steps_since_active > self.dead_steps", _SAE),
+    "sae geometric median is the mean": ("aectl/models/sae.py", "y = (weights[:, None] * x).sum(0) / weights.sum()",
+                                         "y = x.mean(0)", _SAE),
+    "sae b_dec not from the data": ("aectl/training/build.py", "        model.init_from_data(data.as_float(rows))",
+                                    "        pass", _SAE),
+    "sae hooks not wired into the loop": ("aectl/training/loop.py",
+                                          'model if hasattr(model, "after_optimizer_step") else None)', "None)", _SAE),
+    "sae renorm skipped by the step": ("aectl/training/trainer.py", "        upkeep.after_optimizer_step()",
+                                       "        pass", _SAE),
+    "sae projection skipped by the step": ("aectl/training/trainer.py", "        upkeep.before_optimizer_step()",
+                                           "        pass", _SAE),
+    "sae aux weight dropped": ("aectl/objectives/sae.py", "return coefficient * sae.has_dead * (residual",
+                               "return sae.has_dead * (residual", _SAE),
+    "sae aux without dead latents": ("aectl/objectives/sae.py", "return coefficient * sae.has_dead * (residual",
+                                     "return coefficient * (residual", _SAE),
+    "sae sparsity weight dropped": ("aectl/objectives/sae.py", "return coefficient * out.sae.sparsity.mean()",
+                                    "return out.sae.sparsity.mean()", _SAE),
+    "sae fvu around zero, not the mean": ("aectl/objectives/sae.py",
+                                          "total_var = (self.sum_x2 - self.sum_x.square() / self.n).sum()",
+                                          "total_var = self.sum_x2.sum()", _SAE_M),
+    "sae squared error of the last batch": ("aectl/objectives/sae.py", "self.sq_err = self.sq_err + (x - x_hat)",
+                                            "self.sq_err = (x - x_hat)", _SAE_M),
+    "sae dense at 10% or more": ("aectl/objectives/sae.py", "(share > DENSE_SHARE)", "(share >= DENSE_SHARE)", _SAE_M),
+    "sae dead counts the rarely active": ("aectl/objectives/sae.py", "(self.fired == 0)", "(self.fired <= 1)", _SAE_M),
+    "sae l0 counts negative latents": ("aectl/objectives/sae.py", "active = z > 0", "active = z != 0", _SAE_M),
+    "sae decoder cosine includes itself": ("aectl/objectives/sae.py", 'cos.fill_diagonal_(float("-inf"))', "cos = cos",
+                                           _SAE_M),
+    "sae mmcs over the decoder rows": ("aectl/objectives/sae.py",
+                                       "best = max_cosine(true_directions.to(w_dec.device), w_dec)",
+                                       "best = max_cosine(w_dec, true_directions.to(w_dec.device))", _SAE_M),
+    "sparse synthetic directions not unit": ("aectl/datasets/builtin.py",
+                                             "directions /= directions.norm(dim=1, keepdim=True)",
+                                             "directions = directions", _SAE_M),
+    "eval without the ground truth": ("aectl/evaluation/evaluate.py",
+                                      "values.update(sae.direction_recovery(data.directions, model.W_dec.detach()))",
+                                      "pass", _SAE_M),
+})
+
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""

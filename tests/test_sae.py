@@ -42,10 +42,13 @@ def test_batchtopk_estimates_its_threshold_in_training_and_uses_it_at_inference(
     assert model.threshold.item() == pytest.approx(4.0)  # the first batch's smallest kept latent
     model(torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]).view(2, 1, 1, 3))
     assert model.threshold.item() == pytest.approx(0.5 * 4.0 + 0.5 * 2.0)
-    x = torch.tensor([[3.5, 2.0, 1.0]]).view(1, 1, 1, 3)  # at inference: pre > θ = 3, whatever the batch
-    assert model.encode(x).tolist() == [[3.5, 0.0, 0.0]]
+    model(-torch.ones(2, 1, 1, 3))  # nothing positive kept: θ stays
+    assert model.threshold.item() == pytest.approx(3.0)
+    # at inference: pre > θ = 3, whatever the batch (its top k·N = 2 would keep 2.0 too)
+    x = torch.tensor([[3.5, 2.0, 1.0], [1.0, 0.5, 0.25]]).view(2, 1, 1, 3)
+    assert model.encode(x).tolist() == [[3.5, 0.0, 0.0], [0.0, 0.0, 0.0]]
     model.eval()
-    assert model(x).z.tolist() == [[3.5, 0.0, 0.0]]
+    assert model(x).z.tolist() == [[3.5, 0.0, 0.0], [0.0, 0.0, 0.0]]
 
 
 def test_jumprelu_threshold_gradient_is_the_rectangle_kernel_estimate():
@@ -209,6 +212,18 @@ def test_bad_sae_values_end_in_one_line(capsys, overrides, key, allowed):
     assert rc == 2 and len(lines) == 1 and key in lines[0] and allowed in lines[0], lines
 
 
+def test_the_sae_metrics_are_monitors_of_model_sae_only(capsys, train_run):
+    rc = main(["train", "model=ae", "trainer.monitor=val/fvu", "trainer.epochs=1", "trainer.progress=false"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "trainer.monitor='val/fvu'" in lines[0] and "model=sae only" in lines[0]
+    run = train_run("model=sae", "model.k=2", "trainer.monitor=val/explained_variance", "dataset=sparse_synthetic",
+                    "dataset.num_samples=64", "dataset.n_directions=8", "dataset.dim=4", "trainer.epochs=1")
+    import json
+
+    best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    assert best["metric"] == "val/explained_variance"
+
+
 def test_sae_fields_are_refused_on_other_models(capsys):
     rc = main(["train", "model=ae", "model.num_latents=64", "trainer.epochs=1", "trainer.progress=false"])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -222,3 +237,29 @@ def test_switching_the_activation_drops_the_presets_k(train_run):
 
     config = json.loads((run / "metrics.json").read_text())
     assert math.isfinite(config["val"]["loss"]) and "penalty" in config["val"]
+
+
+# ---------------------------------------------------------------- the training loop's hooks
+
+
+def test_training_starts_b_dec_at_the_train_splits_mean():
+    from aectl.config import DatasetConfig, ModelConfig, TrainConfig, TrainerConfig
+    from aectl.config.checks import validate
+    from aectl.training.build import build
+
+    config = TrainConfig(model=ModelConfig(kind="sae", activation="topk", k=2, num_latents=16),
+                         dataset=DatasetConfig(name="sparse_synthetic", num_samples=64, n_directions=8, dim=4),
+                         trainer=TrainerConfig(epochs=1, device="cpu", progress=False))
+    validate(config)
+    built = build(config)
+    assert torch.allclose(built.model.b_dec, built.data.train.flatten(1).mean(0), atol=1e-6)
+
+
+def test_trained_decoder_rows_stay_at_unit_norm(train_run):
+    from aectl.runs.checkpoint import load_checkpoint
+
+    run = train_run("model=sae", "model.num_latents=32", "model.expansion_factor=0", "model.k=2",
+                    "dataset=sparse_synthetic", "dataset.num_samples=256", "dataset.n_directions=16", "dataset.dim=8",
+                    "trainer.epochs=2", "trainer.batch_size=32", "trainer.lr=0.01")
+    w_dec = load_checkpoint(run / "checkpoints" / "last.pt")["state_dict"]["W_dec"]
+    assert w_dec.norm(dim=1).tolist() == pytest.approx([1.0] * 32, abs=1e-5)

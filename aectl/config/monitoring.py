@@ -5,8 +5,8 @@ from aectl.config.errors import ConfigError
 from aectl.config.schema import VARIATIONAL_KINDS
 
 SPLITS = ("val", "train")  # never test: choosing hyperparameters on it would leak it into the result
-LOWER_IS_BETTER = ("loss", "recon", "mse", "neg_elbo", "nll")
-HIGHER_IS_BETTER = ("psnr", "psnr_denoised", "active_units")
+LOWER_IS_BETTER = ("loss", "recon", "mse", "neg_elbo", "fvu", "nll")
+HIGHER_IS_BETTER = ("psnr", "psnr_denoised", "active_units", "explained_variance")
 MONITORS = tuple(f"{s}/{m}" for s in SPLITS for m in (*LOWER_IS_BETTER[:-1], *HIGHER_IS_BETTER))
 
 
@@ -18,6 +18,8 @@ def check_monitor(name: str, model_kind: str, noise_kind: str) -> None:
     if metric in ("neg_elbo", "active_units") and model_kind not in VARIATIONAL_KINDS:
         raise ConfigError("trainer.monitor", name, f"a metric of this model ({metric} is computed for model="
                           + ", ".join(VARIATIONAL_KINDS) + " only)")
+    if metric in ("fvu", "explained_variance") and model_kind != "sae":
+        raise ConfigError("trainer.monitor", name, f"a metric of this model ({metric} is computed for model=sae only)")
     if metric == "psnr_denoised" and noise_kind == "none":
         raise ConfigError("trainer.monitor", name, "a metric of this run (psnr_denoised needs a noise other than none)")
 

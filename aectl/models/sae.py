@@ -13,6 +13,7 @@ from torch import nn
 
 from aectl.config import B_DEC_INITS, SAE_ACTIVATIONS  # noqa: F401 (the names of options live in config/schema.py)
 from aectl.models.networks import DEFAULT_SIGMA, ModelOutput
+from aectl.runtime.distributed import batch_sum
 
 
 MEDIAN_ROWS = 65_536  # rows the geometric median of b_dec_init is computed on (Weiszfeld's iterations cost N·D each)
@@ -92,7 +93,7 @@ class SparseAutoencoder(nn.Module):
     """pre = (x − b_dec) W_enc + b_enc; z = f(pre); x̂ = z W_dec + b_dec, x flattened to (N, d_in).
     `encode` is the inference behaviour (batchtopk: the threshold estimated in training)."""
 
-    likelihood, sigma = "gaussian", DEFAULT_SIGMA  # the squared error is its objective (objectives/sae_losses.py)
+    likelihood, sigma = "gaussian", DEFAULT_SIGMA  # the squared error is its objective (aectl/objectives/sae.py)
 
     def __init__(self, *, input_shape: Sequence[int], num_latents: int, activation: str = "topk", k: int = 32,
                  k_aux: int = 512, dead_steps: int = 1000, normalize_decoder: bool = True, b_dec_init: str = "mean",
@@ -173,18 +174,16 @@ class SparseAutoencoder(nn.Module):
     def _update_threshold(self, z: torch.Tensor) -> None:
         """θ ← d·θ + (1 − d)·(the smallest positive latent kept in the batch), θ the first one to
         start (Bussmann et al. 2024, §3.2; d = threshold_decay), without a host sync."""
-        positive = z[z > 0]
-        if positive.numel() == 0:
-            return
-        smallest = positive.min()
+        smallest = z.masked_fill(z <= 0, float("inf")).min()  # inf: nothing kept, θ stays
         blended = self.threshold_decay * self.threshold + (1 - self.threshold_decay) * smallest
-        self.threshold.copy_(torch.where(self.threshold < 0, smallest, blended))
+        updated = torch.where(self.threshold < 0, smallest, blended)
+        self.threshold.copy_(torch.where(smallest.isinf(), self.threshold, updated))
 
     @torch.no_grad()
     def _count_inactive(self, z: torch.Tensor) -> torch.Tensor:
         """Steps since each latent last fired, this batch counted; returns the dead mask
         (inactive for dead_steps steps or more)."""
-        fired = (z > 0).any(0)
+        fired = batch_sum((z > 0).sum(0)) > 0  # under torchrun: fired anywhere in the global batch
         self.steps_since_active.copy_(torch.where(fired, 0, self.steps_since_active + 1))
         return self.steps_since_active >= self.dead_steps
 

@@ -321,6 +321,10 @@ def summary(metrics: dict, latent_dim: int) -> str:
                      f"{format_metric('psnr', metrics.get('val_psnr_mean_image', float('nan')))} dB)")
     if "active_units" in val:
         parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {format_metric('kl', val['kl'])} nats")
+    if "fvu" in val:
+        parts.append(f"val FVU {format_metric('fvu', val['fvu'])} (explained variance "
+                     f"{format_metric('explained_variance', val['explained_variance'])}), L0 "
+                     f"{format_metric('l0', val['l0'])}, {val['dead_latents']} dead latents")
     if "codebook_usage" in val:
         parts.append(f"{format_metric('codebook_usage', val['codebook_usage'])} of the codebook in use, "
                      f"perplexity {format_metric('perplexity', val['perplexity'])}")
