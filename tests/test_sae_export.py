@@ -175,6 +175,13 @@ def test_bad_export_arguments_end_in_one_line(capsys, args, words):
     assert len(err.splitlines()) == 1 and words in err
 
 
+def test_export_help_names_every_argument(capsys):
+    assert main(["export", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: aectl export ckpt=")
+    assert all(f"{key}=" in out for key in ("ckpt", "format", "out", "hook_name", "model_name"))
+
+
 def test_a_trained_run_exports_to_its_folder_by_default(train_run, capsys):
     import aectl
 
