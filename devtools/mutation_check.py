@@ -672,6 +672,36 @@ MUTANTS.update({  # the sparse autoencoder (model=sae), its recipe, metrics and 
                                       "pass", _SAE_M),
 })
 
+_EXPORT, _FRONTIER = ["tests/test_sae_export.py"], ["tests/test_sae_report.py"]
+_EXPORT_PY, _PLOTS_PY = "aectl/evaluation/export.py", "aectl/report/plots.py"
+MUTANTS.update({  # interop: `aectl export format=saelens` (the scale folding, the fields) and the L0–FVU frontier
+    "interop export W_enc without the gain": (_EXPORT_PY, '"W_enc": gain[:, None] * w_enc', '"W_enc": w_enc', _EXPORT),
+    "interop export W_dec times the gain": (_EXPORT_PY, '"W_dec": w_dec / gain[None, :]',
+                                            '"W_dec": w_dec * gain[None, :]', _EXPORT),
+    "interop export b_dec not rescaled": (_EXPORT_PY, '"b_dec": shift + model.b_dec.detach().double() / gain',
+                                          '"b_dec": shift + model.b_dec.detach().double()', _EXPORT),
+    "interop export b_dec without the shift": (_EXPORT_PY, '"b_dec": shift + model.b_dec.detach().double() / gain',
+                                               '"b_dec": model.b_dec.detach().double() / gain', _EXPORT),
+    "interop export activation_scale unread": (_EXPORT_PY, "return shift, gain * scale", "return shift, gain", _EXPORT),
+    "interop export scaler spread unfolded": (_EXPORT_PY, "gain = gain / spread", "gain = gain", _EXPORT),
+    "interop export batchtopk threshold lost": (_EXPORT_PY, ".clamp_min(0).expand(model.num_latents)",
+                                                ".clamp_min(0).expand(model.num_latents) * 0", _EXPORT),
+    "interop export jumprelu log threshold": (_EXPORT_PY, 'weights["threshold"] = model.threshold.detach().double()',
+                                              'weights["threshold"] = model.log_threshold.detach().double()', _EXPORT),
+    "interop export batchtopk as topk": (_EXPORT_PY, '"batchtopk": "jumprelu"', '"batchtopk": "topk"', _EXPORT),
+    "interop export k of the aux": (_EXPORT_PY, 'cfg |= {"k": model.k,', 'cfg |= {"k": model.k_aux,', _EXPORT),
+    "interop export d_sae as d_in": (_EXPORT_PY, '"d_sae": model.num_latents', '"d_sae": model.d_in', _EXPORT),
+    "interop export b_dec not applied to the input": (_EXPORT_PY, '"apply_b_dec_to_input": True',
+                                                      '"apply_b_dec_to_input": False', _EXPORT),
+    "interop export of any model": (_EXPORT_PY, 'if kind != "sae":', "if False:", _EXPORT),
+    "interop frontier axes swapped": (_PLOTS_PY,
+                                      'points = [(j.metrics["val/l0"], j.metrics["val/fvu"]) for j in saes]',
+                                      'points = [(j.metrics["val/fvu"], j.metrics["val/l0"]) for j in saes]',
+                                      _FRONTIER),
+    "interop frontier of any model": (_PLOTS_PY, '(j.config.get("model") or {}).get("kind") == "sae"', "True",
+                                      _FRONTIER),
+})
+
 
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""

@@ -67,7 +67,7 @@ def test_bad_input_exit_code_from_the_console_script(tmp_path):
 
 def test_unknown_command(capsys):
     assert main(["fit"]) == 2
-    assert "unknown command 'fit'; allowed: train, eval, report" in capsys.readouterr().err
+    assert "unknown command 'fit'; allowed: train, eval, report, export" in capsys.readouterr().err
 
 
 def test_train_help_lists_groups_and_options(capsys):
@@ -202,7 +202,7 @@ def test_flag_values_are_not_mistaken_for_stray_words(capsys):
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["train", "--version"], ["eval", "--version"],
-                                  ["report", "--version"], ["train", "model=ae", "--version"]])
+                                  ["report", "--version"], ["export", "--version"], ["train", "model=ae", "--version"]])
 def test_version_is_aectls(capsys, argv):
     from importlib.metadata import version
 
@@ -265,7 +265,7 @@ def test_tab_completion_of_report_completes_folders(tmp_path, capsys, monkeypatc
     assert _complete(capsys, monkeypatch, "aectl report ") == ["multirun/", "outputs/"]
     assert _complete(capsys, monkeypatch, "aectl report multirun/") == ["multirun/2026-01-01/", "multirun/2026-01-02/"]
     assert _complete(capsys, monkeypatch, "aectl report outputs --") == ["--out", "--help"]
-    assert _complete(capsys, monkeypatch, "aectl ") == ["train", "eval", "report"]
+    assert _complete(capsys, monkeypatch, "aectl ") == ["train", "eval", "report", "export"]
 
 
 @pytest.mark.parametrize("command,fields", [

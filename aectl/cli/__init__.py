@@ -1,4 +1,4 @@
-"""`aectl train | eval | report`: the dispatcher. The CLI layer (this package) is the only one
+"""`aectl train | eval | report | export`: the dispatcher. The CLI layer (this package) is the only one
 that imports hydra/omegaconf; it parses and resumes configs and calls the Hydra-free core
 (aectl.training.build, aectl.evaluation.evaluate, aectl.report). Nothing here imports torch at module level, so
 `aectl --help` and tab completion start fast.
@@ -20,13 +20,14 @@ commands:
            e.g. aectl train model=vae beta=0.5 | aectl train -m model.latent_dim=2,8,32
   eval     evaluate a checkpoint, run folder or sweep folder: aectl eval ckpt=outputs/<date>/<time>
   report   compare the runs of a sweep: aectl report multirun/<date>/<time>
+  export   write a sparse autoencoder for another library: aectl export ckpt=<run> format=saelens
 
 Run `aectl <command> --help` for the options of a command, `aectl --version` for the version.
 Tab completion (bash): eval "$(aectl train -sc install=bash)"
 """
 
 
-COMMANDS = ("train", "eval", "report")
+COMMANDS = ("train", "eval", "report", "export")
 
 
 def version() -> str:
@@ -68,6 +69,10 @@ def _dispatch(argv: list[str]) -> int:
         from aectl.report import main as report_main
 
         return report_main(rest)
+    if command == "export":  # reads a checkpoint, writes files: no Hydra app either
+        from aectl.cli.export import main as export_main
+
+        return export_main(rest)
     print(f"aectl: unknown command {command!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
     return 2
 

@@ -10,10 +10,10 @@ from aectl.runs.tables import COLUMN_GAP, align_rows, column_width, format_metri
 
 # The terminal table's metric columns, most telling first: as many as fit the terminal's width
 # (report.md and report.csv hold all of them). nll_iw/neg_elbo replace log_px_iw/elbo; old
-# run folders still carry the old names.
-TERMINAL_METRICS = ("val/loss", "val/recon", "val/kl", "val/psnr", "eval/nll_iw", "eval/log_px_iw",
-                    "eval/neg_elbo", "eval/elbo", "val/active_units", "val/rho_hat_mean", "test/loss",
-                    "eval/probe_acc", "train_time_s")
+# run folders still carry the old names. val/l0 and val/fvu: a sparse autoencoder's frontier.
+TERMINAL_METRICS = ("val/loss", "val/l0", "val/fvu", "val/recon", "val/kl", "val/psnr", "eval/nll_iw",
+                    "eval/log_px_iw", "eval/neg_elbo", "eval/elbo", "val/active_units", "val/rho_hat_mean",
+                    "test/loss", "eval/probe_acc", "train_time_s")
 TERMINAL_WIDTH = (80, 120)  # the terminal table is as wide as the terminal, within these bounds
 MAX_NAME = 32  # longer job names are cut in the middle in the terminal (report.md has them whole)
 

@@ -1,9 +1,10 @@
-"""The report's PNG plots: each metric against each numeric swept key, and the VAEs' rate–distortion."""
+"""The report's PNG plots: each metric against each numeric swept key, the VAEs' rate–distortion
+and the sparse autoencoders' sparsity–fidelity frontier."""
 
 from pathlib import Path
 
 from aectl.report.jobs import Job
-from aectl.report.ranking import Report, finite, param_value
+from aectl.report.ranking import Report, finite, param_value, swept_params
 from aectl.runs.tables import format_value
 
 
@@ -113,10 +114,50 @@ def plot_rate_distortion(report: Report, out: Path) -> Path | None:
     return path
 
 
+def sparsity_fidelity_jobs(report: Report) -> list[Job]:
+    """The finished sparse-autoencoder jobs with a finite val L0 and val FVU."""
+    return [j for j in report.jobs if j.status == "ok" and (j.config.get("model") or {}).get("kind") == "sae"
+            and finite(j.metrics.get("val/l0")) and finite(j.metrics.get("val/fvu"))]
+
+
+def sparsity_fidelity_figure(report: Report):
+    """SAE jobs in the sparsity–fidelity plane: val L0 (mean active latents per example) against
+    val FVU (fraction of variance unexplained), one labelled point per job; None without such jobs."""
+    import matplotlib.pyplot as plt
+
+    saes = sparsity_fidelity_jobs(report)
+    if not saes:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    points = [(j.metrics["val/l0"], j.metrics["val/fvu"]) for j in saes]
+    ax.scatter(*zip(*points))
+    ax.set(xlabel="sparsity: val L0 [mean active latents per example]",
+           ylabel="fidelity: val FVU [fraction of variance unexplained]", title="sparsity–fidelity frontier",
+           xscale="log" if log_scale([x for x, _ in points]) else "linear")
+    ax.margins(x=0.3, y=0.1)  # room for the labels of the outermost points
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    swept = swept_params(saes)  # what differs between the SAEs (not model=sae beside other models' jobs)
+    place_labels(fig, ax, points, [_label(job, swept) for job in saes])
+    return fig
+
+
+def plot_sparsity_fidelity(report: Report, out: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    fig = sparsity_fidelity_figure(report)
+    if fig is None:
+        return None
+    path = out / "sparsity_fidelity.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_all(report: Report, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display needed
     images = [plot_param(report, p, out) for p in numeric_params(report)]
-    rd = plot_rate_distortion(report, out)
-    return images + ([rd] if rd else [])
+    pictures = (plot_rate_distortion(report, out), plot_sparsity_fidelity(report, out))
+    return images + [p for p in pictures if p]

@@ -10,12 +10,14 @@ from aectl.report.jobs import Job, read_jobs
 # Metrics shown in the terminal and report.md, per split (report.csv holds every metric).
 SHOWN = ("loss", "recon", "kl", "mse", "psnr", "active_units", "rho_hat_mean")
 SHOWN += ("codebook_usage", "perplexity")  # VQ-VAE
+SHOWN += ("l0", "fvu")  # sparse autoencoder: the two axes of its sparsity–fidelity frontier
 # Name fragments that say which way a metric improves; metrics matching neither (kl, beta,
 # rho_hat_mean) are trade-offs, not scores, and get no "best" mark.
 HIGHER_IS_BETTER = ("psnr", "active_units", "elbo", "log_px", "acc", "auc", "ssim", "likelihood")
 HIGHER_IS_BETTER += ("usage",)  # VQ-VAE codebook usage; its perplexity and terms are trade-offs, unranked
 NO_DIRECTION = ("psnr_noisy",)  # the corrupted input's own PSNR: the same for every model
 LOWER_IS_BETTER = ("loss", "recon", "mse", "nll", "error", "mae", "bpd", "time")
+LOWER_IS_BETTER += ("fvu",)  # an SAE's L0 is a trade-off (the sparsity a run asked for), unranked
 
 
 @dataclass

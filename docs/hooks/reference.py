@@ -93,7 +93,7 @@ def options_markdown(configs: Path) -> str:
 def cli_markdown() -> str:
     """`aectl --help` and each command's `--help`, as the CLI prints them."""
     parts = []
-    for args in ([], ["train"], ["eval"], ["report"]):
+    for args in ([], ["train"], ["eval"], ["report"], ["export"]):
         text = subprocess.run([sys.executable, "-m", "aectl", *args, "--help"], capture_output=True,
                               text=True, check=True, cwd=ROOT).stdout
         parts += [f"### `aectl {' '.join(args + ['--help'])}`", "", "```text", text.rstrip(), "```", ""]
