@@ -151,7 +151,7 @@ def installed_places() -> list[Path]:
 
 
 def without_the_optuna_extra(folder: Path) -> dict:
-    """The environment of a plain `pip install .` (no [optuna] extra), for `python -S`: the
+    """An environment without optuna (an install that left the dependency out), for `python -S`: the
     installed packages seen through a folder of links that leaves out optuna,
     hydra-optuna-sweeper and the installed aectl (the checkout's comes first on the path)."""
     left_out = ("optuna", "hydra_optuna_sweeper", "aectl", "__editable__")

@@ -1,2 +1,2 @@
-"""Hydra sweeper `hydra/sweeper=aectl_optuna`: Hydra's Optuna sweeper, made resumable. It needs
-the [optuna] extra; without it the plugin registers nothing (see config.py)."""
+"""Hydra sweeper `hydra/sweeper=aectl_optuna`: aectl's own resumable Optuna sweeper (see
+sweeper.py). Without optuna installed the plugin registers nothing (see config.py)."""

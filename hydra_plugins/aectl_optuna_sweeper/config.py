@@ -1,8 +1,8 @@
 """The config node of `hydra/sweeper=aectl_optuna`: aectl's own sweeper on Optuna's ask/tell API.
 Optuna is imported only when a sweep runs. Hydra imports every plugin module before each command
-and warns about one that fails to import: without the [optuna] extra this module imports quietly
-and registers nothing, so `hydra/sweeper=aectl_optuna` is simply not an option (aectl.cli.messages
-says which extra adds it)."""
+and warns about one that fails to import: without optuna (aectl depends on it, but an install
+may leave it out, e.g. pip --no-deps) this module imports quietly and registers nothing, so
+`hydra/sweeper=aectl_optuna` is simply not an option (aectl.cli.messages says how to add it)."""
 
 import importlib.util
 from dataclasses import dataclass, field
