@@ -300,8 +300,9 @@ DATASET_VALUES = {
     "dataset.split_seed": ints(0, 5), "dataset.limit": ints(0, 50),
     "dataset.num_samples": ints(24, 64), "dataset.shape": choice("[1,4,4]", "[3,4,4]"),
     "dataset.n_directions": ints(4, 32), "dataset.dim": ints(2, 16), "dataset.active_prob": floats(0.01, 1),
+    "dataset.normalize": choice("none", "mean_squared_norm"), "dataset.chunk_rows": ints(1, 50000),
 }
-NEEDS_PATH = ("tensor_file", "image_folder")
+NEEDS_PATH = ("tensor_file", "image_folder", "activations")
 
 _values = lambda keys: st.tuples(*[DATASET_VALUES[k].map(lambda v, k=k: f"{k}={v}") for k in keys])  # noqa: E731
 # Mostly fields the dataset reads, and at most one of any dataset's, so that both outcomes are common.

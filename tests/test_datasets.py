@@ -358,6 +358,9 @@ def _dataset_files(tmp_path, name: str) -> list[dict]:
     if name == "image_folder":
         path = str(image_folder(tmp_path, n_per_class=4))
         return [dict(path=path, in_memory=True), dict(path=path, in_memory=False, workers=0)]
+    if name == "activations":
+        np.save(tmp_path / "acts.npy", np.random.default_rng(0).normal(size=(200, 4)).astype(np.float16))
+        return [dict(path=str(tmp_path / "acts.npy"))]
     return [{}]
 
 

@@ -83,7 +83,7 @@ def _export(ckpt: Path, out: Path, *extra: str) -> Path:
 @pytest.mark.parametrize("activation", list(ARCH))
 def test_exported_files_reproduce_the_latents_and_reconstructions_on_raw_activations(tmp_path, activation):
     sae = _trained_like_sae(activation)
-    out = _export(_checkpoint(tmp_path, sae, {"activation_scale": SCALE}), tmp_path / "out")
+    out = _export(_checkpoint(tmp_path, sae, {"scaler": {"mode": "mean_squared_norm", "scale": SCALE}}), tmp_path / "out")
     cfg = json.loads((out / "cfg.json").read_text())
     weights, _ = read_safetensors(out / "sae_weights.safetensors")
     x = 3 * torch.randn(64, D_IN, dtype=torch.float64)  # raw activations; the model saw x·SCALE
@@ -203,7 +203,7 @@ def test_a_trained_run_exports_to_its_folder_by_default(train_run, capsys):
 def test_saelens_loads_the_export_and_gives_the_same_latents(tmp_path, activation):
     sae_lens = pytest.importorskip("sae_lens")
     sae = _trained_like_sae(activation)
-    out = _export(_checkpoint(tmp_path, sae, {"activation_scale": SCALE}), tmp_path / "out")
+    out = _export(_checkpoint(tmp_path, sae, {"scaler": {"mode": "mean_squared_norm", "scale": SCALE}}), tmp_path / "out")
     loaded = sae_lens.SAE.load_from_disk(str(out), device="cpu")
     assert loaded.cfg.architecture() == ARCH[activation] and loaded.cfg.d_sae == LATENTS
     x = 3 * torch.randn(64, D_IN)

@@ -78,6 +78,11 @@ def validate_dataset(d: DatasetConfig) -> None:
     _check("dataset.channels", d.channels, d.channels in (1, 3), "1 (grayscale) or 3 (RGB)")
     in_memory_choice(d.in_memory)
     _check("dataset.workers", d.workers, d.workers >= -1, "an integer ≥ 0, or -1 for min(4, CPUs)")
+    if d.name == "activations":
+        _check("dataset.path", d.path, bool(d.path), "a file or folder of activations (.npy, .safetensors, .npz, "
+               ".pt), e.g. dataset.path=activations/")
+    _choice("dataset.normalize", d.normalize, ("none", "mean_squared_norm"))
+    _check("dataset.chunk_rows", d.chunk_rows, d.chunk_rows > 0, "an integer > 0")
     _check("dataset.val_fraction", d.val_fraction, 0 < d.val_fraction < 1, "a fraction in (0, 1)")
     _check("dataset.test_fraction", d.test_fraction, 0 <= d.test_fraction < 1, "a fraction in [0, 1)")
     _check("dataset.test_fraction", d.test_fraction, d.val_fraction + d.test_fraction < 1,

@@ -30,6 +30,7 @@ DATASET_FIELDS = {
     "tensor_file": (*_SPLIT_FIELDS, "path", "key", "label_key", "label_column", "scale"),
     "image_folder": (*_SPLIT_FIELDS, "path", "size", "channels", "in_memory", "workers"),
     "sparse_synthetic": (*_SPLIT_FIELDS, "num_samples", "n_directions", "dim", "active_prob"),
+    "activations": ("val_fraction", "test_fraction", "split_seed", "limit", "path", "key", "normalize", "chunk_rows"),
 }
 
 

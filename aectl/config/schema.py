@@ -33,6 +33,7 @@ LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "binarized_mnist",
             "tensor_file", "image_folder")
 DATASETS += ("sparse_synthetic",)  # sparse combinations of known unit directions: ground truth for SAEs
+DATASETS += ("activations",)  # (N, D) rows saved from another network, read from disk in chunks
 BINARIZE = ("none", "threshold", "dynamic")
 SCALES = ("minmax", "standard", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -87,8 +88,8 @@ class DatasetConfig:
     root: Optional[str] = None  # folder of downloadable datasets (torchvision layout); None = default_data_root()
     download: bool = True  # fetch missing files into root (mnist family, cifar10, binarized_mnist)
     binarize: str = "none"  # none | threshold (x > 0.5 once, at load) | dynamic (fresh Bernoulli draw per batch)
-    path: Optional[str] = None  # tensor_file: the .npy/.npz/.pt/.csv file; image_folder: the folder
-    key: Optional[str] = None  # tensor_file (.npz/.pt): name of the data array (default "x", else the first)
+    path: Optional[str] = None  # tensor_file: the .npy/.npz/.pt/.csv file; image_folder, activations: a file or folder
+    key: Optional[str] = None  # tensor_file, activations (.npz/.pt/.safetensors): the data array's name (default "x" or "activations", else the first)
     label_key: Optional[str] = None  # tensor_file (.npz/.pt): name of the label array (default "y" if present)
     label_column: Any = None  # tensor_file (.csv): label column, by header name or index (negative from the end)
     scale: str = "minmax"  # tensor_file: minmax ([0, 1] on train) | standard (mean 0, std 1 on train) | none
@@ -107,6 +108,8 @@ class DatasetConfig:
     n_directions: int = 512  # sparse_synthetic: the true directions (more than dim: superposition)
     dim: int = 128  # sparse_synthetic: dimensions of x
     active_prob: float = 0.01  # sparse_synthetic: the probability that a direction is active in an example
+    normalize: str = "none"  # activations: none | mean_squared_norm (scaled so the mean ‖x‖² of train rows is D)
+    chunk_rows: int = 16384  # activations: train rows read from disk at once (memory: chunk_rows × D × 4 bytes)
 
 
 @dataclass

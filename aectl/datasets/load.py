@@ -67,6 +67,10 @@ def load_dataset(name: str = "digits", *, scaler: dict | None = None, **options)
     range the dataset's values map to ([0, 1] for images). `options` are DatasetConfig fields;
     `scaler` replaces fitting (tensor_file), so a checkpoint's transform is applied as trained."""
     d = DatasetConfig(name=name, **options)
+    if name == "activations":  # read in place: no RawData of the whole file
+        from aectl.datasets.activations import load_activations
+
+        return load_activations(d, scaler)
     if name not in LOADERS:
         raise ConfigError("dataset.name", name, "one of " + ", ".join(LOADERS))
     if name == "image_folder" and not _image_folder_fits(d):

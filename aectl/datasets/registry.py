@@ -61,5 +61,6 @@ LOADERS: dict[str, Callable[[DatasetConfig], RawData]] = {
     "kmnist": _mnist_family, "cifar10": _cifar10, "binarized_mnist": _binarized_mnist,
     "tensor_file": _tensor_file, "image_folder": _image_folder, "sparse_synthetic": _sparse_synthetic,
 }
-assert set(LOADERS) == set(DATASETS), "config.DATASETS and datasets.LOADERS must name the same datasets"
+# activations are read in place, split by split (datasets.activations.load_activations), never as a RawData
+assert set(LOADERS) | {"activations"} == set(DATASETS), "config.DATASETS and datasets.LOADERS must name the same datasets"
 

@@ -2,7 +2,8 @@
 
 Data that fits in memory is held as one tensor per split (uint8 where it came as uint8): no
 DataLoader, no per-sample Python. Only an image folder larger than memory is streamed, through
-a DataLoader with workers (`StreamedSplit`).
+a DataLoader with workers (`StreamedSplit`), and the train rows of activations are read from
+disk chunk by chunk (`disk_rows.DiskRows`).
 """
 
 import dataclasses
@@ -12,6 +13,7 @@ from typing import Iterator
 import torch
 
 from aectl.config.errors import ConfigError, DataError
+from aectl.datasets.disk_rows import DiskRows
 
 
 @dataclass
@@ -62,6 +64,9 @@ class DataSplits:
         from the global RNG on the split's device (no per-sample work); streamed: a DataLoader.
         With `labels` (the split's, for a conditional model) each batch is (x, y), sliced by the
         same permutation: the same draws as without, so the batches' x are the same."""
+        if isinstance(x_all, DiskRows):  # activations: unlabelled rows, read chunk by chunk
+            yield from x_all.batches(batch_size, shuffle)
+            return
         if isinstance(x_all, StreamedSplit):
             if labels is not None:
                 raise DataError("model=cvae cannot stream an image folder (its labels are not batched): "
@@ -77,6 +82,10 @@ class DataSplits:
         """(min, max) of the model's input over `splits` (streamed images: 0..255 → [0, 1])."""
         if isinstance(self.train, StreamedSplit):
             return 0.0, 1.0
+        if isinstance(self.train, DiskRows):
+            ranges = [self.train.value_range() if name == "train" else (float(x.min()), float(x.max()))
+                      for name in splits if len(x := getattr(self, name))]
+            return min(r[0] for r in ranges), max(r[1] for r in ranges)
         splits = [x for x in (getattr(self, name) for name in splits) if len(x)]
         scale = self.scale if self.train.dtype == torch.uint8 else 1.0
         return (min(float(x.min()) for x in splits) * scale, max(float(x.max()) for x in splits) * scale)

@@ -32,21 +32,20 @@ ARCHITECTURES = {"topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"
 
 def input_transform(data: dict, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(shift, gain), float64 (d_in,), with x_model = (x − shift)·gain the input the model was
-    trained on for an activation x in its original units: a tensor_file's scaler (x − low)/spread,
-    or dataset.normalize's x·activation_scale."""
+    trained on for an activation x in its original units, from the checkpoint's data scaler:
+    dataset=activations' normalisation x·s, or a tensor_file's (x − low)/spread."""
     shift, gain = torch.zeros(d_in, dtype=torch.float64), torch.ones(d_in, dtype=torch.float64)
-    scaler, scale = data.get("scaler"), float(data.get("activation_scale", 1.0))
-    if scaler and scaler.get("mode", "none") != "none":
-        if scale != 1.0:
-            raise AectlError(f"activation_scale={scale}: the checkpoint also holds a dataset.scale={scaler['mode']} "
-                             "scaler, an order of the two transforms export does not know")
+    scaler = data.get("scaler") or {"mode": "none"}
+    if scaler["mode"] == "mean_squared_norm":
+        return shift, gain * float(scaler["scale"])
+    if scaler["mode"] in ("minmax", "standard"):
         low, spread = ((scaler["min"], torch.tensor(scaler["max"], dtype=torch.float64) - torch.tensor(scaler["min"]))
                        if scaler["mode"] == "minmax" else (scaler["mean"], scaler["std"]))
         spread = torch.as_tensor(spread, dtype=torch.float64)
         spread = torch.where(spread > _CONSTANT, spread, torch.ones_like(spread))
         shift = shift + torch.as_tensor(low, dtype=torch.float64)  # one statistic broadcasts over the image
         gain = gain / spread
-    return shift, gain * scale
+    return shift, gain
 
 
 def saelens_weights(model, shift: torch.Tensor, gain: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -155,7 +155,15 @@ def evaluate_split(model: nn.Module, batches, objective: Objective, corrupt, bet
     split = SplitMetrics(objective, corrupt, beta, known_range, noisy)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        codes = torch.cat([split.add(model, *(b if isinstance(b, tuple) else (b,))) for b in batches])
+        # the codes of the whole split only where code_statistics reads them: an SAE's (N, latents)
+        # codes of a large split would not fit in memory
+        keep = objective.variational or objective.penalty in ("kl_sparsity", "l1")
+        codes = []
+        for b in batches:
+            code = split.add(model, *(b if isinstance(b, tuple) else (b,)))
+            if keep:
+                codes.append(code)
+        codes = torch.cat(codes) if codes else torch.empty(0)
     model.train(was_training)
     return split.result(codes)
 

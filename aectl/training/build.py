@@ -203,7 +203,7 @@ def _sae_model(config, data, resume: dict | None):
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
     else:
-        rows = data.train if isinstance(data.train, torch.Tensor) else next(data.batches(data.train, 65_536))
+        rows = data.train if isinstance(data.train, torch.Tensor) else next(data.batches(data.train, 16_384))
         model.init_from_data(data.as_float(rows))
     return model, kwargs
 
