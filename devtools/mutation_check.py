@@ -705,6 +705,36 @@ MUTANTS.update({  # interop: `aectl export format=saelens` (the scale folding, t
 })
 
 
+ACTS = "tests/test_activations.py"
+MUTANTS.update({  # dataset=activations: read in place, seeded chunks, limit, normalisation
+    "activations: shuffle ignores the global seed": (
+        "aectl/datasets/disk_rows.py", "manual_seed(int(torch.randint(2**62, (1,))))", "manual_seed(0)",
+        [ACTS + "::test_a_shuffled_epoch_is_every_train_row_once_in_an_order_fixed_by_the_global_seed"]),
+    "activations: rows of a chunk not shuffled": (
+        "aectl/datasets/disk_rows.py", "                rows = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]\n",
+        "", [ACTS + "::test_a_shuffled_epoch_is_every_train_row_once_in_an_order_fixed_by_the_global_seed"]),
+    "activations: limit ignored": (
+        "aectl/datasets/activations.py", "        train = train[:d.limit]  # before any row is read\n", "        pass\n",
+        [ACTS + "::test_the_split_is_seeded_and_limit_cuts_the_train_rows_before_any_is_read"]),
+    "activations: normalisation scale squared": (
+        "aectl/datasets/activations.py", 'math.sqrt(rows.shape[1] / mean_sq)', 'rows.shape[1] / mean_sq',
+        [ACTS + "::test_normalisation_makes_the_mean_squared_norm_d_and_a_saved_scale_is_reused"]),
+    "activations: a saved scale not reused": (
+        "aectl/datasets/activations.py", "    scaler = scaler if scaler is not None else _fit_normalization(rows, d.normalize)",
+        "    scaler = _fit_normalization(rows, d.normalize)",
+        [ACTS + "::test_normalisation_makes_the_mean_squared_norm_d_and_a_saved_scale_is_reused"]),
+    "activations: a scattered read spans the file": (
+        "aectl/datasets/disk_rows.py", "((mine[1:] - mine[:-1]) > _GAP)", "((mine[1:] - mine[:-1]) > 10**12)",
+        [ACTS + "::test_a_2gb_float16_file_trains_in_a_fraction_of_its_size"]),
+    "activations: NaN rows pass": (
+        "aectl/datasets/disk_rows.py", "                if bad.any():\n", "                if False:\n",
+        [ACTS + "::test_bad_activations_are_one_line_naming_the_key_and_the_value"]),
+    "activations: bfloat16 bits read as float16": (
+        "aectl/datasets/disk_rows.py", "rows.view(torch.bfloat16) if self.bfloat16 else rows", "rows",
+        [ACTS + "::test_every_format_gives_each_row_once_split_three_ways"]),
+})
+
+
 def run(name: str, file: str, original: str, broken: str, tests: list[str]) -> bool:
     """Apply one mutant, run its tests; True if a test failed (the mutant was caught)."""
     path = ROOT / file
