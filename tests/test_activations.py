@@ -94,6 +94,9 @@ def test_a_shuffled_epoch_is_every_train_row_once_in_an_order_fixed_by_the_globa
     first, again, other = epoch(1), epoch(1), epoch(2)
     assert torch.equal(first, again) and not torch.equal(first, other) and not torch.equal(first, plain)
     assert sorted_rows(first) == sorted_rows(plain)
+    position = {row: i for i, row in enumerate(map(tuple, plain.tolist()))}
+    chunk = [position[row] for row in map(tuple, first[:128].tolist())]  # one chunk's rows, in the order read
+    assert max(chunk) - min(chunk) == 127 and chunk != sorted(chunk)  # one run of rows, shuffled within
     assert len(list(data.batches(data.train, 32, shuffle=True))) == -(-len(plain) // 32)
 
 
