@@ -712,7 +712,7 @@ MUTANTS.update({  # dataset=activations: read in place, seeded chunks, limit, no
         [ACTS + "::test_a_shuffled_epoch_is_every_train_row_once_in_an_order_fixed_by_the_global_seed"]),
     "activations: rows of a chunk not shuffled": (
         "aectl/datasets/disk_rows.py", "                rows = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]\n",
-        "", [ACTS + "::test_a_shuffled_epoch_is_every_train_row_once_in_an_order_fixed_by_the_global_seed"]),
+        "                rows = rows\n", [ACTS + "::test_a_shuffled_epoch_is_every_train_row_once_in_an_order_fixed_by_the_global_seed"]),
     "activations: limit ignored": (
         "aectl/datasets/activations.py", "        train = train[:d.limit]  # before any row is read\n", "        pass\n",
         [ACTS + "::test_the_split_is_seeded_and_limit_cuts_the_train_rows_before_any_is_read"]),
