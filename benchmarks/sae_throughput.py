@@ -15,11 +15,7 @@ both; the ratio (aectl / hand) is what counts.
 
 import argparse
 import os
-import platform
-import statistics
-import sys
 import tempfile
-import time
 
 import torch
 from tqdm.auto import tqdm
@@ -33,6 +29,7 @@ from aectl.objectives.objective import Objective
 from aectl.runs.tracking import TensorBoardTracker
 from aectl.training.trainer import Progress, make_loop, train_epoch
 from aectl.training.training_log import IntervalLog
+from ab_timing import alternate, machine_line  # benchmarks/ab_timing.py: run as python benchmarks/<name>.py
 
 AUX_COEFFICIENT = 1 / 32  # α of Gao et al. 2024, §A.2, aectl's default
 
@@ -101,28 +98,11 @@ def make_runners(n: int, d_in: int, latents: int, k: int, batch_size: int, dead_
     return run_aectl, lambda: hand.epoch(x, batch_size), tracker.close
 
 
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def compare(name: str, steps: int, rounds: int, device: torch.device, **shape) -> dict:
     with tempfile.TemporaryDirectory() as log_dir:
         run_aectl, run_hand, close = make_runners(steps * shape["batch_size"], device=device, log_dir=log_dir, **shape)
-        run_aectl(), run_hand()  # warm-up
-        a_speed, h_speed = [], []
-        for round_ in range(rounds):  # A B, then B A: neither always runs first
-            for run in ((run_aectl, run_hand) if round_ % 2 == 0 else (run_hand, run_aectl)):
-                (a_speed if run is run_aectl else h_speed).append(steps / timed(run, device))
+        row = dict(name=name, **alternate(run_aectl, run_hand, steps, rounds, device))
         close()
-    ratios = sorted(a / h for a, h in zip(a_speed, h_speed))
-    row = dict(name=name, aectl=statistics.median(a_speed), hand=statistics.median(h_speed),
-               ratio=statistics.median(ratios), lo=ratios[0], hi=ratios[-1])
     print(f"| {name:<46} | {row['aectl']:>8.1f} | {row['hand']:>8.1f} | {row['ratio']:.3f} "
           f"| {row['lo']:.3f}–{row['hi']:.3f} |", flush=True)
     return row
@@ -143,9 +123,7 @@ def main() -> None:
     device = torch.device(args.device)
     shape = dict(d_in=args.d_in, latents=args.latents, k=args.k, batch_size=args.batch_size,
                  dead_steps=args.dead_steps)
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, python {sys.version.split()[0]}, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    print(machine_line(device))
     print("steps/s are medians over the rounds; ratio = aectl / hand-written (median, range)\n")
     print(f"| {'setting':<46} | {'aectl':>8} | {'hand':>8} | ratio | range |")
     print(f"|{'-' * 48}|{'-' * 10}|{'-' * 10}|-------|-------|")

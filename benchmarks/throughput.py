@@ -12,11 +12,7 @@ They alternate A B B A in one process, so machine noise hits both; the ratio is 
 
 import argparse
 import os
-import platform
-import statistics
-import sys
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +28,7 @@ from aectl.objectives.objective import Objective
 from aectl.runs.tracking import TensorBoardTracker
 from aectl.training.trainer import Progress, make_loop, train_epoch
 from aectl.training.training_log import IntervalLog
+from ab_timing import alternate, machine_line  # benchmarks/ab_timing.py: run as python benchmarks/<name>.py
 
 LATENT = 20
 
@@ -103,28 +100,11 @@ def make_runners(conv: bool, n: int, device: torch.device, compile_: bool, bf16:
     return run_aectl, run_hand, tracker.close
 
 
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def compare(name: str, conv: bool, n: int, rounds: int, device: torch.device, compile_=False, bf16=False) -> dict:
     with tempfile.TemporaryDirectory() as log_dir:
         run_aectl, run_hand, close = make_runners(conv, n, device, compile_, bf16, log_dir)
-        run_aectl(), run_hand()  # warm-up (and compilation)
-        a_speed, h_speed = [], []
-        for round_ in range(rounds):  # A B, then B A: neither always runs first
-            for run in ((run_aectl, run_hand) if round_ % 2 == 0 else (run_hand, run_aectl)):
-                (a_speed if run is run_aectl else h_speed).append(n / timed(run, device))
+        row = dict(name=name, **alternate(run_aectl, run_hand, n, rounds, device))
         close()
-    ratios = sorted(a / h for a, h in zip(a_speed, h_speed))
-    row = dict(name=name, aectl=statistics.median(a_speed), hand=statistics.median(h_speed),
-               ratio=statistics.median(ratios), lo=ratios[0], hi=ratios[-1])
     print(f"| {name:<34} | {row['aectl']:>10.0f} | {row['hand']:>10.0f} | {row['ratio']:.3f} "
           f"| {row['lo']:.3f}–{row['hi']:.3f} |", flush=True)
     return row
@@ -139,9 +119,7 @@ def main() -> None:
     parser.add_argument("--n-conv", type=int, default=2560, help="examples per timed conv epoch")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, python {sys.version.split()[0]}, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    print(machine_line(device))
     print("samples/s are medians over the rounds; ratio = aectl / hand-written (median, range)\n")
     print(f"| {'setting':<34} | {'aectl':>10} | {'hand':>10} | ratio | range |")
     print(f"|{'-' * 36}|{'-' * 12}|{'-' * 12}|-------|-------|")
