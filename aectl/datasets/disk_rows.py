@@ -68,10 +68,6 @@ class DiskRows:
     def to(self, device) -> DiskRows:
         return DiskRows(self.shards, self.index, self.scale, self.chunk_rows, device)
 
-    def head(self, n: int) -> DiskRows:
-        """The first n rows (dataset.limit), still on disk."""
-        return DiskRows(self.shards, self.index[:n], self.scale, self.chunk_rows, self.device)
-
     def __getitem__(self, item: slice) -> torch.Tensor:
         return self.read(self.index[item])
 
