@@ -153,8 +153,9 @@ class Autoencoder:
             raise AectlError(f"sample: {VQ_NO_SAMPLES}")
         if self.kind not in VARIATIONAL_KINDS:
             raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE, cvae or IWAE does")
-        z = torch.randn((n, self.module.latent_dim), generator=generator)
-        return self.decode(z, y)
+        if self.kind == "cvae":
+            return self.decode(torch.randn((n, self.module.latent_dim), generator=generator), y)
+        return self.decode(self.module.sample_prior(n, generator), y)
 
     def _given(self, y, n: int) -> torch.nn.Module:
         """The module to call: a cvae with the labels y bound (checked), any other model as is."""

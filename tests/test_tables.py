@@ -61,8 +61,11 @@ def test_the_final_log_lines_print_each_unit_as_the_tables_do_and_say_whose_weig
     metrics = {"val": val, "test": {"loss": -29.1}, "val_psnr_mean_image": 11.4, "epochs": 20, "weights": "last",
                "best_checkpoint": {"metric": "val/loss", "value": -30.2, "epoch": 19},
                "best": {"epoch": 19, "val": {"loss": -30.2}, "test": {"loss": -29.25}}}
-    assert run_summary.summary(metrics, 8) == ("val PSNR 20.00 dB (the mean training image scores 11.40 dB); 8 of 8 latent "
-                                         "units active, KL 16.00 nats; 100.0% of the codebook in use, perplexity 7.96")
+    assert run_summary.summary(metrics, [8]) == ("val PSNR 20.00 dB (the mean training image scores 11.40 dB); 8 of 8 "
+                                           "latent units active, KL 16.00 nats; 100.0% of the codebook in use, "
+                                           "perplexity 7.96")
+    two_layers = {"val": {"loss": 90.0, "active_units": 37, "active_units_z2": 9, "kl": 25.0}}
+    assert run_summary.summary(two_layers, [100, 50]) == "z1: 37 of 100, z2: 9 of 50 latent units active, KL 25.00 nats"
     done, best = run_summary.done_lines(metrics, Path("run/metrics.json"))
     assert done == "done: last weights (epoch 20): val loss -30.05, test loss -29.10; metrics in run/metrics.json"
     assert best == "best.pt (epoch 19, by val/loss): val loss -30.20, test loss -29.25"

@@ -33,6 +33,7 @@ from aectl.config.errors import ConfigError
 from aectl.config.monitoring import check_monitors
 from aectl.config.option_fields import check_fields_apply
 from aectl.config.sae_checks import validate_sae
+from aectl.config.variational_checks import validate_hvae, validate_prior
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -112,6 +113,8 @@ def validate(cfg: TrainConfig) -> None:
 
     validate_vq(m)
     validate_sae(cfg)
+    validate_prior(cfg)
+    validate_hvae(cfg)
     validate_dataset(d)
 
     _choice("noise.kind", n.kind, NOISES)
@@ -153,6 +156,7 @@ def validate(cfg: TrainConfig) -> None:
     _check("trainer.log_every", t.log_every, t.log_every > 0, "an integer > 0")
     _check("trainer.images_every", t.images_every, t.images_every > 0, "an integer > 0")
     _check("trainer.save_every", t.save_every, t.save_every > 0, "an integer > 0")
+    _check("trainer.keep_every", t.keep_every, t.keep_every >= 0, "an integer ≥ 0 (0 = keep none)")
     _choice("trainer.on_nonfinite", t.on_nonfinite, ON_NONFINITE)
     _check("trainer.max_skipped_batches", t.max_skipped_batches, t.max_skipped_batches > 0, "an integer > 0")
     _choice("trainer.precision", t.precision, PRECISIONS)
@@ -185,22 +189,26 @@ def validate_kind_fields(cfg: TrainConfig) -> None:
 
 
 def validate_iwae(cfg: TrainConfig) -> None:
-    """model.k belongs to model=iwae; the IWAE bound has no KL weight and no penalty."""
+    """model.k belongs to model=iwae and model=hvae; the importance-weighted bound (k > 1) has no
+    KL weight and no penalty."""
     m = cfg.model
     _check("model.k", m.k, isinstance(m.k, int) and not isinstance(m.k, bool) and m.k >= 1, "an integer ≥ 1")
     if m.kind == "sae":  # the active latents of topk and batchtopk (sae_checks.py)
         return
-    if m.kind != "iwae":
+    if m.kind not in ("iwae", "hvae"):
         _check("model.k", m.k, m.k == ModelConfig.k,
-               f"unset for model={m.kind} (k is the importance samples of model=iwae)")
+               f"unset for model={m.kind} (k is the importance samples of model=iwae and model=hvae)")
         return
+    if m.kind == "hvae" and m.k == 1:  # the ELBO, which β weighs as a VAE's
+        return
+    kind = "model=iwae" if m.kind == "iwae" else f"model=hvae with model.k={m.k}"
     _check("penalty.kind", cfg.penalty.kind, cfg.penalty.kind == "none",
-           "none for model=iwae (its bound is the objective)")
-    _check("beta", cfg.beta, cfg.beta == 1.0, "1.0 for model=iwae (the importance-weighted bound has no KL weight)")
+           f"none for {kind} (its bound is the objective)")
+    _check("beta", cfg.beta, cfg.beta == 1.0, f"1.0 for {kind} (the importance-weighted bound has no KL weight)")
     _check("beta_schedule.kind", cfg.beta_schedule.kind, cfg.beta_schedule.kind == "constant",
-           "constant for model=iwae (the importance-weighted bound has no KL weight to anneal)")
+           f"constant for {kind} (the importance-weighted bound has no KL weight to anneal)")
     _check("model.code_activation", m.code_activation, m.code_activation == "identity",
-           "identity for model=iwae (its code is the Gaussian posterior's μ and log σ²)")
+           f"identity for {kind} (its code is the Gaussian posterior's μ and log σ²)")
 
 
 def validate_pretraining(cfg: TrainConfig) -> None:

@@ -17,7 +17,7 @@ PENALTY_FIELDS = {"none": (), "kl_sparsity": ("rho", "beta"), "l1": ("weight",)}
 PENALTY_FIELDS["contractive"] = ("weight",)
 SCHEDULE_FIELDS = {"constant": (), "linear": ("warmup_steps",), "sigmoid": ("k", "x0"), "cyclical": ("cycles", "ratio")}
 LR_SCHEDULE_FIELDS = {"constant": (), "cosine": ("warmup_steps", "min_lr"), "step": ("step_size", "gamma"),
-                      "plateau": ("factor", "patience", "min_delta", "min_lr")}
+                      "plateau": ("factor", "patience", "min_delta", "min_lr"), "burda": ()}
 # A pool is split three ways (val_fraction, test_fraction, seeded by split_seed); a dataset with
 # its own test set only carves val from train; binarized_mnist's three splits are fixed (its
 # binarize is read to refuse anything but none: it is binary already).
@@ -90,9 +90,10 @@ def check_given_fields(cfg: TrainConfig, overrides: list[str]) -> None:
         key = override.lstrip("+").partition("=")[0]
         group, _, name = key.partition(".")
         sae_k = cfg.model.kind == "sae" and "k" in SAE_ACTIVATION_FIELDS.get(cfg.model.activation, ())
-        if key == "model.k" and cfg.model.kind != "iwae" and not sae_k:  # even at its default
+        if key == "model.k" and cfg.model.kind not in ("iwae", "hvae") and not sae_k:  # even at its default
             raise ConfigError(key, cfg.model.k, f"unset for model={cfg.model.kind} (k is the importance samples "
-                                                "of model=iwae, the active latents of model=sae with topk or batchtopk)")
+                                                "of model=iwae and model=hvae, the active latents of model=sae with "
+                                                "topk or batchtopk)")
         if group in options and name not in ("kind", "name", ""):
             option, table = options[group]
             if name not in table[option]:

@@ -17,6 +17,11 @@ MODEL_KINDS += ("iwae",)  # importance-weighted AE (Burda et al. 2016): the VAE'
 # the k-sample bound: validate_iwae keeps beta at 1 and the schedule constant).
 # cvae conditions q(z|x,y) and p(x|z,y) on the dataset's label y (needs a labelled dataset).
 VARIATIONAL_KINDS = ("vae", "cvae", "iwae")
+# two stochastic layers, q(z1|x) q(z2|z1) and p(z2) p(z1|z2) p(x|z1) (Burda et al. 2016, §5): the ELBO
+# (model.k=1, with β) or the k-sample bound; its code is z1
+MODEL_KINDS += ("hvae",)
+VARIATIONAL_KINDS += ("hvae",)
+PRIORS = ("gaussian", "vamp")  # vae, iwae: p(z) = N(0, I) or the VampPrior (Tomczak & Welling 2018)
 # the sparse autoencoder of dictionary learning on activations (aectl/models/sae.py): model.activation is one of
 # SAE_ACTIVATIONS, and the sae fields of ModelConfig apply (aectl/config/sae_checks.py)
 MODEL_KINDS += ("sae",)
@@ -30,6 +35,7 @@ PENALTIES = ("none", "kl_sparsity", "l1")
 PENALTIES += ("contractive",)  # λ·‖J_f(x)‖²_F of the encoder (Rifai et al. 2011)
 SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
 LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
+LR_SCHEDULES += ("burda",)  # Burda et al. 2016's: trainer.lr·10^(−i/7) for 3^i epochs, i = 0..7 (3280 epochs)
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "binarized_mnist",
             "tensor_file", "image_folder")
 DATASETS += ("sparse_synthetic",)  # sparse combinations of known unit directions: ground truth for SAEs
@@ -44,7 +50,7 @@ ON_NONFINITE = ("stop", "skip_batch")
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | cvae (conditional VAE: labelled data) | vqvae | iwae | sae
+    kind: str = "vae"  # ae | stacked_ae | sparse_ae | dae | vae | cvae (conditional VAE: labelled data) | vqvae | iwae | sae | hvae
     arch: str = "mlp"  # mlp | conv (conv works for any H×W the dataset gives)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; decoder mirrors
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # conv arch: channels per stride-2 layer
@@ -56,7 +62,13 @@ class ModelConfig:
     likelihood: str = "gaussian"
     output_activation: str = "sigmoid"  # gaussian likelihood only: squashes x̂ into the data range
     sigma: float = 0.5 ** 0.5  # gaussian likelihood only: the decoder's fixed σ (1/√2: the loss is the squared error + D/2·log π)
-    # iwae: importance samples per example of the training bound L_k (k=1 is the VAE's ELBO);
+    # vae, iwae: the prior p(z): gaussian (N(0, I)) | vamp (the VampPrior: a mixture of q(z|u_k) over
+    # pseudo_inputs learned inputs u_k; its KL is estimated at the sampled z, as it has no closed form)
+    prior: str = "gaussian"
+    pseudo_inputs: int = 500  # vamp: K, the pseudo-inputs (Tomczak & Welling 2018 use 500 on MNIST)
+    latent_dims: list[int] = field(default_factory=list)  # hvae: [K1, K2], the sizes of z1 and z2 (Burda: [100, 50])
+    top_hidden_dims: list[int] = field(default_factory=lambda: [150, 150])  # hvae: widths of q(z2|z1) and p(z1|z2)
+    # iwae, hvae: importance samples per example of the training bound L_k (k=1 is the ELBO);
     # sae with topk/batchtopk: active latents per example (batchtopk: on average over the batch)
     k: int = 1
     # VQ-VAE (van den Oord et al. 2017); conv: one code per cell of the encoder's last feature map,
@@ -142,7 +154,7 @@ class BetaScheduleConfig:
 
 @dataclass
 class LRScheduleConfig:
-    kind: str = "constant"  # constant | cosine | step | plateau: lr(t) = trainer.lr · f(t) (aectl/training/lr_schedules.py)
+    kind: str = "constant"  # constant | cosine | step | plateau | burda: lr(t) = trainer.lr · f(t) (aectl/training/lr_schedules.py)
     warmup_steps: int = 0  # cosine: optimizer steps of linear warm-up from trainer.lr/warmup_steps to trainer.lr
     min_lr: float = 0.0  # cosine: the lr at the run's last step; plateau: the lr is never reduced below it
     step_size: int = 30  # step: epochs (not optimizer steps) between two multiplications by gamma
@@ -170,6 +182,7 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA)
     resume: Optional[str] = None  # run folder or .pt to continue from; auto: this run folder's, else the newest
     save_every: int = 1  # epochs between writes of checkpoints/last.pt
+    keep_every: int = 0  # epochs between kept copies checkpoints/epoch_<N>.pt, for curves against epochs (0 = none)
     on_nonfinite: str = "stop"  # stop | skip_batch: what a non-finite loss or gradient does (aectl/training/guards.py)
     max_skipped_batches: int = 10  # skip_batch: stop after this many skipped batches in a row
     # early stopping on trainer.monitor's metric on val: end the run, with best.pt as its

@@ -9,7 +9,7 @@ from aectl.runs.tables import align_rows, format_metric
 _ROWS = (  # metric → label, in the order shown
     ("loss", "loss: the training objective{at_beta} (per example)"),
     ("recon", "reconstruction −log p(x|z{y}){recon_of} ({unit})"),
-    ("kl", "KL(q(z|x{y}) ‖ p(z)) (nats)"),
+    ("kl", "KL(q({z}|x{y}) ‖ p({z})) (nats){kl_how}"),
     ("neg_elbo", "−ELBO{of_y} = reconstruction + KL ({unit})"),
     ("nll_iw", "−log p(x{given_y}), IW bound k={k} ({unit})"),
     ("penalty", "penalty (weighted, per batch as in training)"),
@@ -17,7 +17,8 @@ _ROWS = (  # metric → label, in the order shown
     ("ess", "IWAE: effective sample size 1/Σ w̃² of the k training samples (mean)"),
     ("mse", "MSE per element (clean input{at_mu})"),
     ("psnr", "PSNR, MAX={psnr_max:g} (dB)"),
-    ("active_units", "active units (of K={latent_dim})"),
+    ("active_units", "active units{of_z1} (of K={latent_dim})"),
+    ("active_units_z2", "active units of z2, at z1 = μ (of K={latent_dim_z2})"),
     ("rho_hat_mean", "sparsity: mean ρ̂ (ρ={rho})"),
     ("frac_within_2x", "sparsity: share of units with ρ/2 ≤ ρ̂ ≤ 2ρ"),
     ("kl_sparsity", "sparsity: Σ_j KL(ρ ‖ ρ̂_j) over the split"),
@@ -50,6 +51,7 @@ def _label_context(result: dict) -> dict:
     y = ",y" if result["model"] == "cvae" else ""  # a conditional VAE: every term is given the label y
     noisy = result["noise"]["kind"] != "none"
     iwae = result["model"] == "iwae"
+    two_layers = result["model"] == "hvae"
     of = [s for s, on in (("the noisy input", noisy), ("the k training z_i ~ q(z|x)" if iwae else f"one z ~ q(z|x{y})",
                                                        variational)) if on]
     return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
@@ -57,7 +59,10 @@ def _label_context(result: dict) -> dict:
             "at_beta": " −L_k (the IWAE bound)" if iwae else f" at β={result['beta']:g}" if variational else "",
             "recon_of": f" of {', '.join(of)}" if of else "",
             "y": y, "given_y": "|y" if y else "", "of_y": " of log p(x|y)" if y else "",
-            "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†"}
+            "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†",
+            "z": "z1,z2" if two_layers else "z", "of_z1": " of z1" if two_layers else "",
+            "latent_dim_z2": (result.get("latent_dims") or [None, None])[-1],
+            "kl_how": ", estimated at the sampled z" if two_layers or result.get("prior") == "vamp" else ""}
 
 
 def _noise_label(name: str, result: dict) -> str:

@@ -148,7 +148,7 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
         "checkpoint": str(path), "run": str(run_dir), "model": variant.kind, "step": step,
         "epoch": ckpt["epoch"], "dataset": dataset.name, "split": settings.split, "n": len(x_all),
         "limit": settings.limit or None, "name": name,
-        "latent_dim": codes.shape[1], "seed": settings.seed, "k": settings.k if variant.variational else None,
+        "latent_dim": codes.shape[1], **_prior_fields(model), "seed": settings.seed, "k": settings.k if variant.variational else None,
         "noise": vars(variant.trained_noise(data_range(data))), "beta": variant.beta if variant.variational else None,
         "robustness_noise": ROBUSTNESS_NOISE, "penalty": variant.penalty, "likelihood": likelihood,
         "psnr_max": None if data.known_range is None else data.known_range[1] - data.known_range[0],
@@ -159,6 +159,16 @@ def evaluate_checkpoint(path: Path, settings: EvalConfig, device: torch.device,
     }
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _prior_fields(model: nn.Module) -> dict:
+    """What the tables say about a prior other than N(0, I): a VampPrior's pseudo-inputs, a two-layer
+    model's sizes."""
+    if getattr(model, "pseudo_inputs", None) is not None:
+        return {"prior": "vamp", "pseudo_inputs": len(model.pseudo_inputs.raw)}
+    if hasattr(model, "latent_dims"):
+        return {"latent_dims": list(model.latent_dims)}
+    return {}
 
 
 def _set_fields(overrides) -> dict:

@@ -42,10 +42,9 @@ def samples_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
 
 @torch.no_grad()
 def prior_samples(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """E[x|z] for n draws z ~ N(0, I_K) of a VAE's prior, images in data space."""
-    device = next(model.parameters()).device
-    z = torch.randn((n, model.latent_dim), generator=generator, device=device)
-    return mean_reconstruction(model, model.decode(z))
+    """E[x|z] for n draws z ~ p(z) of a VAE's prior (N(0, I_K), a VampPrior's mixture, or a
+    two-layer model's p(z2) p(z1|z2)), images in data space."""
+    return mean_reconstruction(model, model.decode(model.sample_prior(n, generator)))
 
 
 @torch.no_grad()

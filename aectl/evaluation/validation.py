@@ -5,7 +5,8 @@
              the training objective at the target β, as training computes it: from the noisy
              input for a denoising model, from one sampled z per example for a VAE.
   neg_elbo   VAE: −ELBO = E_q[−log p(x|z)] + KL(q(z|x) ‖ p(z)) of the clean input, one z per
-             example (Kingma & Welling 2014, eq. 10); equals `loss` when β = 1 and no noise.
+             example (Kingma & Welling 2014, eq. 10); equals `loss` when β = 1 and no noise. With a
+             VampPrior, and for the two-layer model, the KL is estimated at the sampled z.
   mse, psnr  the deterministic reconstruction of the clean input (z = μ for a VAE), per element
              / per image averaged; PSNR = 10·log10(MAX²/MSE) with MAX the width of the data's
              known range, and absent where the data has none (standardised tables).
@@ -16,6 +17,9 @@
   ess        IWAE: the mean effective sample size 1/Σ w̃² of the k importance weights (in [1, k]).
   active_units, rho_hat_*, kl_sparsity, frac_within_2x, code_l1
              statistics of the codes (μ for a VAE) of the clean inputs over the whole split.
+  active_units_z2
+             a two-layer model (model=hvae): active units of z2, from the μ of q(z2|z1) at z1 = μ(x)
+             (active_units is then of z1).
   commitment, codebook, batch_usage, batch_perplexity
              VQ-VAE: β_c·‖z_e − sg[e]‖², ‖sg[z_e] − e‖² (not with the EMA codebook), and the
              usage and perplexity of each batch's codes, averaged over the batches.
@@ -55,6 +59,7 @@ class SplitMetrics:
         self.code_counts: torch.Tensor | int = 0  # VQ-VAE: how often each code was chosen
         self.sae = sae.SplitStats() if objective.sae else None  # sparse autoencoder: FVU, L0, latent counts
         self.model = None
+        self.upper_codes: list[torch.Tensor] = []  # a two-layer model: μ of q(z2|z1 = μ1), for its active units
         self.n = 0
 
     def accumulate(self, name: str, per_example: torch.Tensor) -> None:
@@ -84,6 +89,8 @@ class SplitMetrics:
                 self.accumulate("psnr_denoised", metrics.psnr(metrics.reconstruct(model, x_in).float(), x, self.psnr_max))
         if self.objective.variational:
             self.accumulate("neg_elbo", self._neg_elbo(model, x, out, terms))
+        if self.objective.hierarchical:
+            self.upper_codes.append(model.encode_upper(code)[0].float())
         if self.objective.penalty == "contractive":
             self.accumulate("jacobian_norm", jacobian_norm(model, x))
         if out.vq is not None:  # the codes of the clean input
@@ -100,13 +107,14 @@ class SplitMetrics:
         if not self.noisy:
             return (terms[TERMS.index("recon")] + terms[TERMS.index("kl")]).expand(len(x))
         clean = model(x)
-        return (losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma)
-                + losses.gaussian_kl(clean.mu, clean.logvar))
+        return losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma) + self.objective.kl(model, clean)
 
     def result(self, codes: torch.Tensor) -> dict[str, float]:
         values = self.objective.named((self.terms / self.n).tolist(), self.beta)
         values.update({name: total.item() / self.n for name, total in self.sums.items()})
         values.update(code_statistics(codes, self.objective))
+        if self.upper_codes:
+            values["active_units_z2"] = metrics.active_units(torch.cat(self.upper_codes))[0]
         if isinstance(self.code_counts, torch.Tensor):
             values.update(codebook_usage=quantizer.code_usage(self.code_counts).item(),
                           perplexity=quantizer.code_perplexity(self.code_counts).item())

@@ -6,6 +6,7 @@ from torch import nn
 
 from aectl.models.autoencoder import Autoencoder
 from aectl.models.conditional import ConditionalVAE
+from aectl.models.hierarchical import HierarchicalVAE
 from aectl.models.sae import SparseAutoencoder
 from aectl.models.variational import ImportanceWeightedAutoencoder, VariationalAutoencoder
 from aectl.models.vq import VectorQuantizedAutoencoder
@@ -22,6 +23,7 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
 }
 MODEL_CLASSES["iwae"] = ImportanceWeightedAutoencoder
 MODEL_CLASSES["sae"] = SparseAutoencoder
+MODEL_CLASSES["hvae"] = HierarchicalVAE
 
 
 def build_model(kind: str, **kwargs) -> nn.Module:

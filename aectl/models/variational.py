@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from aectl.models.networks import DEFAULT_SIGMA, Decoder, Encoder, ModelOutput, _output_activation
+from aectl.models.priors import PseudoInputs, mixture_log_prob, sample_mixture, standard_normal_log_prob
 from aectl.runtime.distributed import standard_normal  # ε of the global batch under torchrun
 
 
@@ -16,12 +17,15 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
 
 
 class VariationalAutoencoder(nn.Module):
-    """q(z|x) = N(μ(x), diag σ²(x)), z = μ + σ ⊙ ε (reparameterisation), prior N(0, I_K)."""
+    """q(z|x) = N(μ(x), diag σ²(x)), z = μ + σ ⊙ ε (reparameterisation). The prior p(z) is
+    N(0, I_K), or with prior="vamp" the VampPrior (1/K) Σ_k q(z|u_k) at `pseudo_inputs` learned
+    inputs u_k (Tomczak & Welling 2018, eq. 9), clipped to `pseudo_input_range`."""
 
     def __init__(self, *, input_shape: Sequence[int], latent_dim: int, arch: str = "mlp",
                  hidden_dims: Sequence[int] = (), conv_channels: Sequence[int] = (32, 64),
                  activation: str = "relu", likelihood: str = "bernoulli",
-                 output_activation: str = "sigmoid", sigma: float = DEFAULT_SIGMA):
+                 output_activation: str = "sigmoid", sigma: float = DEFAULT_SIGMA, prior: str = "gaussian",
+                 pseudo_inputs: int = 0, pseudo_input_range: Sequence[float] | None = None):
         super().__init__()
         self.likelihood, self.sigma = likelihood, sigma
         self.latent_dim = latent_dim
@@ -29,6 +33,9 @@ class VariationalAutoencoder(nn.Module):
         self.posterior = nn.Linear(self.encoder.out_features, 2 * latent_dim)
         self.decoder = Decoder(input_shape, arch, hidden_dims, conv_channels, activation, latent_dim)
         self.output_activation = _output_activation(likelihood, output_activation)
+        self.prior = prior
+        # made after the networks, so a gaussian-prior model's initial weights do not depend on it
+        self.pseudo_inputs = PseudoInputs(pseudo_inputs, input_shape, pseudo_input_range) if prior == "vamp" else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of q(z|x)."""
@@ -37,6 +44,21 @@ class VariationalAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.output_activation(self.decoder(z))
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) summed over the last axis: of N(0, I), or of the VampPrior's mixture, whose
+        components are the encoder's posterior at the pseudo-inputs (recomputed each call, as
+        the encoder changes with every step)."""
+        if self.pseudo_inputs is None:
+            return standard_normal_log_prob(z)
+        return mixture_log_prob(z, *self.encode(self.pseudo_inputs()))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ p(z), shape (n, K)."""
+        device = next(self.parameters()).device
+        if self.pseudo_inputs is None:
+            return torch.randn((n, self.latent_dim), generator=generator, device=device)
+        return sample_mixture(*self.encode(self.pseudo_inputs()), n, generator)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         mu, logvar = self.encode(x)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from aectl.config import LIKELIHOODS  # noqa: F401 (the names of kinds live in config/schema.py)
 # the decoder's fixed σ, a model default: σ = 1/√2 makes the gaussian NLL the plain squared error plus D/2·log π
 from aectl.models.networks import DEFAULT_SIGMA
+from aectl.models.priors import standard_normal_log_prob
 
 
 def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
@@ -88,6 +89,18 @@ def l1_activity(code: torch.Tensor) -> torch.Tensor:
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; μ, diag σ²) summed over the last axis: −½ Σ_j (log 2π + log σ_j² + (z_j − μ_j)²/σ_j²)."""
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).square() * (-logvar).exp()).sum(-1)
+
+
+def two_layer_log_terms(draw, x: torch.Tensor, likelihood: str, sigma: float = DEFAULT_SIGMA):
+    """(log p(x|z1), log p(z1|z2) + log p(z2), log q(z1|x) + log q(z2|z1)), each (k, N), of the
+    k joint draws of a two-stochastic-layer model (aectl.models.hierarchical.JointSample) against
+    the targets x (N, ...): log w = the first + the second − the third (Burda et al. 2016, §5)."""
+    k, n = draw.z1.shape[:2]
+    target = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
+    log_px_z = log_likelihood(draw.recon.flatten(0, 1), target, likelihood, sigma).view(k, n)
+    log_p = gaussian_log_density(draw.z1, draw.prior_mu1, draw.prior_logvar1) + standard_normal_log_prob(draw.z2)
+    log_q = gaussian_log_density(draw.z1, draw.mu1, draw.logvar1) + gaussian_log_density(draw.z2, draw.mu2, draw.logvar2)
+    return log_px_z, log_p, log_q
 
 
 def importance_weighted_bound(log_w: torch.Tensor) -> torch.Tensor:

@@ -62,13 +62,16 @@ def _log_weights(model: nn.Module, x: torch.Tensor, mu: torch.Tensor, logvar: to
                  eps: torch.Tensor) -> torch.Tensor:
     """log w_s = log p(x|z_s) + log p(z_s) − log q(z_s|x), z_s = μ + σ⊙ε_s, shape (S, N).
 
-    All S·N decoder inputs go through one forward pass. With z − μ = σ⊙ε,
-    log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²); the log 2π terms cancel.
+    All S·N decoder inputs go through one forward pass. For the N(0, I) prior, with z − μ = σ⊙ε,
+    log p(z) − log q(z|x) = −½ Σ_j (z_j² − ε_j² − log σ_j²); the log 2π terms cancel. A VampPrior's
+    log p(z) is the model's (`log_prior`).
     """
     s, n = eps.shape[:2]
     z = reparameterize(mu, logvar, eps)                                  # (S, N, K)
     recon = model.decode(z.reshape(s * n, -1)).view(s, n, -1)
     log_px_z = _sampled_log_likelihood(recon, x.reshape(n, -1), model.likelihood, model.sigma)
+    if getattr(model, "pseudo_inputs", None) is not None:
+        return log_px_z + model.log_prior(z) - losses.gaussian_log_density(z, mu, logvar)
     return log_px_z - 0.5 * (z.square() - eps.square() - logvar).sum(-1)
 
 
@@ -108,11 +111,15 @@ def iw_log_likelihood(model: nn.Module, x: torch.Tensor, k: int, *, chunk: int =
     if eps is not None and eps.shape[:2] != (k, x.shape[0]):
         raise ValueError(f"eps has shape {tuple(eps.shape)}, expected ({k}, {x.shape[0]}, K)")
     n = x.shape[0]
+    if hasattr(model, "sample_joint") and eps is not None:
+        raise ValueError("eps: a two-layer model draws z1 and z2 itself; pass a generator")
     if n > chunk:  # more examples than one pass may hold: estimate slice by slice (a cvae's labels too)
         part = getattr(model, "rows", lambda start, stop: model)
         return torch.cat([iw_log_likelihood(part(i, i + chunk), x[i:i + chunk], k, chunk=chunk, generator=generator,
                                             eps=None if eps is None else eps[:, i:i + chunk])
                           for i in range(0, n, chunk)])
+    if hasattr(model, "sample_joint"):
+        return _two_layer_iw(model, x, k, max(1, chunk // n), generator)
     mu, logvar = model.encode(x)
     k_chunk = max(1, chunk // n)
     total = torch.full((n,), -torch.inf, device=mu.device, dtype=mu.dtype)
@@ -121,6 +128,18 @@ def iw_log_likelihood(model: nn.Module, x: torch.Tensor, k: int, *, chunk: int =
         e = (eps[start:start + s] if eps is not None else
              torch.randn((s, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype))
         total = torch.logaddexp(total, _log_weights(model, x, mu, logvar, e).logsumexp(0))
+    return total - math.log(k)
+
+
+def _two_layer_iw(model: nn.Module, x: torch.Tensor, k: int, k_chunk: int,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """`iw_log_likelihood` of a two-stochastic-layer model: its joint draws, `k_chunk` at a time."""
+    total = None
+    for start in range(0, k, k_chunk):
+        draw = model.sample_joint(x, min(k_chunk, k - start), generator)
+        log_px_z, log_p, log_q = losses.two_layer_log_terms(draw, x, model.likelihood, model.sigma)
+        part = (log_px_z + log_p - log_q).logsumexp(0)
+        total = part if total is None else torch.logaddexp(total, part)
     return total - math.log(k)
 
 
@@ -137,6 +156,10 @@ def elbo(model: nn.Module, x: torch.Tensor, *, kl: str = "analytic",
     """
     if kl not in ("analytic", "sample"):
         raise ValueError(f"kl={kl!r}; allowed: analytic, sample")
+    if hasattr(model, "sample_joint"):  # two stochastic layers: the one-draw bound L_1 is the ELBO
+        return iw_log_likelihood(model, x, 1, generator=generator)
+    if kl == "analytic" and getattr(model, "pseudo_inputs", None) is not None:
+        raise ValueError("kl='analytic': a VampPrior's KL has no closed form; use kl='sample'")
     mu, logvar = model.encode(x)
     if eps is None:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
@@ -147,7 +170,8 @@ def elbo(model: nn.Module, x: torch.Tensor, *, kl: str = "analytic",
         return log_px_z - losses.gaussian_kl(mu, logvar)
     normal = torch.distributions.Normal
     log_q = normal(mu, std).log_prob(z).sum(1)
-    log_p = normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z).sum(1)
+    log_p = model.log_prior(z) if hasattr(model, "log_prior") else \
+        normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z).sum(1)
     return log_px_z - (log_q - log_p)
 
 

@@ -39,17 +39,48 @@ class Objective:
     sae: bool = False  # sparse autoencoder: recon is ‖x − x̂‖², plus its aux and sparsity terms
     aux_coefficient: float = 0.0  # sae: α of the AuxK term (topk, batchtopk)
     sparsity_coefficient: float = 0.0  # sae: λ of the L0 (jumprelu) or weighted L1 (relu_l1) penalty
+    prior: str = "gaussian"  # gaussian: the KL in closed form | vamp: its Monte Carlo estimate at the sampled z
+    hierarchical: bool = False  # model=hvae: −L_k (k = iw_samples, or the β-weighted ELBO when that is 0)
 
     def step(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float, y: torch.Tensor | None = None):
         """(out, loss, terms) of one batch: the model's forward pass on the input x_in and the
         objective against the clean x. `out` is a one-sample ModelOutput for every kind. `y`: the
         labels a conditional model takes (model(x_in, y)); None for every other model."""
+        if self.hierarchical:
+            return self._hierarchical(model, x_in, x, beta)
         if self.iw_samples:
             return self._importance_weighted(model, x_in, x)
         if self.penalty == "contractive":
             return self._contractive(model, x_in, x, beta)
         out = model(x_in) if y is None else model(x_in, y)
-        return (out, *self(out, x, beta))
+        kl = self.kl(model, out) if self.prior != "gaussian" else None
+        return (out, *self(out, x, beta, kl=kl))
+
+    def kl(self, model, out: ModelOutput) -> torch.Tensor:
+        """KL(q(z|x) ‖ p(z)) per example: in closed form for the N(0, I) prior; for the VampPrior,
+        which has none, the one-sample estimate log q(z|x) − log p(z) at the z the decoder saw
+        (Tomczak & Welling 2018, eq. 5): unbiased, and the ELBO it gives is the k = 1 IW bound."""
+        if self.prior == "gaussian":
+            return losses.gaussian_kl(out.mu, out.logvar)
+        return losses.gaussian_log_density(out.z, out.mu, out.logvar) - model.log_prior(out.z)
+
+    def _hierarchical(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float):
+        """Two stochastic layers (aectl/models/hierarchical.py): log w = log p(x|z1) + log p(z1|z2)
+        + log p(z2) − log q(z1|x) − log q(z2|z1) of k joint draws (Burda et al. 2016, §5).
+        k > 1: loss = −L_k; k = 1: recon + β·KL with the KL the one-sample estimate
+        log q − log p, which is −L_1 = −ELBO at β = 1."""
+        draw = model.sample_joint(x_in, self.iw_samples or 1)
+        log_px_z, log_p, log_q = losses.two_layer_log_terms(draw, x, self.likelihood, self.sigma)
+        kl = log_q - log_p  # (k, N)
+        if self.iw_samples:
+            loss = -losses.importance_weighted_bound(log_px_z - kl).mean()
+        else:
+            loss = (-log_px_z + beta * kl).mean()
+        with torch.no_grad():
+            zero = loss.new_zeros(())
+            ess = losses.effective_sample_size(log_px_z - kl).mean() if self.iw_samples else zero
+            terms = torch.stack([loss, -log_px_z.mean(), kl.mean(), zero, ess, *[zero] * (len(TERMS) - 5)])
+        return ModelOutput(draw.recon[0], draw.z1[0], draw.mu1, draw.logvar1), loss, terms.detach().float()
 
     def _contractive(self, model, x_in: torch.Tensor, x: torch.Tensor, beta: float):
         """The forward pass on an x_in that requires grad (the Jacobian is with respect to the
@@ -72,27 +103,29 @@ class Objective:
         out = model(x_in, samples=k)
         target = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
         log_px_z = losses.log_likelihood(out.recon.flatten(0, 1), target, self.likelihood, self.sigma).view(k, len(x))
-        log_pz = losses.gaussian_log_density(out.z, torch.zeros_like(out.z), torch.zeros_like(out.z))
-        log_w = log_px_z + log_pz - losses.gaussian_log_density(out.z, out.mu, out.logvar)
+        log_q = losses.gaussian_log_density(out.z, out.mu, out.logvar)
+        log_pz = model.log_prior(out.z)
+        log_w = log_px_z + log_pz - log_q
         loss = -losses.importance_weighted_bound(log_w).mean()
-        with torch.no_grad():
-            kl = losses.gaussian_kl(out.mu, out.logvar).mean()
+        with torch.no_grad():  # a VampPrior's KL: the estimate over the k draws
+            kl = (losses.gaussian_kl(out.mu, out.logvar) if self.prior == "gaussian" else log_q - log_pz).mean()
             zero = loss.new_zeros(())
             terms = torch.stack([loss, -log_px_z.mean(), kl, zero, losses.effective_sample_size(log_w).mean(),
                                  *[zero] * (len(TERMS) - 5)])
         return ModelOutput(out.recon[0], out.z[0], out.mu, out.logvar), loss, terms.detach().float()
 
-    def __call__(self, out: ModelOutput, x: torch.Tensor, beta: float,
-                 jacobian_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, out: ModelOutput, x: torch.Tensor, beta: float, jacobian_sq: torch.Tensor | None = None,
+                 kl: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, terms): the scalar to minimise and the detached TERMS stacked in one vector.
-        `x` is the clean target (a denoising AE sees the noisy input, not this). Each term costs
-        kernels on every step, so only the ones that apply are computed."""
+        `x` is the clean target (a denoising AE sees the noisy input, not this); `kl` the per-example
+        KL where it has no closed form (`Objective.kl`). Each term costs kernels on every step, so
+        only the ones that apply are computed."""
         if self.sae:
             return self._sae(out, x)
         recon = losses.reconstruction_batch_mean(out.recon, x, self.likelihood, self.sigma)
-        loss, kl, penalty = recon, None, None
+        loss, penalty = recon, None
         if self.variational:
-            kl = losses.gaussian_kl(out.mu, out.logvar).mean()
+            kl = (losses.gaussian_kl(out.mu, out.logvar) if kl is None else kl).mean()
             loss = loss + beta * kl
         if self.penalty == "kl_sparsity":
             penalty = self.penalty_beta * losses.kl_sparsity(out.z, self.rho)
@@ -144,7 +177,7 @@ class Objective:
         `kl`, `kl_weighted` = β·KL and `beta` for a VAE, `penalty` when there is one."""
         terms = dict(zip(TERMS, values))
         named = {"loss": terms["loss"], "recon": terms["recon"]}
-        if self.iw_samples:  # no β: recon + kl is the −ELBO, loss the −L_k
+        if self.iw_samples:  # no β: recon + kl is the −ELBO (an estimate over the k draws), loss the −L_k
             named.update(kl=terms["kl"], ess=terms["ess"])
         elif self.variational:
             named.update(kl=terms["kl"], kl_weighted=beta * terms["kl"], beta=beta)
@@ -167,7 +200,11 @@ def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict
     `commitment` and `ema` the VQ-VAE's, `model` (the model section) the sparse autoencoder's weights."""
     if model_kind == "sae":
         return Objective(likelihood=likelihood, variational=False, sae=True, **sae_terms.coefficients(model or {}))
+    if model_kind == "hvae":  # k = 1: the ELBO, with β
+        return Objective(likelihood=likelihood, variational=True, sigma=sigma, hierarchical=True,
+                         iw_samples=k if k > 1 else 0)
     return Objective(likelihood=likelihood, variational=model_kind in VARIATIONAL_KINDS,
+                     prior=(model or {}).get("prior", "gaussian"),
                      penalty=penalty.get("kind", "none"), rho=penalty.get("rho", 0.05),
                      penalty_beta=penalty.get("beta", 3.0), l1_weight=penalty.get("weight", 1e-3), sigma=sigma,
                      contractive_weight=penalty.get("weight", 1e-3), iw_samples=k if model_kind == "iwae" else 0,

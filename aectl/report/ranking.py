@@ -129,8 +129,8 @@ def objective_key(job: Job) -> tuple:
     commitment weight and codebook update), likelihood and σ, the penalty with its weights, and β."""
     model, config = job.config.get("model") or {}, job.config
     kind = model.get("kind", "vae")
-    if kind == "iwae":
-        family = ("iwae", model.get("k", 1))
+    if kind in ("iwae", "hvae"):  # −L_k (an hvae's k = 1: its ELBO)
+        family = (kind, model.get("k", 1))
     elif kind == "vqvae":
         family = ("vqvae", model.get("commitment", 0.25), bool(model.get("ema", False)))
     else:

@@ -82,7 +82,8 @@ def _fit(config, run_dir: Path, resume: dict | None, stop_requested, overrides: 
                             run_summary.lead_keys(values, lead), constants=not hparams_lead)
             done, *of_best = run_summary.done_lines(metrics, run_dir / "metrics.json")
             log.info(done)
-            log.info(run_summary.summary(metrics, config.model.latent_dim))  # of the weights the done line names
+            sizes = config.model.latent_dims if config.model.kind == "hvae" else [config.model.latent_dim]
+            log.info(run_summary.summary(metrics, sizes))  # of the weights the done line names
             for line in of_best:  # best.pt's when it is another epoch's than the numbers above
                 log.info(line)
     finally:
@@ -164,6 +165,12 @@ def _model(config, data, resume: dict | None):
                   hidden_dims=list(m.hidden_dims), conv_channels=list(m.conv_channels),
                   activation=m.activation, likelihood=m.likelihood, output_activation=m.output_activation,
                   sigma=m.sigma)
+    if m.kind == "hvae":
+        kwargs = dict(input_shape=data.input_shape, latent_dims=list(m.latent_dims), hidden_dims=list(m.hidden_dims),
+                      top_hidden_dims=list(m.top_hidden_dims), activation=m.activation, likelihood=m.likelihood,
+                      output_activation=m.output_activation, sigma=m.sigma, k=m.k)
+    if m.prior == "vamp":  # pseudo-inputs stay in the data's range (none for standardised data)
+        kwargs.update(prior="vamp", pseudo_inputs=m.pseudo_inputs, pseudo_input_range=data.known_range)
     if m.kind == "vqvae":
         from aectl.config.checks import VQ_FIELDS
 

@@ -24,15 +24,19 @@ def _split_losses(splits: dict) -> str:
     return ", ".join(f"{s} loss {format_metric('loss', splits[s]['loss'])}" for s in ("val", "test") if s in splits)
 
 
-def summary(metrics: dict, latent_dim: int) -> str:
+def summary(metrics: dict, latent_dims: list[int]) -> str:
     """What says at a glance whether the model works: its val PSNR against the mean image's
-    (a model that ignores its input scores the latter), the VAE's active units and KL."""
+    (a model that ignores its input scores the latter), the VAE's active units (of each layer's
+    `latent_dims`) and KL."""
     val, parts = metrics["val"], []
     if "psnr" in val:
         parts.append(f"val PSNR {format_metric('psnr', val['psnr'])} dB (the mean training image scores "
                      f"{format_metric('psnr', metrics.get('val_psnr_mean_image', float('nan')))} dB)")
     if "active_units" in val:
-        parts.append(f"{val['active_units']} of {latent_dim} latent units active, KL {format_metric('kl', val['kl'])} nats")
+        units = f"{val['active_units']} of {latent_dims[0]}"
+        if "active_units_z2" in val:  # a two-layer model: z1's, then z2's
+            units = f"z1: {units}, z2: {val['active_units_z2']} of {latent_dims[1]}"
+        parts.append(f"{units} latent units active, KL {format_metric('kl', val['kl'])} nats")
     if "fvu" in val:
         parts.append(f"val FVU {format_metric('fvu', val['fvu'])} (explained variance "
                      f"{format_metric('explained_variance', val['explained_variance'])}), L0 "
