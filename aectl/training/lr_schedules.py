@@ -36,6 +36,8 @@ def lr_at(
               (Loshchilov & Hutter 2017, SGDR eq. 5, one cycle; warm-up as Goyal et al. 2017)
     step:     base · gamma^⌊epoch / step_size⌋ (step_size in epochs, like torch's StepLR per epoch)
     plateau:  max(min_lr, base · factor^reductions)
+    burda:    base · 10^(−i/7) in stage i = `burda_stage(epoch)`, stage i lasting 3^i epochs,
+              i = 0, …, 7: 3280 epochs in all, the last stage's lr past them (Burda et al. 2016, §5)
     """
     if kind == "constant":
         return base_lr
@@ -49,7 +51,22 @@ def lr_at(
         return base_lr * gamma ** (epoch // step_size)
     if kind == "plateau":
         return max(min_lr, base_lr * factor ** reductions)
+    if kind == "burda":
+        return base_lr * 10 ** (-burda_stage(epoch) / 7)
     raise ValueError(f"unknown lr schedule {kind!r}")
+
+
+BURDA_STAGES = 8  # i = 0..7: 1 + 3 + … + 3^7 = 3280 epochs
+
+
+def burda_stage(epoch: int) -> int:
+    """The stage i of 0-based `epoch` in Burda et al.'s schedule: stage i covers the 3^i epochs
+    from (3^i − 1)/2 on (epoch 0; 1–3; 4–12; …; 1093–3279), and the last stage goes on past them."""
+    stage, end = 0, 1
+    while epoch >= end and stage < BURDA_STAGES - 1:
+        stage += 1
+        end += 3 ** stage
+    return stage
 
 
 @dataclass

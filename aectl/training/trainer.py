@@ -212,6 +212,8 @@ class Training:
         self.watch_plateaus(score)
         if progress.epoch % settings.save_every == 0 or progress.epoch == settings.epochs or progress.stopped_early:
             self.checkpoint("last.pt")
+        if settings.keep_every and progress.epoch % settings.keep_every == 0:
+            self.checkpoint(f"epoch_{progress.epoch:04d}.pt")
         self.tracker.flush()
 
     def watch_plateaus(self, score: float) -> None:
