@@ -51,3 +51,25 @@ def test_every_part_of_the_quality_benchmark_runs_and_prints_its_row(tmp_path, c
     cae = next(line for line in table if "CAE 784-256" in line)
     preset = yaml.safe_load((ROOT / "configs" / "experiment" / "mnist_cae.yaml").read_text())
     assert f"λ={preset['penalty']['weight']:g} " in cae  # the row names the λ the run trained with
+
+
+def test_the_likelihood_benchmark_runs_resumes_and_prints_its_rows(tmp_path, capsys):
+    """benchmarks/likelihood.py on the tiny MNIST: its rows, the curve's picture, the kept
+    checkpoints it scores; a second call scores the runs of the first without training them."""
+    tiny_mnist(tmp_path / "data")
+    spec = importlib.util.spec_from_file_location("likelihood", ROOT / "benchmarks" / "likelihood.py")
+    likelihood = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(likelihood)
+    args = ["--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--epochs", "2", "--keep-every", "1",
+            "--iw-k", "3", "--warmup-steps", "1"]
+    likelihood.main(args)
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    for pattern in (r"VAE 784-400-40 \| .*the baseline", r"VampPrior \(500\) \| .*nats below the VAE",
+                    r"2 stochastic layers .*nats below the VAE", r"experiment=mnist_vae_long \| time per epoch",
+                    r"experiment=mnist_iwae_long \| time per epoch"):
+        assert any(re.search(pattern, line) for line in table), (pattern, table)
+    assert (tmp_path / "runs" / "nll_vs_epochs.png").stat().st_size > 10_000
+    kept = sorted(p.name for p in (tmp_path / "runs" / "mnist_vamp" / "checkpoints").glob("epoch_*.pt"))
+    assert kept == ["epoch_0001.pt", "epoch_0002.pt"]
+    likelihood.main([*args, "--skip", "long"])
+    assert capsys.readouterr().out.count("trained already") == 3
