@@ -105,19 +105,20 @@ def result_checkpoint(run_dir: Path) -> tuple[Path, str]:
 
 def same_epochs(args) -> list[str]:
     x = test_images(args)
-    found = {}
+    found, curve = {}, []
     for key, experiment, label in MODELS:
         keep = [f"trainer.keep_every={args.keep_every}"] if key == "vamp" else []
         run_dir, minutes = train(args, experiment, experiment, args.epochs, *keep)
-        checkpoint, weights = result_checkpoint(run_dir)
-        nll, iw_minutes = test_nll(checkpoint, x, args.iw_k)
         if minutes is None:  # trained by an earlier call: its own record of the time
             minutes = json.loads((run_dir / "metrics.json").read_text()).get("train_time_s", 0) / 60
-        found[key] = dict(nll=nll, label=label, minutes=minutes, iw_minutes=iw_minutes, weights=weights,
-                          run_dir=run_dir)
-    curve = [(int(p.stem.split("_")[1]), test_nll(p, x, args.iw_k)[0])
-             for p in sorted((found["vamp"]["run_dir"] / "checkpoints").glob("epoch_*.pt"))]
-    draw_curve(curve, found, Path(args.out) / "nll_vs_epochs.png", args)
+        checkpoint, weights = result_checkpoint(run_dir)
+        if key == "vamp":  # the curve; its last point is the result when the run ends with its last weights
+            curve = [(int(p.stem.split("_")[1]), *test_nll(p, x, args.iw_k))
+                     for p in sorted((run_dir / "checkpoints").glob("epoch_*.pt"))]
+        same = [(nll, m) for epoch, nll, m in curve if key == "vamp" and weights == f"last weights, epoch {epoch}"]
+        nll, iw_minutes = same[0] if same else test_nll(checkpoint, x, args.iw_k)
+        found[key] = dict(nll=nll, label=label, minutes=minutes, iw_minutes=iw_minutes, weights=weights)
+    draw_curve([(epoch, nll) for epoch, nll, _ in curve], found, Path(args.out) / "nll_vs_epochs.png", args)
     rows, base = [], found["vae"]["nll"]
     for key, info in found.items():
         published = "; ".join(f"{name}: {value}" for name, value in PUBLISHED[key])
@@ -127,7 +128,8 @@ def same_epochs(args) -> list[str]:
         rows.append(f"| {info['label']} | test NLL, IW k={args.iw_k} ({len(x)} images), {info['weights']} | "
                     f"{info['nll']:.2f} nats | {published} | {verdict} | {args.epochs} ep, {info['minutes']:.1f} min "
                     f"+ IW {info['iw_minutes']:.1f} min |")
-    print("  VampPrior curve (epoch, test NLL): " + ", ".join(f"({e}, {v:.2f})" for e, v in curve), flush=True)
+    print("  VampPrior curve (epoch, test NLL, IW minutes): "
+          + ", ".join(f"({e}, {v:.2f}, {m:.1f})" for e, v, m in curve), flush=True)
     return rows
 
 
