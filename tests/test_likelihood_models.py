@@ -288,3 +288,22 @@ def test_keep_every_keeps_a_checkpoint_of_every_nth_epoch(tmp_path):
     kept = sorted(p.name for p in (run / "checkpoints").glob("epoch_*.pt"))
     assert kept == ["epoch_0002.pt", "epoch_0004.pt"]
     assert load_checkpoint(run / "checkpoints" / "epoch_0002.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("extra, recon, kl", [
+    ({"latent_dims": [32, 16], "train_k": 1}, "−log p(x|z1) of one (z1, z2) ~ q(z1|x) q(z2|z1)",
+     "KL(q(z1,z2|x) ‖ p(z1,z2)) (nats), estimated at the sampled z"),
+    ({"latent_dims": [32, 16], "train_k": 5}, "−log p(x|z1) of the k training draws (z1, z2)",
+     "KL(q(z1,z2|x) ‖ p(z1,z2)) (nats), estimated at the sampled z"),
+])
+def test_the_eval_table_names_what_a_two_layer_model_measures(extra, recon, kl):
+    from aectl.evaluation.eval_tables import format_table
+    from tests.test_tables import eval_result
+
+    result = {**eval_result("hvae", {"recon": 80.0, "kl": 20.0, "active_units": 20, "active_units_z2": 9}), **extra}
+    table = format_table(result)
+    assert recon in table and kl in table
+    assert "active units of z1 (of K=8)" in table and "active units of z2, at z1 = μ (of K=16)" in table
+    vamp = format_table({**eval_result("vae", {"kl": 20.0}), "prior": "vamp"})
+    assert "KL(q(z|x) ‖ p(z)) (nats), estimated at the sampled z" in vamp
+    assert "estimated" not in format_table(eval_result("vae", {"kl": 20.0}))

@@ -8,7 +8,7 @@ from aectl.runs.tables import align_rows, format_metric
 
 _ROWS = (  # metric → label, in the order shown
     ("loss", "loss: the training objective{at_beta} (per example)"),
-    ("recon", "reconstruction −log p(x|z{y}){recon_of} ({unit})"),
+    ("recon", "reconstruction −log p(x|{z_decoded}{y}){recon_of} ({unit})"),
     ("kl", "KL(q({z}|x{y}) ‖ p({z})) (nats){kl_how}"),
     ("neg_elbo", "−ELBO{of_y} = reconstruction + KL ({unit})"),
     ("nll_iw", "−log p(x{given_y}), IW bound k={k} ({unit})"),
@@ -52,7 +52,11 @@ def _label_context(result: dict) -> dict:
     noisy = result["noise"]["kind"] != "none"
     iwae = result["model"] == "iwae"
     two_layers = result["model"] == "hvae"
-    of = [s for s, on in (("the noisy input", noisy), ("the k training z_i ~ q(z|x)" if iwae else f"one z ~ q(z|x{y})",
+    draw = f"one z ~ q(z|x{y})"
+    if two_layers:  # its recon is the mean over the k draws it trains with
+        draw = "the k training draws (z1, z2) ~ q(z1|x) q(z2|z1)" if result.get("train_k", 1) > 1 else \
+            "one (z1, z2) ~ q(z1|x) q(z2|z1)"
+    of = [s for s, on in (("the noisy input", noisy), ("the k training z_i ~ q(z|x)" if iwae else draw,
                                                        variational)) if on]
     return {"k": result["k"], "latent_dim": result["latent_dim"], "rho": result["penalty"].get("rho"),
             "psnr_max": result.get("psnr_max") or 1.0, "at_mu": ", z = μ" if variational else "",
@@ -60,7 +64,7 @@ def _label_context(result: dict) -> dict:
             "recon_of": f" of {', '.join(of)}" if of else "",
             "y": y, "given_y": "|y" if y else "", "of_y": " of log p(x|y)" if y else "",
             "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†",
-            "z": "z1,z2" if two_layers else "z", "of_z1": " of z1" if two_layers else "",
+            "z": "z1,z2" if two_layers else "z", "z_decoded": "z1" if two_layers else "z", "of_z1": " of z1" if two_layers else "",
             "latent_dim_z2": (result.get("latent_dims") or [None, None])[-1],
             "kl_how": ", estimated at the sampled z" if two_layers or result.get("prior") == "vamp" else ""}
 

@@ -167,7 +167,7 @@ def _prior_fields(model: nn.Module) -> dict:
     if getattr(model, "pseudo_inputs", None) is not None:
         return {"prior": "vamp", "pseudo_inputs": len(model.pseudo_inputs.raw)}
     if hasattr(model, "latent_dims"):
-        return {"latent_dims": list(model.latent_dims)}
+        return {"latent_dims": list(model.latent_dims), "train_k": model.k}
     return {}
 
 
