@@ -152,7 +152,7 @@ class Autoencoder:
 
             raise AectlError(f"sample: {VQ_NO_SAMPLES}")
         if self.kind not in VARIATIONAL_KINDS:
-            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE, cvae or IWAE does")
+            raise AectlError(f"sample: model {self.kind!r} has no prior to sample; only a VAE, cvae, IWAE or hvae does")
         if self.kind == "cvae":
             return self.decode(torch.randn((n, self.module.latent_dim), generator=generator), y)
         return self.decode(self.module.sample_prior(n, generator), y)

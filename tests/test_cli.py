@@ -15,7 +15,7 @@ from aectl.cli import main
 REPO = Path(__file__).resolve().parent.parent
 
 BAD_INPUT = [
-    (["model=foo"], ["model=foo", "allowed model=ae, cvae, dae, iwae, sae, sparse_ae, stacked_ae, vae, vqvae"]),
+    (["model=foo"], ["model=foo", "allowed model=ae, cvae, dae, hvae, iwae, sae, sparse_ae, stacked_ae, vae, vqvae"]),
     (["noise=foo"], ["noise=foo", "gaussian", "masking", "salt_pepper"]),
     (["model.foo=1"], ["model.foo", "allowed keys", "latent_dim"]),
     (["foo=1"], ["foo", "allowed keys", "beta"]),
@@ -75,7 +75,7 @@ def test_train_help_lists_groups_and_options(capsys):
         main(["train", "--help"])
     assert exit_info.value.code in (0, None)
     out = capsys.readouterr().out
-    for group, options in {"model": "ae, cvae, dae, iwae, sae, sparse_ae, stacked_ae, vae, vqvae",
+    for group, options in {"model": "ae, cvae, dae, hvae, iwae, sae, sparse_ae, stacked_ae, vae, vqvae",
                            "noise": "gaussian, masking, none, salt_pepper",
                            "beta_schedule": "constant, cyclical, linear, sigmoid"}.items():
         assert f"{group}: {options}" in out

@@ -13,8 +13,8 @@ from aectl.objectives.objective import Objective, make_objective
 class Variant:
     """What the checkpoint's config says about which metrics apply."""
 
-    kind: str  # model kind (ae, stacked_ae, sparse_ae, dae, vae, cvae, vqvae, iwae)
-    variational: bool  # a VAE, cvae or IWAE: ELBO, KL, IW log-likelihood, active units, prior pictures
+    kind: str  # model kind (ae, stacked_ae, sparse_ae, dae, vae, cvae, vqvae, iwae, sae, hvae)
+    variational: bool  # a VAE, cvae, IWAE or hvae: ELBO, KL, IW log-likelihood, active units, prior pictures
     noise: dict  # the trained corruption: kind, sigma, clip, p, v_min, v_max
     penalty: dict  # the trained penalty: kind, rho, beta, weight
     beta: float  # the target KL weight the model was trained for
