@@ -101,8 +101,9 @@ def main() -> None:
     for name, (compile_, threads) in settings.items():
         ratios = sorted(s / b for s, b in zip(speeds[name], base))
         losses = step_losses(compile_, data, args.check_steps, threads)
+        difference = ((losses - reference).abs() / reference.abs()).max().item()
         print(f"| {name} | {statistics.median(speeds[name]):.0f} | {statistics.median(ratios):.3f} "
-              f"({ratios[0]:.3f}–{ratios[-1]:.3f}) | {((losses - reference).abs() / reference.abs()).max().item():.1e} |")
+              f"({ratios[0]:.3f}–{ratios[-1]:.3f}) | {difference:.1e} |")
 
 
 if __name__ == "__main__":

@@ -69,8 +69,8 @@ def train(args, name: str, experiment: str, epochs: int, *overrides: str) -> Pat
     if (run_dir / "metrics.json").exists():
         print(f"  {name}: trained already, scoring {run_dir}", flush=True)
         return run_dir
-    warmup = [] if args.warmup_steps is None or experiment.endswith("_long") or \
-        any(o.startswith("lr_schedule.warmup_steps=") for o in overrides) else [f"lr_schedule.warmup_steps={args.warmup_steps}"]
+    own_warmup = experiment.endswith("_long") or any(o.startswith("lr_schedule.warmup_steps=") for o in overrides)
+    warmup = [] if args.warmup_steps is None or own_warmup else [f"lr_schedule.warmup_steps={args.warmup_steps}"]
     rc = cli.main(["train", f"experiment={experiment}", f"dataset.root={args.root}", "dataset.download=false",
                    f"dataset.limit={args.limit}", f"trainer.epochs={epochs}", f"trainer.threads={args.threads}",
                    "trainer.progress=false", f"hydra.run.dir={run_dir}", *warmup, *overrides])

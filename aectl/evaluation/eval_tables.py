@@ -64,7 +64,8 @@ def _label_context(result: dict) -> dict:
             "recon_of": f" of {', '.join(of)}" if of else "",
             "y": y, "given_y": "|y" if y else "", "of_y": " of log p(x|y)" if y else "",
             "unit": "nats" if likelihood["normalised"] else "grey-level Bernoulli CE†",
-            "z": "z1,z2" if two_layers else "z", "z_decoded": "z1" if two_layers else "z", "of_z1": " of z1" if two_layers else "",
+            "z": "z1,z2" if two_layers else "z", "z_decoded": "z1" if two_layers else "z",
+            "of_z1": " of z1" if two_layers else "",
             "latent_dim_z2": (result.get("latent_dims") or [None, None])[-1],
             "kl_how": ", estimated at the sampled z" if two_layers or result.get("prior") == "vamp" else ""}
 

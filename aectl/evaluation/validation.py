@@ -107,7 +107,8 @@ class SplitMetrics:
         if not self.noisy:
             return (terms[TERMS.index("recon")] + terms[TERMS.index("kl")]).expand(len(x))
         clean = model(x)
-        return losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma) + self.objective.kl(model, clean)
+        nll = losses.reconstruction_nll(clean.recon, x, model.likelihood, model.sigma)
+        return nll + self.objective.kl(model, clean)
 
     def result(self, codes: torch.Tensor) -> dict[str, float]:
         values = self.objective.named((self.terms / self.n).tolist(), self.beta)

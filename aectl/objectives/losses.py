@@ -99,7 +99,8 @@ def two_layer_log_terms(draw, x: torch.Tensor, likelihood: str, sigma: float = D
     target = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
     log_px_z = log_likelihood(draw.recon.flatten(0, 1), target, likelihood, sigma).view(k, n)
     log_p = gaussian_log_density(draw.z1, draw.prior_mu1, draw.prior_logvar1) + standard_normal_log_prob(draw.z2)
-    log_q = gaussian_log_density(draw.z1, draw.mu1, draw.logvar1) + gaussian_log_density(draw.z2, draw.mu2, draw.logvar2)
+    log_q = (gaussian_log_density(draw.z1, draw.mu1, draw.logvar1)
+             + gaussian_log_density(draw.z2, draw.mu2, draw.logvar2))
     return log_px_z, log_p, log_q
 
 

@@ -59,7 +59,7 @@ class Objective:
     def kl(self, model, out: ModelOutput) -> torch.Tensor:
         """KL(q(z|x) ‖ p(z)) per example: in closed form for the N(0, I) prior; for the VampPrior,
         which has none, the one-sample estimate log q(z|x) − log p(z) at the z the decoder saw
-        (Tomczak & Welling 2018, eq. 5): unbiased, and the ELBO it gives is the k = 1 IW bound."""
+        (Tomczak & Welling 2018): unbiased, and the ELBO it gives is the k = 1 IW bound."""
         if self.prior == "gaussian":
             return losses.gaussian_kl(out.mu, out.logvar)
         return losses.gaussian_log_density(out.z, out.mu, out.logvar) - model.log_prior(out.z)
@@ -197,7 +197,7 @@ def make_objective(model_kind: str, likelihood: str, sigma: float, penalty: dict
                    commitment: float = 0.25, ema: bool = False, model: dict | None = None) -> Objective:
     """The objective of a model kind with its likelihood and penalty section (plain data, as in
     a checkpoint's config), so training and `aectl eval` build the same one; `k` is the IWAE's,
-    `commitment` and `ema` the VQ-VAE's, `model` (the model section) the sparse autoencoder's weights."""
+    `commitment` and `ema` the VQ-VAE's, `model` (the model section) the sparse autoencoder's weights and the prior."""
     if model_kind == "sae":
         return Objective(likelihood=likelihood, variational=False, sae=True, **sae_terms.coefficients(model or {}))
     if model_kind == "hvae":  # k = 1: the ELBO, with β
