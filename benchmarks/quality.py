@@ -25,6 +25,9 @@ dynamically binarized MNIST (experiment=mnist_vae), then prints one table:
 - IWAE k=5 (experiment=mnist_iwae): test NLL (IW, k samples) against experiment=mnist_vae trained
   for the same epochs at the IWAE preset's lr curve; it passes 1 nat or more below it.
 
+The likelihood models (the VampPrior, two stochastic layers) and the long presets have their own
+script, benchmarks/likelihood.py: it keeps checkpoints for a curve and times each preset alone.
+
 The default epochs are at most the VAE's 50 (the CVAE's 60: at 30 its mark is met only narrowly); all parts together
 take about 1.5-2 hours on one CPU thread. Raise the epochs on a GPU.
 """
