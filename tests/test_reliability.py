@@ -263,7 +263,10 @@ def test_ctrl_c_with_a_dead_pipe_reader_saves_and_says_how_to_resume(tmp_path, b
     last.pt: exit 130, the checkpoint, and the resume line on stderr or in train.log."""
     run = tmp_path / "run"
     args = [a for a in TINY if a != "trainer.progress=false"] if both else TINY  # progress lines on stderr too
-    reader = subprocess.Popen([sys.executable, "-c", "import sys\nfor line in sys.stdin: pass"],
+    # The reader dies of SIGINT as tee does, also when the suite runs with SIGINT ignored (a shell's
+    # background job), a disposition every child would inherit.
+    reader = subprocess.Popen([sys.executable, "-c", "import signal, sys\n"
+                               "signal.signal(signal.SIGINT, signal.SIG_DFL)\nfor line in sys.stdin: pass"],
                               stdin=subprocess.PIPE)
     err_file = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "aectl", "train", *args, "trainer.epochs=1000",
