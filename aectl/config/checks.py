@@ -29,7 +29,7 @@ from aectl.config import (
     ModelConfig,
     TrainConfig,
 )
-from aectl.config.errors import ConfigError
+from aectl.config.errors import ConfigError, check as _check
 from aectl.config.monitoring import check_monitors
 from aectl.config.option_fields import check_fields_apply
 from aectl.config.sae_checks import validate_sae
@@ -39,11 +39,6 @@ from aectl.config.variational_checks import validate_hvae, validate_prior
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(key, value, "one of " + ", ".join(allowed))
-
-
-def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(key, value, allowed)
 
 
 def _is_size(size: Any) -> bool:

@@ -22,6 +22,12 @@ class ConfigError(AectlError):
         self.allowed = allowed
 
 
+def check(key: str, value, ok: bool, allowed: str) -> None:
+    """Refuse `key=value` with what is allowed, unless `ok`: every config check's one line."""
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
 class DataError(AectlError):
     """A dataset could not be read or has the wrong shape, range or content."""
 

@@ -3,7 +3,7 @@ reads, and the other kinds' refusal of them, each a one-line ConfigError naming 
 
 from dataclasses import fields
 
-from aectl.config.errors import ConfigError
+from aectl.config.errors import ConfigError, check as _check
 from aectl.config.schema import B_DEC_INITS, SAE_ACTIVATIONS, ModelConfig, TrainConfig
 
 # What every sae reads, and what each activation adds.
@@ -18,11 +18,6 @@ SAE_ONLY = tuple(dict.fromkeys(f for names in SAE_ACTIVATION_FIELDS.values() for
 # The other kinds' network fields: an sae is one linear encoder and decoder on the flattened input.
 NOT_SAE = ("arch", "hidden_dims", "conv_channels", "latent_dim", "code_activation", "likelihood",
            "output_activation", "sigma")
-
-
-def _check(key: str, value, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(key, value, allowed)
 
 
 def _is_int(value) -> bool:

@@ -2,15 +2,10 @@
 two-stochastic-layer model (model.latent_dims, model.top_hidden_dims): ranged where they apply,
 refused where they would do nothing."""
 
-from aectl.config.errors import ConfigError
+from aectl.config.errors import check as _check
 from aectl.config.schema import PRIORS, ModelConfig, TrainConfig
 
 VAMP_KINDS = ("vae", "iwae")
-
-
-def _check(key: str, value, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(key, value, allowed)
 
 
 def validate_prior(cfg: TrainConfig) -> None:

@@ -33,7 +33,6 @@ class VariationalAutoencoder(nn.Module):
         self.posterior = nn.Linear(self.encoder.out_features, 2 * latent_dim)
         self.decoder = Decoder(input_shape, arch, hidden_dims, conv_channels, activation, latent_dim)
         self.output_activation = _output_activation(likelihood, output_activation)
-        self.prior = prior
         # made after the networks, so a gaussian-prior model's initial weights do not depend on it
         self.pseudo_inputs = PseudoInputs(pseudo_inputs, input_shape, pseudo_input_range) if prior == "vamp" else None
 
